@@ -1,0 +1,237 @@
+//! The `sts` command line. Every command uses the same configuration, database and master key as the
+//! server; a running server picks up key changes within `keys.reload_interval_seconds`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use zeroize::Zeroizing;
+
+use crate::clock;
+use crate::config::{Config, strip_newline};
+use crate::keys::{KeyInfo, KeyRing, KeyService, import::MAX_KEYSTORE_BYTES};
+use crate::startup::Application;
+use crate::store;
+use crate::tokens::{TokenIssuer, TokenKind, TokenRequest};
+
+#[derive(Parser, Debug)]
+#[command(name = "sts", version, about = "Security token service: delegated login, signed JWTs, JWKS")]
+pub struct Cli {
+    /// Config file (default: conf/sts.toml when present; also STS_CONFIG).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Manage token-signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Operator tools for tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// List keys: kid, algorithm, source, state, created.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import a PKCS#12 keystore holding exactly one RSA key pair; it becomes the active key.
+    Import(ImportArgs),
+    /// Generate a new key; it becomes active, the previous one stays published until its tokens expire.
+    Regenerate,
+}
+
+#[derive(Args, Debug)]
+#[group(id = "password", required = true, multiple = false, args = ["password_env", "password_file"])]
+pub struct ImportArgs {
+    /// The PKCS#12 file (.p12 / .pfx).
+    #[arg(long, value_name = "PATH")]
+    pub keystore: PathBuf,
+    /// Name of the environment variable holding the keystore password.
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+    /// File holding the keystore password (one trailing newline is ignored).
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Print a signed access token (to test verifiers).
+    Issue {
+        /// Subject (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// Comma-separated roles.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// Audience (`aud`); default: the public URL.
+        #[arg(long)]
+        aud: Option<String>,
+        /// Lifetime in seconds; default tokens.lifetime_seconds, at most tokens.max_lifetime_seconds.
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+}
+
+/// Entry point for the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let extra_env: Vec<String> = match &cli.command {
+        Some(Command::Keys(KeysCommand::Import(a))) => a.password_env.iter().cloned().collect(),
+        _ => vec![],
+    };
+    let extra: Vec<&str> = extra_env.iter().map(String::as_str).collect();
+    let config = match Config::load(cli.config.as_deref(), &extra) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let app = Application::build(config).await?;
+            app.run_until_stopped().await?;
+            Ok(())
+        }
+        Command::Keys(k) => keys(k, &config).await,
+        Command::Token(TokenCommand::Issue { sub, roles, aud, ttl }) => {
+            let service = Arc::new(open_service(&config).await?);
+            service.ensure_active().await?;
+            let ring = Arc::new(KeyRing::load(service, config.jwks_max_age).await?);
+            let issuer = TokenIssuer::new(
+                config.public_url.clone(),
+                ring,
+                clock::system(),
+                config.token_lifetime,
+                config.token_max_lifetime,
+            );
+            let roles = roles.into_iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect();
+            let req = TokenRequest {
+                kind: TokenKind::Access,
+                subject: sub,
+                audience: vec![aud.unwrap_or_else(|| config.public_url.clone())],
+                roles,
+                client_id: "sts-cli".into(),
+                ttl,
+            };
+            let token = issuer.issue(&req)?;
+            println!("{}", token.token);
+            Ok(())
+        }
+    }
+}
+
+async fn open_service(config: &Config) -> anyhow::Result<KeyService> {
+    let pool = store::connect(config).await?;
+    Ok(KeyService::open(pool, config, clock::system(), "cli").await?)
+}
+
+async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::List { json } => {
+            let keys = open_service(config).await?.list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                print_table(&keys);
+            }
+        }
+        KeysCommand::Regenerate => {
+            let info = open_service(config).await?.regenerate().await?;
+            println!("generated key {} (active); the previous key stays published until its tokens expire", info.kid);
+        }
+        KeysCommand::Import(args) => {
+            // Read and check the inputs before touching the database.
+            let password = read_password(&args)?;
+            let meta = std::fs::metadata(&args.keystore).with_context(|| format!("keystore {}", args.keystore.display()))?;
+            if meta.len() > MAX_KEYSTORE_BYTES as u64 {
+                bail!("keystore {}: larger than {MAX_KEYSTORE_BYTES} bytes", args.keystore.display());
+            }
+            let data = std::fs::read(&args.keystore).with_context(|| format!("keystore {}", args.keystore.display()))?;
+            let service = open_service(config).await?;
+            let info = service
+                .import_pkcs12(&data, &password)
+                .await
+                .with_context(|| format!("keystore {} refused; keys unchanged", args.keystore.display()))?;
+            println!(
+                "imported key {} (active, {} certificate(s)); the previous key stays published until its tokens expire",
+                info.kid, info.certificates
+            );
+        }
+    }
+    Ok(())
+}
+
+fn read_password(args: &ImportArgs) -> anyhow::Result<Zeroizing<String>> {
+    let pw = match (&args.password_env, &args.password_file) {
+        (Some(var), None) => Zeroizing::new(
+            std::env::var(var).with_context(|| format!("--password-env: environment variable {var} is not set"))?,
+        ),
+        (None, Some(path)) => Zeroizing::new(strip_newline(
+            std::fs::read_to_string(path).with_context(|| format!("--password-file {}", path.display()))?,
+        )),
+        _ => bail!("give exactly one of --password-env or --password-file"),
+    };
+    if pw.is_empty() {
+        bail!("the keystore password is empty; a password-protected keystore is required");
+    }
+    Ok(pw)
+}
+
+fn fmt_time(t: Option<i64>) -> String {
+    let Some(t) = t else { return "-".into() };
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| t.to_string())
+}
+
+fn print_table(keys: &[KeyInfo]) {
+    println!("{:<44}  {:<6}  {:<13}  {:<9}  {:<20}  {:<20}", "KID", "ALG", "SOURCE", "STATE", "CREATED", "IN JWKS UNTIL");
+    for k in keys {
+        let until = match k.state.as_str() {
+            "active" => "-".to_string(),
+            _ => fmt_time(k.publish_until),
+        };
+        println!(
+            "{:<44}  {:<6}  {:<13}  {:<9}  {:<20}  {:<20}",
+            k.kid,
+            k.alg,
+            k.source,
+            k.state,
+            fmt_time(Some(k.created_at)),
+            until
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! The security token service (STS): delegated login, short-lived signed JWTs, a JWKS for offline
+//! verification, and the signing keys behind them.
+//!
+//! Module map (see docs/architecture.md):
+//! - [`config`]: typed configuration, defaults < `conf/sts.toml` < `STS_*` environment.
+//! - [`store`]: the SQLite pool and migrations; one file per aggregate.
+//! - [`keys`]: signing keys (generate, import PKCS#12, encrypt at rest, rotate, JWKS).
+//! - [`tokens`]: the token issuer (RS256 JWTs signed through aws-lc-rs).
+//! - [`http`]: routes, request ids, security headers.
+//! - [`startup`]: `Application::build` / `run_until_stopped` (binds first, so port 0 works).
+//! - [`cli`]: the `sts` command line.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod tokens;
+
+pub use config::Config;
+pub use startup::Application;

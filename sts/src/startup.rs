@@ -1,0 +1,124 @@
+//! `Application`: open the store, check the master key, make sure a signing key exists, bind the listener
+//! (port 0 works, for tests), then serve until stopped.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+
+use crate::clock::{self, SharedClock};
+use crate::config::{Config, TlsConfig};
+use crate::http::{self, AppState};
+use crate::keys::{KeyRing, KeyService};
+use crate::store;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    keys: Arc<KeyRing>,
+    reloader: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, clock::system()).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        if !config.public_url.starts_with("https://") {
+            tracing::warn!(public_url = %config.public_url,
+                "public URL is not https: fine on loopback or behind a TLS-terminating proxy, not otherwise");
+        }
+        let pool = store::connect(&config).await?;
+        let service = Arc::new(KeyService::open(pool, &config, clock, "server").await?);
+        service.ensure_active().await?;
+        service.retire_expired().await?;
+        let keys = Arc::new(KeyRing::load(service, config.jwks_max_age).await?);
+        let reloader = keys.spawn_reloader(config.key_reload_interval);
+
+        let listener = TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            keys: keys.clone(),
+            issuer: config.public_url.clone(),
+            jwks_uri: config.jwks_uri(),
+        });
+        let https_public = config.public_url.starts_with("https://");
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(http::security_headers(https_public))
+                .wrap_fn(http::request_span)
+                .configure(http::routes)
+        })
+        .shutdown_timeout(5);
+        if let Some(n) = config.workers {
+            server = server.workers(n);
+        }
+        let server = match &config.tls {
+            None => server.listen(listener)?,
+            Some(tls) => server.listen_rustls_0_23(listener, rustls_config(tls)?)?,
+        }
+        .run();
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        tracing::info!(listen = %format!("{scheme}://{}:{port}", config.listen.ip()), issuer = %config.public_url,
+            active_kid = keys.current().active.as_ref().map(|k| k.kid.as_str()).unwrap_or("-"), "sts started");
+        Ok(Self { port, server, keys, reloader })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn keys(&self) -> Arc<KeyRing> {
+        self.keys.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let res = self.server.await;
+        self.reloader.abort();
+        res
+    }
+}
+
+fn rustls_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let (certs, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) = match tls {
+        TlsConfig::Pem { cert_file, key_file } => {
+            let certs = CertificateDer::pem_file_iter(cert_file)
+                .with_context(|| format!("server.tls.cert_file {}", cert_file.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("server.tls.cert_file {}: not a PEM certificate chain", cert_file.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key_file)
+                .with_context(|| format!("server.tls.key_file {}: no PEM private key", key_file.display()))?;
+            (certs, key)
+        }
+        TlsConfig::Pkcs12 { file, password } => {
+            let data = std::fs::read(file).with_context(|| format!("server.tls.pkcs12_file {}", file.display()))?;
+            let store = p12_keystore::KeyStore::from_pkcs12(&data, password.expose(), p12_keystore::Pkcs12ImportPolicy::Strict)
+                .map_err(|e| anyhow::anyhow!("server.tls.pkcs12_file {}: {e}", file.display()))?;
+            let (_, chain) = store
+                .private_key_chain()
+                .ok_or_else(|| anyhow::anyhow!("server.tls.pkcs12_file {}: no private key with a certificate", file.display()))?;
+            let certs = chain.certs().iter().map(|c| CertificateDer::from(c.as_der().to_vec())).collect();
+            (certs, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(chain.key().as_der().to_vec())))
+        }
+    };
+    if certs.is_empty() {
+        anyhow::bail!("TLS: the certificate chain is empty");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("TLS: the certificate does not match the private key, or the key is unsupported")?;
+    Ok(config)
+}

@@ -1,0 +1,165 @@
+//! SQL for the `signing_keys` and `key_events` tables.
+
+use sqlx::Row;
+
+use super::Pool;
+
+/// A signing-key row without its sealed private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub kid: String,
+    pub alg: String,
+    pub source: String,
+    pub state: String,
+    pub public_jwk: String,
+    pub master_key_id: String,
+    pub created_at: i64,
+    pub deactivated_at: Option<i64>,
+    pub publish_until: Option<i64>,
+    pub retired_at: Option<i64>,
+}
+
+fn row(r: &sqlx::sqlite::SqliteRow) -> KeyRow {
+    KeyRow {
+        kid: r.get("kid"),
+        alg: r.get("alg"),
+        source: r.get("source"),
+        state: r.get("state"),
+        public_jwk: r.get("public_jwk"),
+        master_key_id: r.get("master_key_id"),
+        created_at: r.get("created_at"),
+        deactivated_at: r.get("deactivated_at"),
+        publish_until: r.get("publish_until"),
+        retired_at: r.get("retired_at"),
+    }
+}
+
+/// A new key to insert as the active one.
+pub struct NewKey<'a> {
+    pub kid: &'a str,
+    pub alg: &'a str,
+    pub source: &'a str,
+    pub public_jwk: &'a str,
+    pub sealed: &'a str,
+    pub master_key_id: &'a str,
+    pub now: i64,
+}
+
+pub async fn all(pool: &Pool) -> Result<Vec<KeyRow>, sqlx::Error> {
+    let q = "SELECT kid, alg, source, state, public_jwk, master_key_id, created_at, deactivated_at, publish_until, retired_at \
+             FROM signing_keys ORDER BY created_at DESC, kid";
+    Ok(sqlx::query(q).fetch_all(pool).await?.iter().map(row).collect())
+}
+
+pub async fn count(pool: &Pool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys").fetch_one(pool).await
+}
+
+pub async fn master_key_ids(pool: &Pool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT DISTINCT master_key_id FROM signing_keys ORDER BY master_key_id").fetch_all(pool).await
+}
+
+pub async fn has_active(pool: &Pool) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE state = 'active'").fetch_one(pool).await?;
+    Ok(n > 0)
+}
+
+/// Keys that belong in the JWKS at `now`: the active one and published ones not yet past `publish_until`.
+pub async fn visible(pool: &Pool, now: i64) -> Result<Vec<KeyRow>, sqlx::Error> {
+    let q = "SELECT kid, alg, source, state, public_jwk, master_key_id, created_at, deactivated_at, publish_until, retired_at \
+             FROM signing_keys WHERE state = 'active' OR (state = 'published' AND publish_until > ?) \
+             ORDER BY CASE state WHEN 'active' THEN 0 ELSE 1 END, created_at DESC, kid";
+    Ok(sqlx::query(q).bind(now).fetch_all(pool).await?.iter().map(row).collect())
+}
+
+/// The sealed private key of the active key, if any.
+pub async fn active_sealed(pool: &Pool) -> Result<Option<(String, String)>, sqlx::Error> {
+    let r = sqlx::query("SELECT kid, private_key_sealed FROM signing_keys WHERE state = 'active'")
+        .fetch_optional(pool)
+        .await?;
+    Ok(r.map(|r| (r.get("kid"), r.get("private_key_sealed"))))
+}
+
+/// Insert the first active key. Returns false when another process created an active key first.
+pub async fn insert_first_active(pool: &Pool, k: &NewKey<'_>, actor: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let res = insert_active(&mut tx, k).await;
+    match res {
+        Ok(()) => {
+            event(&mut tx, k.now, actor, "generated", k.kid, "first key").await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Make `k` the active key; the previous active key becomes `published` until `now + grace`.
+/// One transaction: either both changes land or neither. Returns the previous active kid.
+pub async fn rotate_to(pool: &Pool, k: &NewKey<'_>, grace: i64, actor: &str, action: &str) -> Result<Option<String>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let previous: Option<String> = sqlx::query_scalar(
+        "UPDATE signing_keys SET state = 'published', deactivated_at = ?, publish_until = ? \
+         WHERE state = 'active' RETURNING kid",
+    )
+    .bind(k.now)
+    .bind(k.now + grace)
+    .fetch_optional(&mut *tx)
+    .await?;
+    insert_active(&mut tx, k).await?;
+    if let Some(prev) = &previous {
+        event(&mut tx, k.now, actor, "deactivated", prev, &format!("published until {}", k.now + grace)).await?;
+    }
+    event(&mut tx, k.now, actor, action, k.kid, &format!("source {}", k.source)).await?;
+    tx.commit().await?;
+    Ok(previous)
+}
+
+async fn insert_active(tx: &mut sqlx::SqliteConnection, k: &NewKey<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, source, state, public_jwk, private_key_sealed, master_key_id, created_at) \
+         VALUES (?, ?, ?, 'active', ?, ?, ?, ?)",
+    )
+    .bind(k.kid)
+    .bind(k.alg)
+    .bind(k.source)
+    .bind(k.public_jwk)
+    .bind(k.sealed)
+    .bind(k.master_key_id)
+    .bind(k.now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Move published keys whose time is up to `retired`. Nothing is deleted.
+pub async fn retire_expired(pool: &Pool, now: i64, actor: &str) -> Result<Vec<String>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let kids: Vec<String> = sqlx::query_scalar(
+        "UPDATE signing_keys SET state = 'retired', retired_at = ? \
+         WHERE state = 'published' AND publish_until <= ? RETURNING kid",
+    )
+    .bind(now)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    for kid in &kids {
+        event(&mut tx, now, actor, "retired", kid, "left the JWKS").await?;
+    }
+    tx.commit().await?;
+    Ok(kids)
+}
+
+async fn event(tx: &mut sqlx::SqliteConnection, at: i64, actor: &str, action: &str, kid: &str, detail: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO key_events (id, at, actor, action, kid, detail) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(at)
+        .bind(actor)
+        .bind(action)
+        .bind(kid)
+        .bind(detail)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
