@@ -14,7 +14,13 @@ fn bench_signing(c: &mut Criterion) {
     for bits in [2048usize, 3072] {
         let material = KeyMaterial::generate(bits).expect("key generation");
         let ring = Arc::new(KeyRing::fixed(Snapshot::single(&material)));
-        let issuer = TokenIssuer::new("https://sts.example.com".into(), ring, clock::system(), 600, 3600);
+        let issuer = TokenIssuer::new(
+            "https://sts.example.com".into(),
+            ring,
+            clock::system(),
+            600,
+            3600,
+        );
         let req = TokenRequest {
             kind: TokenKind::Access,
             subject: "alice@example.com".into(),
@@ -23,7 +29,9 @@ fn bench_signing(c: &mut Criterion) {
             client_id: "bench".into(),
             ttl: None,
         };
-        group.bench_function(format!("issue_rs256_rsa{bits}"), |b| b.iter(|| issuer.issue(&req).expect("signed")));
+        group.bench_function(format!("issue_rs256_rsa{bits}"), |b| {
+            b.iter(|| issuer.issue(&req).expect("signed"))
+        });
     }
     group.finish();
 }

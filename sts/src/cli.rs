@@ -17,7 +17,11 @@ use crate::store;
 use crate::tokens::{TokenIssuer, TokenKind, TokenRequest};
 
 #[derive(Parser, Debug)]
-#[command(name = "sts", version, about = "Security token service: delegated login, signed JWTs, JWKS")]
+#[command(
+    name = "sts",
+    version,
+    about = "Security token service: delegated login, signed JWTs, JWKS"
+)]
 pub struct Cli {
     /// Config file (default: conf/sts.toml when present; also STS_CONFIG).
     #[arg(long, global = true, value_name = "PATH")]
@@ -53,13 +57,17 @@ pub enum KeysCommand {
 }
 
 #[derive(Args, Debug)]
-#[group(id = "password", required = true, multiple = false, args = ["password_env", "password_file"])]
 pub struct ImportArgs {
     /// The PKCS#12 file (.p12 / .pfx).
     #[arg(long, value_name = "PATH")]
     pub keystore: PathBuf,
     /// Name of the environment variable holding the keystore password.
-    #[arg(long, value_name = "VAR")]
+    #[arg(
+        long,
+        value_name = "VAR",
+        conflicts_with = "password_file",
+        required_unless_present = "password_file"
+    )]
     pub password_env: Option<String>,
     /// File holding the keystore password (one trailing newline is ignored).
     #[arg(long, value_name = "PATH")]
@@ -101,7 +109,10 @@ pub fn main() -> ExitCode {
         }
     };
     crate::telemetry::init(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -125,7 +136,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(k) => keys(k, &config).await,
-        Command::Token(TokenCommand::Issue { sub, roles, aud, ttl }) => {
+        Command::Token(TokenCommand::Issue {
+            sub,
+            roles,
+            aud,
+            ttl,
+        }) => {
             let service = Arc::new(open_service(&config).await?);
             service.ensure_active().await?;
             let ring = Arc::new(KeyRing::load(service, config.jwks_max_age).await?);
@@ -136,7 +152,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 config.token_lifetime,
                 config.token_max_lifetime,
             );
-            let roles = roles.into_iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect();
+            let roles = roles
+                .into_iter()
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty())
+                .collect();
             let req = TokenRequest {
                 kind: TokenKind::Access,
                 subject: sub,
@@ -169,21 +189,34 @@ async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
         }
         KeysCommand::Regenerate => {
             let info = open_service(config).await?.regenerate().await?;
-            println!("generated key {} (active); the previous key stays published until its tokens expire", info.kid);
+            println!(
+                "generated key {} (active); the previous key stays published until its tokens expire",
+                info.kid
+            );
         }
         KeysCommand::Import(args) => {
             // Read and check the inputs before touching the database.
             let password = read_password(&args)?;
-            let meta = std::fs::metadata(&args.keystore).with_context(|| format!("keystore {}", args.keystore.display()))?;
+            let meta = std::fs::metadata(&args.keystore)
+                .with_context(|| format!("keystore {}", args.keystore.display()))?;
             if meta.len() > MAX_KEYSTORE_BYTES as u64 {
-                bail!("keystore {}: larger than {MAX_KEYSTORE_BYTES} bytes", args.keystore.display());
+                bail!(
+                    "keystore {}: larger than {MAX_KEYSTORE_BYTES} bytes",
+                    args.keystore.display()
+                );
             }
-            let data = std::fs::read(&args.keystore).with_context(|| format!("keystore {}", args.keystore.display()))?;
+            let data = std::fs::read(&args.keystore)
+                .with_context(|| format!("keystore {}", args.keystore.display()))?;
             let service = open_service(config).await?;
             let info = service
                 .import_pkcs12(&data, &password)
                 .await
-                .with_context(|| format!("keystore {} refused; keys unchanged", args.keystore.display()))?;
+                .with_context(|| {
+                    format!(
+                        "keystore {} refused; keys unchanged",
+                        args.keystore.display()
+                    )
+                })?;
             println!(
                 "imported key {} (active, {} certificate(s)); the previous key stays published until its tokens expire",
                 info.kid, info.certificates
@@ -194,15 +227,17 @@ async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
 }
 
 fn read_password(args: &ImportArgs) -> anyhow::Result<Zeroizing<String>> {
-    let pw = match (&args.password_env, &args.password_file) {
-        (Some(var), None) => Zeroizing::new(
-            std::env::var(var).with_context(|| format!("--password-env: environment variable {var} is not set"))?,
-        ),
-        (None, Some(path)) => Zeroizing::new(strip_newline(
-            std::fs::read_to_string(path).with_context(|| format!("--password-file {}", path.display()))?,
-        )),
-        _ => bail!("give exactly one of --password-env or --password-file"),
-    };
+    let pw =
+        match (&args.password_env, &args.password_file) {
+            (Some(var), None) => Zeroizing::new(std::env::var(var).with_context(|| {
+                format!("--password-env: environment variable {var} is not set")
+            })?),
+            (None, Some(path)) => Zeroizing::new(strip_newline(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("--password-file {}", path.display()))?,
+            )),
+            _ => bail!("give exactly one of --password-env or --password-file"),
+        };
     if pw.is_empty() {
         bail!("the keystore password is empty; a password-protected keystore is required");
     }
@@ -213,12 +248,18 @@ fn fmt_time(t: Option<i64>) -> String {
     let Some(t) = t else { return "-".into() };
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| t.to_string())
 }
 
 fn print_table(keys: &[KeyInfo]) {
-    println!("{:<44}  {:<6}  {:<13}  {:<9}  {:<20}  {:<20}", "KID", "ALG", "SOURCE", "STATE", "CREATED", "IN JWKS UNTIL");
+    println!(
+        "{:<44}  {:<6}  {:<13}  {:<9}  {:<20}  {:<20}",
+        "KID", "ALG", "SOURCE", "STATE", "CREATED", "IN JWKS UNTIL"
+    );
     for k in keys {
         let until = match k.state.as_str() {
             "active" => "-".to_string(),

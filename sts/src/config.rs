@@ -26,14 +26,30 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("STS_TLS_CERT_FILE", "server.tls.cert_file", Kind::Str),
     ("STS_TLS_KEY_FILE", "server.tls.key_file", Kind::Str),
     ("STS_TLS_PKCS12_FILE", "server.tls.pkcs12_file", Kind::Str),
-    ("STS_TLS_PKCS12_PASSWORD_FILE", "server.tls.pkcs12_password_file", Kind::Str),
+    (
+        "STS_TLS_PKCS12_PASSWORD_FILE",
+        "server.tls.pkcs12_password_file",
+        Kind::Str,
+    ),
     ("STS_DATABASE_URL", "database.url", Kind::Str),
-    ("STS_DATABASE_MAX_CONNECTIONS", "database.max_connections", Kind::Int),
+    (
+        "STS_DATABASE_MAX_CONNECTIONS",
+        "database.max_connections",
+        Kind::Int,
+    ),
     ("STS_MASTER_KEY_FILE", "keys.master_key_file", Kind::Str),
     ("STS_KEY_SIZE", "keys.rsa_bits", Kind::Int),
-    ("STS_KEY_RELOAD_INTERVAL", "keys.reload_interval_seconds", Kind::Int),
+    (
+        "STS_KEY_RELOAD_INTERVAL",
+        "keys.reload_interval_seconds",
+        Kind::Int,
+    ),
     ("STS_TOKEN_LIFETIME", "tokens.lifetime_seconds", Kind::Int),
-    ("STS_TOKEN_MAX_LIFETIME", "tokens.max_lifetime_seconds", Kind::Int),
+    (
+        "STS_TOKEN_MAX_LIFETIME",
+        "tokens.max_lifetime_seconds",
+        Kind::Int,
+    ),
     ("STS_CLOCK_SKEW", "tokens.leeway_seconds", Kind::Int),
     ("STS_JWKS_MAX_AGE", "jwks.max_age_seconds", Kind::Int),
     ("STS_LOG", "log.level", Kind::Str),
@@ -52,7 +68,10 @@ enum Kind {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("environment variable {name}: {message}")]
@@ -62,7 +81,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, message: message.into() }
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
 }
 
 // ---------------------------------------------------------------- raw (serde) layer
@@ -105,7 +127,11 @@ struct RawDatabase {
 }
 impl Default for RawDatabase {
     fn default() -> Self {
-        Self { url: "sqlite://data/sts.db".into(), max_connections: 8, busy_timeout_ms: 5000 }
+        Self {
+            url: "sqlite://data/sts.db".into(),
+            max_connections: 8,
+            busy_timeout_ms: 5000,
+        }
     }
 }
 
@@ -137,7 +163,11 @@ struct RawTokens {
 }
 impl Default for RawTokens {
     fn default() -> Self {
-        Self { lifetime_seconds: 600, max_lifetime_seconds: 3600, leeway_seconds: 60 }
+        Self {
+            lifetime_seconds: 600,
+            max_lifetime_seconds: 3600,
+            leeway_seconds: 60,
+        }
     }
 }
 
@@ -148,7 +178,9 @@ struct RawJwks {
 }
 impl Default for RawJwks {
     fn default() -> Self {
-        Self { max_age_seconds: 300 }
+        Self {
+            max_age_seconds: 300,
+        }
     }
 }
 
@@ -160,7 +192,10 @@ struct RawLog {
 }
 impl Default for RawLog {
     fn default() -> Self {
-        Self { level: "info".into(), format: "text".into() }
+        Self {
+            level: "info".into(),
+            format: "text".into(),
+        }
     }
 }
 
@@ -193,8 +228,14 @@ pub enum MasterKeySource {
 
 #[derive(Debug, Clone)]
 pub enum TlsConfig {
-    Pem { cert_file: PathBuf, key_file: PathBuf },
-    Pkcs12 { file: PathBuf, password: Secret },
+    Pem {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+    Pkcs12 {
+        file: PathBuf,
+        password: Secret,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,8 +271,9 @@ impl Config {
     /// Load from the process environment and `path` (or `STS_CONFIG`, or `conf/sts.toml` when present).
     /// `extra_allowed_env` names variables the caller reads itself (e.g. a `--password-env` variable).
     pub fn load(path: Option<&Path>, extra_allowed_env: &[&str]) -> Result<Self, ConfigError> {
-        let env: BTreeMap<String, String> =
-            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+        let env: BTreeMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
         Self::load_from(path, &env, extra_allowed_env)
     }
 
@@ -248,11 +290,14 @@ impl Config {
             if !known {
                 return Err(ConfigError::Env {
                     name: name.clone(),
-                    message: "unknown STS_* variable (see docs/operator-guide.md for the list)".into(),
+                    message: "unknown STS_* variable (see docs/operator-guide.md for the list)"
+                        .into(),
                 });
             }
         }
-        let explicit = path.map(Path::to_path_buf).or_else(|| env.get("STS_CONFIG").map(PathBuf::from));
+        let explicit = path
+            .map(Path::to_path_buf)
+            .or_else(|| env.get("STS_CONFIG").map(PathBuf::from));
         let (source, mut table) = match explicit {
             Some(p) => {
                 let t = read_table(&p)?;
@@ -269,72 +314,145 @@ impl Config {
             if let Some(value) = env.get(*name) {
                 let v = match kind {
                     Kind::Str => toml::Value::String(value.clone()),
-                    Kind::Int => toml::Value::Integer(value.trim().parse().map_err(|_| ConfigError::Env {
-                        name: (*name).into(),
-                        message: format!("`{value}` is not an integer (sets `{key}`)"),
+                    Kind::Int => toml::Value::Integer(value.trim().parse().map_err(|_| {
+                        ConfigError::Env {
+                            name: (*name).into(),
+                            message: format!("`{value}` is not an integer (sets `{key}`)"),
+                        }
                     })?),
                 };
                 set_path(&mut table, key, v);
             }
         }
         let raw: RawConfig = RawConfig::deserialize(table).map_err(|e| ConfigError::Parse {
-            path: source.clone().unwrap_or_else(|| PathBuf::from("<environment>")),
+            path: source
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("<environment>")),
             message: e.to_string().trim().to_string(),
         })?;
         Self::validate(raw, source, env)
     }
 
-    fn validate(raw: RawConfig, source: Option<PathBuf>, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+    fn validate(
+        raw: RawConfig,
+        source: Option<PathBuf>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
         let tls = validate_tls(&raw.server.tls, env)?;
-        let listen_str = raw
-            .server
-            .listen
-            .clone()
-            .unwrap_or_else(|| if tls.is_some() { DEFAULT_TLS_LISTEN } else { DEFAULT_LISTEN }.to_string());
-        let listen: SocketAddr = listen_str
-            .parse()
-            .map_err(|_| invalid("server.listen", format!("`{listen_str}` is not an IP:port address (env STS_LISTEN)")))?;
-        let default_url = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, listen);
-        let public_url = validate_public_url(raw.server.public_url.as_deref().unwrap_or(&default_url))?;
+        let listen_str = raw.server.listen.clone().unwrap_or_else(|| {
+            if tls.is_some() {
+                DEFAULT_TLS_LISTEN
+            } else {
+                DEFAULT_LISTEN
+            }
+            .to_string()
+        });
+        let listen: SocketAddr = listen_str.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("`{listen_str}` is not an IP:port address (env STS_LISTEN)"),
+            )
+        })?;
+        let default_url = format!(
+            "{}://{}",
+            if tls.is_some() { "https" } else { "http" },
+            listen
+        );
+        if raw.server.public_url.is_none() && listen.ip().is_unspecified() {
+            return Err(invalid(
+                "server.public_url",
+                format!(
+                    "must be set when listening on {listen}: it is the token issuer (env STS_PUBLIC_URL)"
+                ),
+            ));
+        }
+        let public_url =
+            validate_public_url(raw.server.public_url.as_deref().unwrap_or(&default_url))?;
         let workers = match raw.server.workers {
             None | Some(0) => None,
             Some(n) if (1..=512).contains(&n) => Some(n as usize),
-            Some(n) => return Err(invalid("server.workers", format!("{n} is out of range 0..=512"))),
+            Some(n) => {
+                return Err(invalid(
+                    "server.workers",
+                    format!("{n} is out of range 0..=512"),
+                ));
+            }
         };
 
         let database_url = raw.database.url.trim().to_string();
-        if !(database_url.starts_with("sqlite:") || !database_url.contains("://")) {
+        if !database_url.starts_with("sqlite:") && database_url.contains("://") {
             return Err(invalid(
                 "database.url",
-                format!("`{database_url}`: only SQLite (`sqlite://PATH` or a file path) is supported by this build"),
+                format!(
+                    "`{database_url}`: only SQLite (`sqlite://PATH` or a file path) is supported by this build"
+                ),
             ));
         }
         if database_url.is_empty() || database_url == "sqlite://" {
-            return Err(invalid("database.url", "must not be empty (env STS_DATABASE_URL)"));
+            return Err(invalid(
+                "database.url",
+                "must not be empty (env STS_DATABASE_URL)",
+            ));
         }
-        let max_conn = positive("database.max_connections", raw.database.max_connections, 1, 64)? as u32;
-        let busy = positive("database.busy_timeout_ms", raw.database.busy_timeout_ms, 0, 600_000)?;
+        let max_conn = positive(
+            "database.max_connections",
+            raw.database.max_connections,
+            1,
+            64,
+        )? as u32;
+        let busy = positive(
+            "database.busy_timeout_ms",
+            raw.database.busy_timeout_ms,
+            0,
+            600_000,
+        )?;
 
         let master_key = match env.get("STS_MASTER_KEY") {
             Some(v) => MasterKeySource::Inline(Secret::new(v.clone())),
             None => {
                 if raw.keys.master_key_file.trim().is_empty() {
-                    return Err(invalid("keys.master_key_file", "must not be empty (env STS_MASTER_KEY_FILE)"));
+                    return Err(invalid(
+                        "keys.master_key_file",
+                        "must not be empty (env STS_MASTER_KEY_FILE)",
+                    ));
                 }
                 MasterKeySource::File(PathBuf::from(&raw.keys.master_key_file))
             }
         };
         if raw.keys.algorithm != "RS256" {
-            return Err(invalid("keys.algorithm", format!("`{}` is not supported; allowed: RS256", raw.keys.algorithm)));
+            return Err(invalid(
+                "keys.algorithm",
+                format!("`{}` is not supported; allowed: RS256", raw.keys.algorithm),
+            ));
         }
         let rsa_bits = match raw.keys.rsa_bits {
             b @ (2048 | 3072 | 4096) => b as usize,
-            b => return Err(invalid("keys.rsa_bits", format!("{b} is not one of 2048, 3072, 4096 (env STS_KEY_SIZE)"))),
+            b => {
+                return Err(invalid(
+                    "keys.rsa_bits",
+                    format!("{b} is not one of 2048, 3072, 4096 (env STS_KEY_SIZE)"),
+                ));
+            }
         };
-        let reload = positive("keys.reload_interval_seconds", raw.keys.reload_interval_seconds, 1, 3600)?;
+        let reload = positive(
+            "keys.reload_interval_seconds",
+            raw.keys.reload_interval_seconds,
+            1,
+            3600,
+        )?;
 
-        let lifetime = positive("tokens.lifetime_seconds", raw.tokens.lifetime_seconds, 1, 86_400)?;
-        let max_lifetime = positive("tokens.max_lifetime_seconds", raw.tokens.max_lifetime_seconds, 1, 86_400)?;
+        let lifetime = positive(
+            "tokens.lifetime_seconds",
+            raw.tokens.lifetime_seconds,
+            1,
+            86_400,
+        )?;
+        let max_lifetime = positive(
+            "tokens.max_lifetime_seconds",
+            raw.tokens.max_lifetime_seconds,
+            1,
+            86_400,
+        )?;
         if lifetime > max_lifetime {
             return Err(invalid(
                 "tokens.lifetime_seconds",
@@ -345,12 +463,23 @@ impl Config {
         let jwks_max_age = positive("jwks.max_age_seconds", raw.jwks.max_age_seconds, 0, 86_400)?;
 
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
-            return Err(invalid("log.level", format!("`{}` is not a valid filter: {e} (env STS_LOG)", raw.log.level)));
+            return Err(invalid(
+                "log.level",
+                format!(
+                    "`{}` is not a valid filter: {e} (env STS_LOG)",
+                    raw.log.level
+                ),
+            ));
         }
         let log_format = match raw.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(invalid("log.format", format!("`{other}`: allowed values are text, json (env STS_LOG_FORMAT)"))),
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    format!("`{other}`: allowed values are text, json (env STS_LOG_FORMAT)"),
+                ));
+            }
         };
 
         Ok(Config {
@@ -396,9 +525,14 @@ impl Config {
 }
 
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.to_path_buf(), source: e })?;
-    text.parse::<toml::Table>()
-        .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string().trim().to_string() })
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim().to_string(),
+    })
 }
 
 fn set_path(table: &mut toml::Table, dotted: &str, value: toml::Value) {
@@ -406,7 +540,9 @@ fn set_path(table: &mut toml::Table, dotted: &str, value: toml::Value) {
     let last = parts.pop().expect("non-empty key");
     let mut t = table;
     for p in parts {
-        let entry = t.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if !entry.is_table() {
             *entry = toml::Value::Table(toml::Table::new());
         }
@@ -423,32 +559,67 @@ fn positive(key: &'static str, v: i64, min: i64, max: i64) -> Result<u64, Config
 }
 
 fn validate_public_url(s: &str) -> Result<String, ConfigError> {
-    let url = url::Url::parse(s.trim())
-        .map_err(|e| invalid("server.public_url", format!("`{s}` is not a URL: {e} (env STS_PUBLIC_URL)")))?;
+    let url = url::Url::parse(s.trim()).map_err(|e| {
+        invalid(
+            "server.public_url",
+            format!("`{s}` is not a URL: {e} (env STS_PUBLIC_URL)"),
+        )
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid("server.public_url", format!("`{s}`: scheme must be http or https")));
+        return Err(invalid(
+            "server.public_url",
+            format!("`{s}`: scheme must be http or https"),
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("server.public_url", format!("`{s}`: a host is required")));
+        return Err(invalid(
+            "server.public_url",
+            format!("`{s}`: a host is required"),
+        ));
     }
-    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid("server.public_url", format!("`{s}`: no user info, query or fragment allowed")));
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(invalid(
+            "server.public_url",
+            format!("`{s}`: no user info, query or fragment allowed"),
+        ));
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
-fn validate_tls(raw: &RawTls, env: &BTreeMap<String, String>) -> Result<Option<TlsConfig>, ConfigError> {
-    let nonempty = |o: &Option<String>| o.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from);
-    let (cert, key, p12) = (nonempty(&raw.cert_file), nonempty(&raw.key_file), nonempty(&raw.pkcs12_file));
+fn validate_tls(
+    raw: &RawTls,
+    env: &BTreeMap<String, String>,
+) -> Result<Option<TlsConfig>, ConfigError> {
+    let nonempty = |o: &Option<String>| {
+        o.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    };
+    let (cert, key, p12) = (
+        nonempty(&raw.cert_file),
+        nonempty(&raw.key_file),
+        nonempty(&raw.pkcs12_file),
+    );
     match (cert, key, p12) {
         (None, None, None) => Ok(None),
-        (Some(cert_file), Some(key_file), None) => Ok(Some(TlsConfig::Pem { cert_file, key_file })),
+        (Some(cert_file), Some(key_file), None) => Ok(Some(TlsConfig::Pem {
+            cert_file,
+            key_file,
+        })),
         (None, None, Some(file)) => {
             let password = if let Some(p) = env.get("STS_TLS_PKCS12_PASSWORD") {
                 Secret::new(p.clone())
             } else if let Some(pf) = nonempty(&raw.pkcs12_password_file) {
                 let text = std::fs::read_to_string(&pf).map_err(|e| {
-                    invalid("server.tls.pkcs12_password_file", format!("cannot read {}: {e}", pf.display()))
+                    invalid(
+                        "server.tls.pkcs12_password_file",
+                        format!("cannot read {}: {e}", pf.display()),
+                    )
                 })?;
                 Secret::new(strip_newline(text))
             } else {
@@ -459,9 +630,18 @@ fn validate_tls(raw: &RawTls, env: &BTreeMap<String, String>) -> Result<Option<T
             };
             Ok(Some(TlsConfig::Pkcs12 { file, password }))
         }
-        (_, _, Some(_)) => Err(invalid("server.tls.pkcs12_file", "set either a PKCS#12 file or cert_file + key_file, not both")),
-        (Some(_), None, None) => Err(invalid("server.tls.key_file", "cert_file is set but key_file is not")),
-        (None, Some(_), None) => Err(invalid("server.tls.cert_file", "key_file is set but cert_file is not")),
+        (_, _, Some(_)) => Err(invalid(
+            "server.tls.pkcs12_file",
+            "set either a PKCS#12 file or cert_file + key_file, not both",
+        )),
+        (Some(_), None, None) => Err(invalid(
+            "server.tls.key_file",
+            "cert_file is set but key_file is not",
+        )),
+        (None, Some(_), None) => Err(invalid(
+            "server.tls.cert_file",
+            "key_file is set but cert_file is not",
+        )),
     }
 }
 
@@ -481,7 +661,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn file(text: &str) -> tempfile::NamedTempFile {
@@ -496,7 +679,9 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:19090");
         assert_eq!(c.public_url, "http://127.0.0.1:19090");
         assert_eq!(c.database_url, "sqlite://data/sts.db");
-        assert!(matches!(c.master_key, MasterKeySource::File(ref p) if p == Path::new("keys/master.key")));
+        assert!(
+            matches!(c.master_key, MasterKeySource::File(ref p) if p == Path::new("keys/master.key"))
+        );
         assert_eq!(c.rsa_bits, 2048);
         assert_eq!(c.token_lifetime, 600);
         assert!(c.tls.is_none());
@@ -504,26 +689,38 @@ mod tests {
 
     #[test]
     fn env_overrides_file_which_overrides_defaults() {
-        let f = file("[server]\nlisten = \"127.0.0.1:1000\"\npublic_url = \"https://sts.example.com/\"\n[tokens]\nlifetime_seconds = 120\n");
-        let c = Config::load_from(Some(f.path()), &env(&[("STS_LISTEN", "0.0.0.0:2000")]), &[]).unwrap();
+        let f = file(
+            "[server]\nlisten = \"127.0.0.1:1000\"\npublic_url = \"https://sts.example.com/\"\n[tokens]\nlifetime_seconds = 120\n",
+        );
+        let c = Config::load_from(Some(f.path()), &env(&[("STS_LISTEN", "0.0.0.0:2000")]), &[])
+            .unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:2000");
-        assert_eq!(c.public_url, "https://sts.example.com", "trailing slash trimmed");
+        assert_eq!(
+            c.public_url, "https://sts.example.com",
+            "trailing slash trimmed"
+        );
         assert_eq!(c.token_lifetime, 120);
     }
 
     #[test]
     fn unknown_file_key_is_named() {
         let f = file("[server]\nlistn = \"127.0.0.1:1000\"\n");
-        let e = Config::load_from(Some(f.path()), &env(&[]), &[]).unwrap_err().to_string();
+        let e = Config::load_from(Some(f.path()), &env(&[]), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listn"), "{e}");
         let f = file("[servr]\n");
-        let e = Config::load_from(Some(f.path()), &env(&[]), &[]).unwrap_err().to_string();
+        let e = Config::load_from(Some(f.path()), &env(&[]), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("servr"), "{e}");
     }
 
     #[test]
     fn unknown_env_variable_is_named() {
-        let e = Config::load_from(None, &env(&[("STS_LISTN", "x")]), &[]).unwrap_err().to_string();
+        let e = Config::load_from(None, &env(&[("STS_LISTN", "x")]), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("STS_LISTN"), "{e}");
         assert!(Config::load_from(None, &env(&[("STS_MY_PW", "x")]), &["STS_MY_PW"]).is_ok());
     }
@@ -541,9 +738,12 @@ mod tests {
             (&[("STS_LOG_FORMAT", "xml")], "log.format"),
             (&[("STS_DATABASE_URL", "postgres://db/sts")], "database.url"),
             (&[("STS_TLS_CERT_FILE", "c.pem")], "server.tls.key_file"),
+            (&[("STS_LISTEN", "0.0.0.0:19090")], "server.public_url"),
         ];
         for (vars, key) in cases {
-            let e = Config::load_from(None, &env(vars), &[]).unwrap_err().to_string();
+            let e = Config::load_from(None, &env(vars), &[])
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(key), "{vars:?}: `{e}` should name {key}");
         }
     }
@@ -551,21 +751,35 @@ mod tests {
     #[test]
     fn wrong_type_in_file_is_named() {
         let f = file("[tokens]\nlifetime_seconds = \"ten\"\n");
-        let e = Config::load_from(Some(f.path()), &env(&[]), &[]).unwrap_err().to_string();
+        let e = Config::load_from(Some(f.path()), &env(&[]), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lifetime_seconds"), "{e}");
     }
 
     #[test]
     fn tls_moves_default_port_and_scheme() {
-        let c = Config::load_from(None, &env(&[("STS_TLS_CERT_FILE", "c.pem"), ("STS_TLS_KEY_FILE", "k.pem")]), &[])
-            .unwrap();
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("STS_TLS_CERT_FILE", "c.pem"),
+                ("STS_TLS_KEY_FILE", "k.pem"),
+            ]),
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.listen.port(), 19443);
         assert!(c.public_url.starts_with("https://"));
     }
 
     #[test]
     fn secrets_do_not_debug_print() {
-        let c = Config::load_from(None, &env(&[("STS_MASTER_KEY", "c2VjcmV0LW1hc3Rlci1rZXk=")]), &[]).unwrap();
+        let c = Config::load_from(
+            None,
+            &env(&[("STS_MASTER_KEY", "c2VjcmV0LW1hc3Rlci1rZXk=")]),
+            &[],
+        )
+        .unwrap();
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("c2VjcmV0"), "{dbg}");
     }

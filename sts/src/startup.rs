@@ -27,6 +27,17 @@ impl Application {
     }
 
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Self::build_on(config, clock, listener).await
+    }
+
+    /// Build on an already-bound listener (tests bind port 0 first so the public URL can name the port).
+    pub async fn build_on(
+        config: Config,
+        clock: SharedClock,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
         if !config.public_url.starts_with("https://") {
             tracing::warn!(public_url = %config.public_url,
                 "public URL is not https: fine on loopback or behind a TLS-terminating proxy, not otherwise");
@@ -38,7 +49,6 @@ impl Application {
         let keys = Arc::new(KeyRing::load(service, config.jwks_max_age).await?);
         let reloader = keys.spawn_reloader(config.key_reload_interval);
 
-        let listener = TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             keys: keys.clone(),
@@ -62,10 +72,19 @@ impl Application {
             Some(tls) => server.listen_rustls_0_23(listener, rustls_config(tls)?)?,
         }
         .run();
-        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         tracing::info!(listen = %format!("{scheme}://{}:{port}", config.listen.ip()), issuer = %config.public_url,
             active_kid = keys.current().active.as_ref().map(|k| k.kid.as_str()).unwrap_or("-"), "sts started");
-        Ok(Self { port, server, keys, reloader })
+        Ok(Self {
+            port,
+            server,
+            keys,
+            reloader,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -91,24 +110,51 @@ fn rustls_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let (certs, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) = match tls {
-        TlsConfig::Pem { cert_file, key_file } => {
+        TlsConfig::Pem {
+            cert_file,
+            key_file,
+        } => {
             let certs = CertificateDer::pem_file_iter(cert_file)
                 .with_context(|| format!("server.tls.cert_file {}", cert_file.display()))?
                 .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("server.tls.cert_file {}: not a PEM certificate chain", cert_file.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key_file)
-                .with_context(|| format!("server.tls.key_file {}: no PEM private key", key_file.display()))?;
+                .with_context(|| {
+                    format!(
+                        "server.tls.cert_file {}: not a PEM certificate chain",
+                        cert_file.display()
+                    )
+                })?;
+            let key = PrivateKeyDer::from_pem_file(key_file).with_context(|| {
+                format!(
+                    "server.tls.key_file {}: no PEM private key",
+                    key_file.display()
+                )
+            })?;
             (certs, key)
         }
         TlsConfig::Pkcs12 { file, password } => {
-            let data = std::fs::read(file).with_context(|| format!("server.tls.pkcs12_file {}", file.display()))?;
-            let store = p12_keystore::KeyStore::from_pkcs12(&data, password.expose(), p12_keystore::Pkcs12ImportPolicy::Strict)
-                .map_err(|e| anyhow::anyhow!("server.tls.pkcs12_file {}: {e}", file.display()))?;
-            let (_, chain) = store
-                .private_key_chain()
-                .ok_or_else(|| anyhow::anyhow!("server.tls.pkcs12_file {}: no private key with a certificate", file.display()))?;
-            let certs = chain.certs().iter().map(|c| CertificateDer::from(c.as_der().to_vec())).collect();
-            (certs, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(chain.key().as_der().to_vec())))
+            let data = std::fs::read(file)
+                .with_context(|| format!("server.tls.pkcs12_file {}", file.display()))?;
+            let store = p12_keystore::KeyStore::from_pkcs12(
+                &data,
+                password.expose(),
+                p12_keystore::Pkcs12ImportPolicy::Strict,
+            )
+            .map_err(|e| anyhow::anyhow!("server.tls.pkcs12_file {}: {e}", file.display()))?;
+            let (_, chain) = store.private_key_chain().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "server.tls.pkcs12_file {}: no private key with a certificate",
+                    file.display()
+                )
+            })?;
+            let certs = chain
+                .certs()
+                .iter()
+                .map(|c| CertificateDer::from(c.as_der().to_vec()))
+                .collect();
+            (
+                certs,
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(chain.key().as_der().to_vec())),
+            )
         }
     };
     if certs.is_empty() {
@@ -119,6 +165,8 @@ fn rustls_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig> {
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .context("TLS: the certificate does not match the private key, or the key is unsupported")?;
+        .context(
+            "TLS: the certificate does not match the private key, or the key is unsupported",
+        )?;
     Ok(config)
 }

@@ -1,6 +1,6 @@
 //! The token issuer: compact JWS (RS256) signed with the active key through aws-lc-rs.
 //!
-//! Every token carries `iss`, `sub`, `aud`, `exp`, `iat`, `nbf`, `jti` and `roles`; the header carries
+//! Every token carries `iss`, `sub`, `aud`, `exp`, `iat`, `nbf`, `jti`, `client_id` and `roles`; the header carries
 //! `alg`, `kid` and an explicit `typ` (`at+jwt` for access tokens, RFC 9068), so one kind of token cannot
 //! be replayed as another. Lifetimes are capped by `tokens.max_lifetime_seconds`, which is what the key
 //! rotation window is computed from.
@@ -94,8 +94,20 @@ pub struct TokenIssuer {
 }
 
 impl TokenIssuer {
-    pub fn new(issuer: String, keys: Arc<KeyRing>, clock: SharedClock, default_ttl: u64, max_ttl: u64) -> Self {
-        Self { issuer, keys, clock, default_ttl, max_ttl }
+    pub fn new(
+        issuer: String,
+        keys: Arc<KeyRing>,
+        clock: SharedClock,
+        default_ttl: u64,
+        max_ttl: u64,
+    ) -> Self {
+        Self {
+            issuer,
+            keys,
+            clock,
+            default_ttl,
+            max_ttl,
+        }
     }
 
     pub fn issuer(&self) -> &str {
@@ -106,7 +118,10 @@ impl TokenIssuer {
         check_text("sub", &req.subject)?;
         check_text("client_id", &req.client_id)?;
         if req.audience.is_empty() {
-            return Err(TokenError::Invalid { field: "aud", reason: "at least one audience is required".into() });
+            return Err(TokenError::Invalid {
+                field: "aud",
+                reason: "at least one audience is required".into(),
+            });
         }
         for a in &req.audience {
             check_text("aud", a)?;
@@ -118,14 +133,21 @@ impl TokenIssuer {
         if ttl == 0 || ttl > self.max_ttl {
             return Err(TokenError::Invalid {
                 field: "ttl",
-                reason: format!("{ttl} s is outside 1..={} (tokens.max_lifetime_seconds)", self.max_ttl),
+                reason: format!(
+                    "{ttl} s is outside 1..={} (tokens.max_lifetime_seconds)",
+                    self.max_ttl
+                ),
             });
         }
         let snapshot = self.keys.current();
         let key = snapshot.active.as_ref().ok_or(TokenError::NoActiveKey)?;
         let now = self.clock.now();
         let jti = new_jti();
-        let header = Header { alg: ALG, typ: req.kind.typ(), kid: &key.kid };
+        let header = Header {
+            alg: ALG,
+            typ: req.kind.typ(),
+            kid: &key.kid,
+        };
         let claims = Claims {
             iss: &self.issuer,
             sub: &req.subject,
@@ -137,22 +159,35 @@ impl TokenIssuer {
             client_id: &req.client_id,
             roles: &req.roles,
         };
-        let mut signing_input = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("serialisable"));
+        let mut signing_input =
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("serialisable"));
         signing_input.push('.');
-        signing_input.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("serialisable")));
+        signing_input
+            .push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("serialisable")));
         let signature = key.sign_rs256(signing_input.as_bytes());
         signing_input.push('.');
         signing_input.push_str(&URL_SAFE_NO_PAD.encode(signature));
-        Ok(IssuedToken { token: signing_input, kid: key.kid.clone(), jti, expires_at: now + ttl as i64 })
+        Ok(IssuedToken {
+            token: signing_input,
+            kid: key.kid.clone(),
+            jti,
+            expires_at: now + ttl as i64,
+        })
     }
 }
 
 fn check_text(field: &'static str, v: &str) -> Result<(), TokenError> {
     if v.is_empty() || v.len() > 1024 {
-        return Err(TokenError::Invalid { field, reason: "must be 1..=1024 bytes".into() });
+        return Err(TokenError::Invalid {
+            field,
+            reason: "must be 1..=1024 bytes".into(),
+        });
     }
     if v.chars().any(char::is_control) {
-        return Err(TokenError::Invalid { field, reason: "control characters are not allowed".into() });
+        return Err(TokenError::Invalid {
+            field,
+            reason: "control characters are not allowed".into(),
+        });
     }
     Ok(())
 }
@@ -174,8 +209,16 @@ mod tests {
     fn issuer() -> (TokenIssuer, KeyMaterial) {
         let m = KeyMaterial::generate(2048).unwrap();
         let ring = Arc::new(KeyRing::fixed(Snapshot::single(&m)));
-        let clock = ManualClock::new(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64);
-        (TokenIssuer::new("https://sts.test".into(), ring, clock, 600, 3600), m)
+        let clock = ManualClock::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+        );
+        (
+            TokenIssuer::new("https://sts.test".into(), ring, clock, 600, 3600),
+            m,
+        )
     }
 
     fn req() -> TokenRequest {
@@ -204,7 +247,10 @@ mod tests {
         let data = decode::<serde_json::Value>(&t.token, &key, &v).unwrap();
         assert_eq!(data.claims["sub"], "alice");
         assert_eq!(data.claims["roles"], serde_json::json!(["admin", "dev"]));
-        assert_eq!(data.claims["exp"].as_i64().unwrap() - data.claims["iat"].as_i64().unwrap(), 600);
+        assert_eq!(
+            data.claims["exp"].as_i64().unwrap() - data.claims["iat"].as_i64().unwrap(),
+            600
+        );
         assert_eq!(data.claims["jti"].as_str().unwrap(), t.jti);
     }
 
@@ -213,18 +259,30 @@ mod tests {
         let (iss, _) = issuer();
         let mut r = req();
         r.ttl = Some(3601);
-        assert!(matches!(iss.issue(&r), Err(TokenError::Invalid { field: "ttl", .. })));
+        assert!(matches!(
+            iss.issue(&r),
+            Err(TokenError::Invalid { field: "ttl", .. })
+        ));
         let mut r = req();
         r.subject = "a\nb".into();
-        assert!(matches!(iss.issue(&r), Err(TokenError::Invalid { field: "sub", .. })));
+        assert!(matches!(
+            iss.issue(&r),
+            Err(TokenError::Invalid { field: "sub", .. })
+        ));
         let mut r = req();
         r.audience.clear();
-        assert!(matches!(iss.issue(&r), Err(TokenError::Invalid { field: "aud", .. })));
+        assert!(matches!(
+            iss.issue(&r),
+            Err(TokenError::Invalid { field: "aud", .. })
+        ));
     }
 
     #[test]
     fn jti_is_unique() {
         let (iss, _) = issuer();
-        assert_ne!(iss.issue(&req()).unwrap().jti, iss.issue(&req()).unwrap().jti);
+        assert_ne!(
+            iss.issue(&req()).unwrap().jti,
+            iss.issue(&req()).unwrap().jti
+        );
     }
 }

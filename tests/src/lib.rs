@@ -1,1 +1,308 @@
+//! Black-box test harness: the real server on port 0 with a fresh temp database and master key
+//! (`spawn_app`), the real `sts` binary for CLI commands, and the real peers (PyJWT, jose, openssl,
+//! keytool) that `scripts/install-deps --peers` installs. A missing peer is a loud failure, never a skip.
 
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use actix_web::dev::ServerHandle;
+use tempfile::TempDir;
+
+pub use sts;
+
+/// Extra settings for a spawned app, as `STS_*` variables (the same names an operator uses).
+#[derive(Default, Clone)]
+pub struct AppOptions {
+    pub env: Vec<(String, String)>,
+}
+
+impl AppOptions {
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_string(), value.into()));
+        self
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub dir: TempDir,
+    pub client: reqwest::Client,
+    env: BTreeMap<String, String>,
+    handle: ServerHandle,
+    join: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// The environment that points a server or CLI at `dir`'s database and master key.
+fn base_env(dir: &Path, port: u16, scheme: &str) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("STS_LISTEN".into(), format!("127.0.0.1:{port}"));
+    env.insert(
+        "STS_PUBLIC_URL".into(),
+        format!("{scheme}://127.0.0.1:{port}"),
+    );
+    env.insert(
+        "STS_DATABASE_URL".into(),
+        format!("sqlite://{}/data/sts.db", dir.display()),
+    );
+    env.insert(
+        "STS_MASTER_KEY_FILE".into(),
+        dir.join("keys/master.key").display().to_string(),
+    );
+    env.insert("STS_LOG".into(), "error".into());
+    env
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    try_spawn_in(dir, opts)
+        .await
+        .unwrap_or_else(|(_, e)| panic!("spawn_app failed: {e:#}"))
+}
+
+/// Start the server on `dir` (which may hold an earlier run's database). On failure the dir is handed back.
+pub async fn try_spawn_in(
+    dir: TempDir,
+    opts: AppOptions,
+) -> Result<TestApp, (TempDir, anyhow::Error)> {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let port = listener.local_addr().unwrap().port();
+    let tls = opts.env.iter().any(|(k, _)| k.starts_with("STS_TLS_"));
+    let mut env = base_env(dir.path(), port, if tls { "https" } else { "http" });
+    env.extend(opts.env.iter().cloned());
+    let config = match sts::Config::load_from(None, &env, &[]) {
+        Ok(c) => c,
+        Err(e) => return Err((dir, e.into())),
+    };
+    sts::telemetry::init(&config);
+    let app = match sts::Application::build_on(config, sts::clock::system(), listener).await {
+        Ok(a) => a,
+        Err(e) => return Err((dir, e)),
+    };
+    let handle = app.handle();
+    let join = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let scheme = if tls { "https" } else { "http" };
+    Ok(TestApp {
+        address: format!("{scheme}://127.0.0.1:{port}"),
+        port,
+        dir,
+        client,
+        env,
+        handle,
+        join,
+    })
+}
+
+impl TestApp {
+    pub fn jwks_url(&self) -> String {
+        format!("{}/sso/jwks.json", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn jwks(&self) -> serde_json::Value {
+        let res = self.get("/sso/jwks.json").await;
+        assert_eq!(res.status(), 200);
+        res.json().await.expect("json")
+    }
+
+    pub async fn jwks_kids(&self) -> Vec<String> {
+        self.jwks().await["keys"]
+            .as_array()
+            .expect("keys array")
+            .iter()
+            .map(|k| k["kid"].as_str().expect("kid").to_string())
+            .collect()
+    }
+
+    /// Poll the JWKS until `pred` holds (the server reloads keys on an interval), or panic after `secs`.
+    pub async fn wait_for_kids(
+        &self,
+        secs: u64,
+        what: &str,
+        pred: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let kids = self.jwks_kids().await;
+            if pred(&kids) {
+                return kids;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after {secs}s waiting for: {what}; JWKS kids = {kids:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Run the real `sts` binary against this app's database and master key.
+    pub async fn cli(&self, args: &[&str], extra_env: &[(&str, &str)]) -> CliOutput {
+        run_cli(self.dir.path(), &self.env, args, extra_env).await
+    }
+
+    /// Stop the server and give back its directory (database and master key), e.g. to restart on it.
+    pub async fn stop(self) -> TempDir {
+        self.handle.stop(true).await;
+        let _ = self.join.await;
+        self.dir
+    }
+}
+
+/// Output of one CLI run.
+pub struct CliOutput {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.status, 0,
+            "sts failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+pub async fn run_cli(
+    dir: &Path,
+    env: &BTreeMap<String, String>,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> CliOutput {
+    let mut cmd = tokio::process::Command::new(sts_bin());
+    cmd.current_dir(dir).args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("STS_")) {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env).envs(extra_env.iter().copied());
+    let out: Output = cmd.output().await.expect("run sts binary");
+    CliOutput {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The `sts` binary next to this test executable (target/<profile>/sts). `scripts/test` builds it first.
+pub fn sts_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("sts");
+    assert!(
+        bin.is_file(),
+        "the sts binary is not built at {}: run `cargo build -p sts` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// Run an external tool; panics with its output when it cannot start or fails.
+pub fn tool(program: &str, args: &[&str], cwd: &Path) -> Output {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program} is not available ({e}); scripts/install-deps --peers installs it")
+        });
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Independent verifiers of our tokens.
+pub mod verifiers {
+    use super::*;
+
+    #[derive(Debug)]
+    pub struct Verdict {
+        pub ok: bool,
+        pub json: serde_json::Value,
+    }
+
+    fn parse(name: &str, out: Output) -> Verdict {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().last().unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| {
+            panic!(
+                "{name} printed no verdict (broken peer?):\nstdout: {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let ok = json["ok"].as_bool().expect("ok field");
+        assert_eq!(
+            ok,
+            out.status.success(),
+            "{name} exit status disagrees with its verdict: {json}"
+        );
+        Verdict { ok, json }
+    }
+
+    /// PyJWT + PyJWKClient, from the venv that install-deps makes.
+    pub fn pyjwt(jwks_url: &str, token: &str, issuer: &str, audience: &str) -> Verdict {
+        let root = repo_root();
+        let python = root.join("tests/peers/.venv/bin/python");
+        assert!(
+            python.is_file(),
+            "PyJWT peer missing at {}: run scripts/install-deps --peers",
+            python.display()
+        );
+        let out = std::process::Command::new(python)
+            .arg(root.join("tests/peers/verify_pyjwt.py"))
+            .args([jwks_url, token, issuer, audience])
+            .output()
+            .expect("run PyJWT verifier");
+        parse("PyJWT", out)
+    }
+
+    /// npm `jose` with createRemoteJWKSet.
+    pub fn jose(jwks_url: &str, token: &str, issuer: &str, audience: &str) -> Verdict {
+        let dir = repo_root().join("tests/peers/node");
+        assert!(
+            dir.join("node_modules/jose").is_dir(),
+            "jose peer missing: run scripts/install-deps --peers"
+        );
+        let out = std::process::Command::new("node")
+            .current_dir(&dir)
+            .arg("verify-jose.mjs")
+            .args([jwks_url, token, issuer, audience])
+            .output()
+            .expect("node is not available; scripts/install-deps --peers installs it");
+        parse("jose", out)
+    }
+}

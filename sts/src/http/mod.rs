@@ -22,14 +22,33 @@ pub struct AppState {
     pub jwks_uri: String,
 }
 
-/// Mount every route on an actix `App`.
+/// Mount every route on an actix `App`. Each path answers GET and HEAD; other methods get 405.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sso/jwks.json", web::get().to(wellknown::jwks))
-        .route("/.well-known/jwks.json", web::get().to(wellknown::jwks))
-        .route("/.well-known/openid-configuration", web::get().to(wellknown::discovery))
-        .route("/health", web::get().to(wellknown::health))
-        .route("/ready", web::get().to(wellknown::ready))
+    cfg.service(read_only("/sso/jwks.json", wellknown::jwks))
+        .service(read_only("/.well-known/jwks.json", wellknown::jwks))
+        .service(read_only(
+            "/.well-known/openid-configuration",
+            wellknown::discovery,
+        ))
+        .service(read_only("/health", wellknown::health))
+        .service(read_only("/ready", wellknown::ready))
         .default_service(web::to(not_found));
+}
+
+fn read_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+        .default_service(web::to(|| async {
+            HttpResponse::MethodNotAllowed()
+                .insert_header((actix_web::http::header::ALLOW, "GET, HEAD"))
+                .json(serde_json::json!({"error": "method_not_allowed"}))
+        }))
 }
 
 async fn not_found() -> HttpResponse {
@@ -42,8 +61,15 @@ pub fn security_headers(https: bool) -> DefaultHeaders {
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("Referrer-Policy", "no-referrer"))
         .add(("X-Frame-Options", "DENY"))
-        .add(("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"));
-    if https { h.add(("Strict-Transport-Security", "max-age=31536000")) } else { h }
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ));
+    if https {
+        h.add(("Strict-Transport-Security", "max-age=31536000"))
+    } else {
+        h
+    }
 }
 
 /// Wrap a service so each request gets an id (span field and `X-Request-Id` header) and one access-log line.
@@ -52,7 +78,11 @@ pub fn request_span<S, B>(
     srv: &S,
 ) -> impl std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + use<S, B>
 where
-    S: Service<actix_web::dev::ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    S: Service<
+            actix_web::dev::ServiceRequest,
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
     S::Future: 'static,
 {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -64,9 +94,14 @@ where
     };
     async move {
         let mut res = fut.await?;
-        tracing::info!(status = res.status().as_u16(), ms = start.elapsed().as_millis() as u64, "request");
+        tracing::info!(
+            status = res.status().as_u16(),
+            ms = start.elapsed().as_millis() as u64,
+            "request"
+        );
         if let Ok(v) = HeaderValue::from_str(&id) {
-            res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+            res.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), v);
         }
         Ok(res)
     }

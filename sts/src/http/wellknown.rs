@@ -15,6 +15,7 @@ pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         return HttpResponse::NotModified()
             .insert_header((header::ETAG, jwks.etag.clone()))
             .insert_header((header::CACHE_CONTROL, cache))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
             .finish();
     }
     HttpResponse::Ok()
@@ -28,15 +29,21 @@ pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
 /// RFC 9110 weak comparison over a comma-separated list, `*` included.
 fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
     let bare = etag.trim_start_matches("W/");
-    req.headers().get_all(header::IF_NONE_MATCH).filter_map(|v| v.to_str().ok()).any(|v| {
-        v.split(',').map(str::trim).any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == bare)
-    })
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == bare)
+        })
 }
 
 /// `GET /.well-known/openid-configuration`: what exists today, truthfully (it grows with later work).
 pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
+    let max_age = state.keys.current().jwks.max_age;
     HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .insert_header((header::CACHE_CONTROL, format!("public, max-age={max_age}")))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .json(serde_json::json!({
             "issuer": state.issuer,
@@ -46,7 +53,9 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /health`: the process is up.
 pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(serde_json::json!({"status": "ok"}))
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({"status": "ok"}))
 }
 
 /// `GET /ready`: the database answers and an active signing key is loaded.
@@ -58,6 +67,11 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         "database": if db { "ok" } else { "unreachable" },
         "active_kid": active,
     });
-    let mut res = if db && active.is_some() { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
-    res.insert_header((header::CACHE_CONTROL, "no-store")).json(body)
+    let mut res = if db && active.is_some() {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    res.insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
 }

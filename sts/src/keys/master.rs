@@ -15,17 +15,27 @@ use crate::config::MasterKeySource;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
-    #[error("master key {origin}: not valid base64 of 32 bytes (generate one with `openssl rand -base64 32`)")]
+    #[error(
+        "master key {origin}: not valid base64 of 32 bytes (generate one with `openssl rand -base64 32`)"
+    )]
     Malformed { origin: String },
     #[error("cannot read master key file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot create master key file {path}: {source}")]
-    Create { path: PathBuf, source: std::io::Error },
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("master key file {path} does not exist")]
     Missing { path: PathBuf },
     #[error("sealing failed")]
     Seal,
-    #[error("a sealed private key could not be decrypted with the master key (wrong key or corrupted row)")]
+    #[error(
+        "a sealed private key could not be decrypted with the master key (wrong key or corrupted row)"
+    )]
     Open,
 }
 
@@ -38,7 +48,10 @@ pub struct MasterKey {
 
 impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MasterKey").field("id", &self.id).field("origin", &self.origin).finish_non_exhaustive()
+        f.debug_struct("MasterKey")
+            .field("id", &self.id)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,7 +60,9 @@ impl MasterKey {
     /// new random key is written there with mode 0600 (directory 0700). Never creates an inline key.
     pub fn load(source: &MasterKeySource, may_create: bool) -> Result<Self, MasterKeyError> {
         match source {
-            MasterKeySource::Inline(secret) => Self::from_base64(secret.expose(), "from STS_MASTER_KEY".into()),
+            MasterKeySource::Inline(secret) => {
+                Self::from_base64(secret.expose(), "from STS_MASTER_KEY".into())
+            }
             MasterKeySource::File(path) => match std::fs::read_to_string(path) {
                 Ok(text) => {
                     warn_if_readable_by_others(path);
@@ -60,7 +75,10 @@ impl MasterKey {
                         Err(MasterKeyError::Missing { path: path.clone() })
                     }
                 }
-                Err(e) => Err(MasterKeyError::Read { path: path.clone(), source: e }),
+                Err(e) => Err(MasterKeyError::Read {
+                    path: path.clone(),
+                    source: e,
+                }),
             },
         }
     }
@@ -71,9 +89,17 @@ impl MasterKey {
             STANDARD
                 .decode(t)
                 .or_else(|_| URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')))
-                .map_err(|_| MasterKeyError::Malformed { origin: origin.clone() })?,
+                .map_err(|_| MasterKeyError::Malformed {
+                    origin: origin.clone(),
+                })?,
         );
-        let arr: [u8; 32] = decoded.as_slice().try_into().map_err(|_| MasterKeyError::Malformed { origin: origin.clone() })?;
+        let arr: [u8; 32] =
+            decoded
+                .as_slice()
+                .try_into()
+                .map_err(|_| MasterKeyError::Malformed {
+                    origin: origin.clone(),
+                })?;
         Ok(Self::from_bytes(arr, origin))
     }
 
@@ -82,13 +108,21 @@ impl MasterKey {
         h.update(b"sts master key id v1\0");
         h.update(bytes);
         let id = hex::encode(&h.finalize()[..8]);
-        Self { bytes: Zeroizing::new(bytes), id, origin }
+        Self {
+            bytes: Zeroizing::new(bytes),
+            id,
+            origin,
+        }
     }
 
     fn create(path: &Path) -> Result<Self, MasterKeyError> {
-        let err = |e| MasterKeyError::Create { path: path.to_path_buf(), source: e };
+        let err = |e| MasterKeyError::Create {
+            path: path.to_path_buf(),
+            source: e,
+        };
         let mut bytes = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| err(std::io::Error::other("no randomness")))?;
+        aws_lc_rs::rand::fill(&mut bytes)
+            .map_err(|_| err(std::io::Error::other("no randomness")))?;
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;
             restrict_dir(dir);
@@ -102,7 +136,10 @@ impl MasterKey {
         }
         let mut file = opts.open(path).map_err(err)?;
         let encoded = Zeroizing::new(STANDARD.encode(bytes));
-        file.write_all(encoded.as_bytes()).and_then(|_| file.write_all(b"\n")).and_then(|_| file.sync_all()).map_err(err)?;
+        file.write_all(encoded.as_bytes())
+            .and_then(|_| file.write_all(b"\n"))
+            .and_then(|_| file.sync_all())
+            .map_err(err)?;
         tracing::warn!(path = %path.display(), "created a new master key file; back it up: without it the stored signing keys cannot be used");
         Ok(Self::from_bytes(bytes, format!("file {}", path.display())))
     }
@@ -120,23 +157,33 @@ impl MasterKey {
     /// AES-256-GCM with a random 96-bit nonce; `aad` binds the ciphertext to its row (e.g. the kid).
     /// Output: base64url(nonce || ciphertext || tag).
     pub fn seal(&self, plaintext: &[u8], aad: &str) -> Result<String, MasterKeyError> {
-        let key = RandomizedNonceKey::new(&AES_256_GCM, self.bytes.as_ref()).map_err(|_| MasterKeyError::Seal)?;
+        let key = RandomizedNonceKey::new(&AES_256_GCM, self.bytes.as_ref())
+            .map_err(|_| MasterKeyError::Seal)?;
         let mut buf = Zeroizing::new(plaintext.to_vec());
-        let nonce = key.seal_in_place_append_tag(Aad::from(aad.as_bytes()), &mut *buf).map_err(|_| MasterKeyError::Seal)?;
+        let nonce = key
+            .seal_in_place_append_tag(Aad::from(aad.as_bytes()), &mut *buf)
+            .map_err(|_| MasterKeyError::Seal)?;
         let mut out = nonce.as_ref().to_vec();
         out.extend_from_slice(&buf);
         Ok(URL_SAFE_NO_PAD.encode(out))
     }
 
     pub fn open(&self, sealed: &str, aad: &str) -> Result<Zeroizing<Vec<u8>>, MasterKeyError> {
-        let raw = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| MasterKeyError::Open)?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(sealed)
+            .map_err(|_| MasterKeyError::Open)?;
         if raw.len() < NONCE_LEN + 16 {
             return Err(MasterKeyError::Open);
         }
-        let nonce = Nonce::try_assume_unique_for_key(&raw[..NONCE_LEN]).map_err(|_| MasterKeyError::Open)?;
-        let key = RandomizedNonceKey::new(&AES_256_GCM, self.bytes.as_ref()).map_err(|_| MasterKeyError::Open)?;
+        let nonce = Nonce::try_assume_unique_for_key(&raw[..NONCE_LEN])
+            .map_err(|_| MasterKeyError::Open)?;
+        let key = RandomizedNonceKey::new(&AES_256_GCM, self.bytes.as_ref())
+            .map_err(|_| MasterKeyError::Open)?;
         let mut buf = Zeroizing::new(raw[NONCE_LEN..].to_vec());
-        let len = key.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf).map_err(|_| MasterKeyError::Open)?.len();
+        let len = key
+            .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf)
+            .map_err(|_| MasterKeyError::Open)?
+            .len();
         buf.truncate(len);
         Ok(buf)
     }
@@ -177,11 +224,18 @@ mod tests {
         let k = MasterKey::from_bytes([7u8; 32], "test".into());
         let sealed = k.seal(b"private bytes", "kid-1").unwrap();
         assert_eq!(&*k.open(&sealed, "kid-1").unwrap(), b"private bytes");
-        assert!(k.open(&sealed, "kid-2").is_err(), "ciphertext is bound to its row");
+        assert!(
+            k.open(&sealed, "kid-2").is_err(),
+            "ciphertext is bound to its row"
+        );
         let other = MasterKey::from_bytes([8u8; 32], "test".into());
         assert!(other.open(&sealed, "kid-1").is_err());
         assert_ne!(k.id(), other.id());
-        assert_ne!(k.seal(b"x", "a").unwrap(), k.seal(b"x", "a").unwrap(), "fresh nonce per seal");
+        assert_ne!(
+            k.seal(b"x", "a").unwrap(),
+            k.seal(b"x", "a").unwrap(),
+            "fresh nonce per seal"
+        );
     }
 
     #[test]
@@ -189,12 +243,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys/master.key");
         let src = MasterKeySource::File(path.clone());
-        assert!(matches!(MasterKey::load(&src, false), Err(MasterKeyError::Missing { .. })));
+        assert!(matches!(
+            MasterKey::load(&src, false),
+            Err(MasterKeyError::Missing { .. })
+        ));
         let k1 = MasterKey::load(&src, true).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let k2 = MasterKey::load(&src, true).unwrap();
         assert_eq!(k1.id(), k2.id());
@@ -206,7 +266,13 @@ mod tests {
         use crate::config::Secret;
         for bad in ["", "not base64!", "c2hvcnQ="] {
             let src = MasterKeySource::Inline(Secret::new(bad.into()));
-            assert!(matches!(MasterKey::load(&src, true), Err(MasterKeyError::Malformed { .. })), "{bad}");
+            assert!(
+                matches!(
+                    MasterKey::load(&src, true),
+                    Err(MasterKeyError::Malformed { .. })
+                ),
+                "{bad}"
+            );
         }
     }
 }

@@ -42,7 +42,13 @@ pub struct PublicJwk {
 
 impl PublicJwk {
     pub fn rsa(n: &[u8], e: &[u8]) -> Self {
-        Self { kty: "RSA".into(), n: URL_SAFE_NO_PAD.encode(n), e: URL_SAFE_NO_PAD.encode(e), x5c: vec![], x5t_s256: None }
+        Self {
+            kty: "RSA".into(),
+            n: URL_SAFE_NO_PAD.encode(n),
+            e: URL_SAFE_NO_PAD.encode(e),
+            x5c: vec![],
+            x5t_s256: None,
+        }
     }
 
     /// RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order, no whitespace.
@@ -98,12 +104,18 @@ impl KeyMaterial {
 
     /// Parse a PKCS#8 RSA private key and derive its public JWK.
     pub fn from_pkcs8(pkcs8: Zeroizing<Vec<u8>>, source: KeySource) -> Result<Self, MaterialError> {
-        let pair = KeyPair::from_pkcs8(&pkcs8).map_err(|e| MaterialError::Rejected(e.to_string()))?;
+        let pair =
+            KeyPair::from_pkcs8(&pkcs8).map_err(|e| MaterialError::Rejected(e.to_string()))?;
         let public = pair.public_key();
         let n = public.modulus().big_endian_without_leading_zero().to_vec();
         let e = public.exponent().big_endian_without_leading_zero().to_vec();
         let bits = n.len() * 8;
-        Ok(Self { public: PublicJwk::rsa(&n, &e), pkcs8, source, bits })
+        Ok(Self {
+            public: PublicJwk::rsa(&n, &e),
+            pkcs8,
+            source,
+            bits,
+        })
     }
 
     pub fn kid(&self) -> String {
@@ -124,8 +136,17 @@ mod tests {
     fn rfc7638_example_thumbprint() {
         // RFC 7638 section 3.1 example key.
         let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
-        let jwk = PublicJwk { kty: "RSA".into(), n: n.into(), e: "AQAB".into(), x5c: vec![], x5t_s256: None };
-        assert_eq!(jwk.thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        let jwk = PublicJwk {
+            kty: "RSA".into(),
+            n: n.into(),
+            e: "AQAB".into(),
+            x5c: vec![],
+            x5t_s256: None,
+        };
+        assert_eq!(
+            jwk.thumbprint(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]

@@ -36,12 +36,20 @@ pub enum KeyError {
         "the database holds {count} signing key(s) sealed by master key id {stored}, but the master key was not found: {cause}. \
          Refusing to start (a new key would orphan them): restore the master key file or set STS_MASTER_KEY"
     )]
-    MasterKeyMissing { count: i64, stored: String, cause: MasterKeyError },
+    MasterKeyMissing {
+        count: i64,
+        stored: String,
+        cause: MasterKeyError,
+    },
     #[error(
         "wrong master key: the database's signing keys are sealed by master key id {stored}, \
          but the configured master key ({origin}) has id {actual}. Refusing to start; restore the original master key"
     )]
-    WrongMasterKey { stored: String, actual: String, origin: String },
+    WrongMasterKey {
+        stored: String,
+        actual: String,
+        origin: String,
+    },
     #[error(transparent)]
     Master(#[from] MasterKeyError),
     #[error("signing key {kid} could not be decrypted with the master key; the row may be corrupt")]
@@ -74,8 +82,9 @@ pub struct KeyInfo {
 
 impl From<sql::KeyRow> for KeyInfo {
     fn from(r: sql::KeyRow) -> Self {
-        let certificates =
-            serde_json::from_str::<PublicJwk>(&r.public_jwk).map(|j| j.x5c.len()).unwrap_or_default();
+        let certificates = serde_json::from_str::<PublicJwk>(&r.public_jwk)
+            .map(|j| j.x5c.len())
+            .unwrap_or_default();
         Self {
             kid: r.kid,
             alg: r.alg,
@@ -102,20 +111,31 @@ pub struct KeyService {
 
 impl std::fmt::Debug for KeyService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyService").field("master", &self.master).finish_non_exhaustive()
+        f.debug_struct("KeyService")
+            .field("master", &self.master)
+            .finish_non_exhaustive()
     }
 }
 
 impl KeyService {
     /// Load the master key and check it against the stored keys. A missing master key is created only
     /// when the database holds no key at all; a missing or different one with stored keys is an error.
-    pub async fn open(pool: Pool, config: &Config, clock: SharedClock, actor: &'static str) -> Result<Self, KeyError> {
+    pub async fn open(
+        pool: Pool,
+        config: &Config,
+        clock: SharedClock,
+        actor: &'static str,
+    ) -> Result<Self, KeyError> {
         let count = sql::count(&pool).await?;
         let stored = sql::master_key_ids(&pool).await?;
         let master = match MasterKey::load(&config.master_key, count == 0) {
             Ok(m) => m,
             Err(cause @ MasterKeyError::Missing { .. }) => {
-                return Err(KeyError::MasterKeyMissing { count, stored: stored.join(", "), cause });
+                return Err(KeyError::MasterKeyMissing {
+                    count,
+                    stored: stored.join(", "),
+                    cause,
+                });
             }
             Err(e) => return Err(e.into()),
         };
@@ -126,7 +146,14 @@ impl KeyService {
                 origin: master.origin().to_string(),
             });
         }
-        Ok(Self { pool, master, clock, rsa_bits: config.rsa_bits, grace: config.publish_grace_seconds(), actor })
+        Ok(Self {
+            pool,
+            master,
+            clock,
+            rsa_bits: config.rsa_bits,
+            grace: config.publish_grace_seconds(),
+            actor,
+        })
     }
 
     pub fn pool(&self) -> &Pool {
@@ -171,13 +198,21 @@ impl KeyService {
         }
         let (jwk, sealed) = self.seal(&material)?;
         let new = self.new_key(&kid, &material, &jwk, &sealed);
-        let previous = sql::rotate_to(&self.pool, &new, self.grace, self.actor, action).await.map_err(|e| match e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => KeyError::Duplicate { kid: kid.clone() },
-            other => other.into(),
-        })?;
+        let previous = sql::rotate_to(&self.pool, &new, self.grace, self.actor, action)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    KeyError::Duplicate { kid: kid.clone() }
+                }
+                other => other.into(),
+            })?;
         tracing::info!(kid = %kid, previous = previous.as_deref().unwrap_or("-"), source = material.source.as_str(),
             "new active signing key");
-        let row = sql::all(&self.pool).await?.into_iter().find(|r| r.kid == kid).expect("just inserted");
+        let row = sql::all(&self.pool)
+            .await?
+            .into_iter()
+            .find(|r| r.kid == kid)
+            .expect("just inserted");
         Ok(row.into())
     }
 
@@ -187,7 +222,13 @@ impl KeyService {
         Ok((jwk, sealed))
     }
 
-    fn new_key<'a>(&'a self, kid: &'a str, m: &KeyMaterial, jwk: &'a str, sealed: &'a str) -> sql::NewKey<'a> {
+    fn new_key<'a>(
+        &'a self,
+        kid: &'a str,
+        m: &KeyMaterial,
+        jwk: &'a str,
+        sealed: &'a str,
+    ) -> sql::NewKey<'a> {
         sql::NewKey {
             kid,
             alg: ALG,
@@ -202,7 +243,11 @@ impl KeyService {
     /// Every key, newest first (after moving expired published keys to retired).
     pub async fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
         self.retire_expired().await?;
-        Ok(sql::all(&self.pool).await?.into_iter().map(KeyInfo::from).collect())
+        Ok(sql::all(&self.pool)
+            .await?
+            .into_iter()
+            .map(KeyInfo::from)
+            .collect())
     }
 
     pub async fn retire_expired(&self) -> Result<Vec<String>, KeyError> {
@@ -216,7 +261,11 @@ impl KeyService {
     /// Fingerprint of what the JWKS and signer depend on; cheap (no decryption).
     async fn fingerprint(&self) -> Result<(String, Vec<sql::KeyRow>), KeyError> {
         let rows = sql::visible(&self.pool, self.clock.now()).await?;
-        let fp = rows.iter().map(|r| format!("{}:{}", r.kid, r.state)).collect::<Vec<_>>().join(",");
+        let fp = rows
+            .iter()
+            .map(|r| format!("{}:{}", r.kid, r.state))
+            .collect::<Vec<_>>()
+            .join(",");
         Ok((fp, rows))
     }
 
@@ -226,14 +275,23 @@ impl KeyService {
         let active = match sql::active_sealed(&self.pool).await? {
             None => None,
             Some((kid, sealed)) => {
-                let pkcs8 = self.master.open(&sealed, &aad(&kid)).map_err(|_| KeyError::Unseal { kid: kid.clone() })?;
-                let pair = KeyPair::from_pkcs8(&pkcs8)
-                    .map_err(|e| KeyError::Corrupt { kid: kid.clone(), reason: e.to_string() })?;
+                let pkcs8 = self
+                    .master
+                    .open(&sealed, &aad(&kid))
+                    .map_err(|_| KeyError::Unseal { kid: kid.clone() })?;
+                let pair = KeyPair::from_pkcs8(&pkcs8).map_err(|e| KeyError::Corrupt {
+                    kid: kid.clone(),
+                    reason: e.to_string(),
+                })?;
                 Some(Arc::new(SigningKey { kid, pair }))
             }
         };
         let jwks = Jwks::build(&rows, jwks_max_age)?;
-        Ok(Snapshot { active, jwks, fingerprint })
+        Ok(Snapshot {
+            active,
+            jwks,
+            fingerprint,
+        })
     }
 }
 
@@ -257,7 +315,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -266,14 +326,22 @@ impl SigningKey {
     pub fn sign_rs256(&self, message: &[u8]) -> Vec<u8> {
         let mut sig = vec![0u8; self.pair.public_modulus_len()];
         self.pair
-            .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), message, &mut sig)
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                message,
+                &mut sig,
+            )
             .expect("RSA signing with a validated key does not fail");
         sig
     }
 
     /// A signing key from key material (benchmarks and unit tests; the server loads keys from the store).
     pub fn from_material(m: &KeyMaterial) -> Self {
-        Self { kid: m.kid(), pair: KeyPair::from_pkcs8(&m.pkcs8).expect("valid material") }
+        Self {
+            kid: m.kid(),
+            pair: KeyPair::from_pkcs8(&m.pkcs8).expect("valid material"),
+        }
     }
 }
 
@@ -305,14 +373,23 @@ impl Jwks {
     fn build(rows: &[sql::KeyRow], max_age: u64) -> Result<Self, KeyError> {
         let mut jwks = Vec::with_capacity(rows.len());
         for r in rows {
-            let jwk: PublicJwk = serde_json::from_str(&r.public_jwk)
-                .map_err(|e| KeyError::Corrupt { kid: r.kid.clone(), reason: e.to_string() })?;
+            let jwk: PublicJwk =
+                serde_json::from_str(&r.public_jwk).map_err(|e| KeyError::Corrupt {
+                    kid: r.kid.clone(),
+                    reason: e.to_string(),
+                })?;
             jwks.push((r.kid.clone(), r.alg.clone(), jwk));
         }
-        Ok(Self::from_keys(jwks.iter().map(|(k, a, j)| (k.as_str(), a.as_str(), j)), max_age))
+        Ok(Self::from_keys(
+            jwks.iter().map(|(k, a, j)| (k.as_str(), a.as_str(), j)),
+            max_age,
+        ))
     }
 
-    pub fn from_keys<'a>(keys: impl Iterator<Item = (&'a str, &'a str, &'a PublicJwk)>, max_age: u64) -> Self {
+    pub fn from_keys<'a>(
+        keys: impl Iterator<Item = (&'a str, &'a str, &'a PublicJwk)>,
+        max_age: u64,
+    ) -> Self {
         let mut kids = Vec::new();
         let out: Vec<JwkOut> = keys
             .map(|(kid, alg, j)| {
@@ -330,8 +407,16 @@ impl Jwks {
             })
             .collect();
         let body = serde_json::to_vec(&serde_json::json!({ "keys": out })).expect("serialisable");
-        let etag = format!("\"{}\"", &URL_SAFE_NO_PAD.encode(Sha256::digest(&body))[..27]);
-        Self { body: body.into(), etag, kids, max_age }
+        let etag = format!(
+            "\"{}\"",
+            &URL_SAFE_NO_PAD.encode(Sha256::digest(&body))[..27]
+        );
+        Self {
+            body: body.into(),
+            etag,
+            kids,
+            max_age,
+        }
     }
 }
 
@@ -347,8 +432,15 @@ impl Snapshot {
     /// A snapshot holding one in-memory key (benchmarks and unit tests).
     pub fn single(material: &KeyMaterial) -> Self {
         let key = SigningKey::from_material(material);
-        let jwks = Jwks::from_keys(std::iter::once((key.kid.as_str(), ALG, &material.public)), 300);
-        Self { fingerprint: key.kid.clone(), active: Some(Arc::new(key)), jwks }
+        let jwks = Jwks::from_keys(
+            std::iter::once((key.kid.as_str(), ALG, &material.public)),
+            300,
+        );
+        Self {
+            fingerprint: key.kid.clone(),
+            active: Some(Arc::new(key)),
+            jwks,
+        }
     }
 }
 
@@ -361,29 +453,44 @@ pub struct KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing").field("current", &self.current()).finish_non_exhaustive()
+        f.debug_struct("KeyRing")
+            .field("current", &self.current())
+            .finish_non_exhaustive()
     }
 }
 
 impl KeyRing {
     pub async fn load(service: Arc<KeyService>, jwks_max_age: u64) -> Result<Self, KeyError> {
         let snap = service.snapshot(jwks_max_age).await?;
-        Ok(Self { current: RwLock::new(Arc::new(snap)), service: Some(service), jwks_max_age })
+        Ok(Self {
+            current: RwLock::new(Arc::new(snap)),
+            service: Some(service),
+            jwks_max_age,
+        })
     }
 
     /// A fixed ring (no database): benchmarks and unit tests.
     pub fn fixed(snapshot: Snapshot) -> Self {
-        Self { jwks_max_age: snapshot.jwks.max_age, current: RwLock::new(Arc::new(snapshot)), service: None }
+        Self {
+            jwks_max_age: snapshot.jwks.max_age,
+            current: RwLock::new(Arc::new(snapshot)),
+            service: None,
+        }
     }
 
     pub fn current(&self) -> Arc<Snapshot> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Retire what is due, and rebuild the snapshot when the set of visible keys changed.
     /// Returns true when the snapshot changed.
     pub async fn refresh(&self) -> Result<bool, KeyError> {
-        let Some(service) = &self.service else { return Ok(false) };
+        let Some(service) = &self.service else {
+            return Ok(false);
+        };
         service.retire_expired().await?;
         let (fp, _) = service.fingerprint().await?;
         if fp == self.current().fingerprint {

@@ -7,9 +7,14 @@ use crate::clock::ManualClock;
 use crate::config::{Config, MasterKeySource, Secret};
 
 async fn setup(dir: &std::path::Path, clock: Arc<ManualClock>) -> (Config, Arc<KeyService>) {
-    let config = Config::for_tests(format!("sqlite://{}/sts.db", dir.display()), dir.join("keys/master.key"));
+    let config = Config::for_tests(
+        format!("sqlite://{}/sts.db", dir.display()),
+        dir.join("keys/master.key"),
+    );
     let pool = store::connect(&config).await.unwrap();
-    let service = KeyService::open(pool, &config, clock, "test").await.unwrap();
+    let service = KeyService::open(pool, &config, clock, "test")
+        .await
+        .unwrap();
     (config, Arc::new(service))
 }
 
@@ -27,7 +32,11 @@ async fn rotation_keeps_previous_key_published_until_grace_then_retires_it() {
     assert!(ring.refresh().await.unwrap());
     let snap = ring.current();
     assert_eq!(snap.active.as_ref().unwrap().kid, second.kid);
-    assert_eq!(snap.jwks.kids, vec![second.kid.clone(), first.clone()], "active first, previous still published");
+    assert_eq!(
+        snap.jwks.kids,
+        vec![second.kid.clone(), first.clone()],
+        "active first, previous still published"
+    );
 
     let grace = config.publish_grace_seconds();
     clock.advance(grace - 1);
@@ -61,17 +70,26 @@ async fn wrong_or_missing_master_key_is_refused_and_nothing_is_created() {
     let pool = service.pool().clone();
 
     let mut wrong = config.clone();
-    wrong.master_key = MasterKeySource::Inline(Secret::new(base64::engine::general_purpose::STANDARD.encode([9u8; 32])));
-    let err = KeyService::open(pool.clone(), &wrong, crate::clock::system(), "test").await.unwrap_err();
+    wrong.master_key = MasterKeySource::Inline(Secret::new(
+        base64::engine::general_purpose::STANDARD.encode([9u8; 32]),
+    ));
+    let err = KeyService::open(pool.clone(), &wrong, crate::clock::system(), "test")
+        .await
+        .unwrap_err();
     assert!(matches!(err, KeyError::WrongMasterKey { .. }), "{err}");
     assert!(err.to_string().contains("wrong master key"), "{err}");
 
     let mut missing = config.clone();
     let absent = dir.path().join("elsewhere/master.key");
     missing.master_key = MasterKeySource::File(absent.clone());
-    let err = KeyService::open(pool.clone(), &missing, crate::clock::system(), "test").await.unwrap_err();
+    let err = KeyService::open(pool.clone(), &missing, crate::clock::system(), "test")
+        .await
+        .unwrap_err();
     assert!(matches!(err, KeyError::MasterKeyMissing { .. }), "{err}");
-    assert!(!absent.exists(), "no replacement master key is created when keys exist");
+    assert!(
+        !absent.exists(),
+        "no replacement master key is created when keys exist"
+    );
     assert_eq!(store::keys::count(&pool).await.unwrap(), 1);
 }
 
@@ -83,6 +101,12 @@ async fn stored_private_key_is_sealed() {
     let kid = material.kid();
     let (_, sealed) = service.seal(&material).unwrap();
     let raw = URL_SAFE_NO_PAD.decode(&sealed).unwrap();
-    assert!(!raw.windows(64).any(|w| material.pkcs8.windows(64).any(|p| p == w)));
-    assert_eq!(&*service.master.open(&sealed, &aad(&kid)).unwrap(), &*material.pkcs8);
+    assert!(
+        !raw.windows(64)
+            .any(|w| material.pkcs8.windows(64).any(|p| p == w))
+    );
+    assert_eq!(
+        &*service.master.open(&sealed, &aad(&kid)).unwrap(),
+        &*material.pkcs8
+    );
 }

@@ -48,19 +48,30 @@ pub struct NewKey<'a> {
 pub async fn all(pool: &Pool) -> Result<Vec<KeyRow>, sqlx::Error> {
     let q = "SELECT kid, alg, source, state, public_jwk, master_key_id, created_at, deactivated_at, publish_until, retired_at \
              FROM signing_keys ORDER BY created_at DESC, kid";
-    Ok(sqlx::query(q).fetch_all(pool).await?.iter().map(row).collect())
+    Ok(sqlx::query(q)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(row)
+        .collect())
 }
 
 pub async fn count(pool: &Pool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys").fetch_one(pool).await
+    sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys")
+        .fetch_one(pool)
+        .await
 }
 
 pub async fn master_key_ids(pool: &Pool) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT DISTINCT master_key_id FROM signing_keys ORDER BY master_key_id").fetch_all(pool).await
+    sqlx::query_scalar("SELECT DISTINCT master_key_id FROM signing_keys ORDER BY master_key_id")
+        .fetch_all(pool)
+        .await
 }
 
 pub async fn has_active(pool: &Pool) -> Result<bool, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE state = 'active'").fetch_one(pool).await?;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE state = 'active'")
+        .fetch_one(pool)
+        .await?;
     Ok(n > 0)
 }
 
@@ -69,7 +80,13 @@ pub async fn visible(pool: &Pool, now: i64) -> Result<Vec<KeyRow>, sqlx::Error> 
     let q = "SELECT kid, alg, source, state, public_jwk, master_key_id, created_at, deactivated_at, publish_until, retired_at \
              FROM signing_keys WHERE state = 'active' OR (state = 'published' AND publish_until > ?) \
              ORDER BY CASE state WHEN 'active' THEN 0 ELSE 1 END, created_at DESC, kid";
-    Ok(sqlx::query(q).bind(now).fetch_all(pool).await?.iter().map(row).collect())
+    Ok(sqlx::query(q)
+        .bind(now)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(row)
+        .collect())
 }
 
 /// The sealed private key of the active key, if any.
@@ -81,7 +98,11 @@ pub async fn active_sealed(pool: &Pool) -> Result<Option<(String, String)>, sqlx
 }
 
 /// Insert the first active key. Returns false when another process created an active key first.
-pub async fn insert_first_active(pool: &Pool, k: &NewKey<'_>, actor: &str) -> Result<bool, sqlx::Error> {
+pub async fn insert_first_active(
+    pool: &Pool,
+    k: &NewKey<'_>,
+    actor: &str,
+) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let res = insert_active(&mut tx, k).await;
     match res {
@@ -97,7 +118,13 @@ pub async fn insert_first_active(pool: &Pool, k: &NewKey<'_>, actor: &str) -> Re
 
 /// Make `k` the active key; the previous active key becomes `published` until `now + grace`.
 /// One transaction: either both changes land or neither. Returns the previous active kid.
-pub async fn rotate_to(pool: &Pool, k: &NewKey<'_>, grace: i64, actor: &str, action: &str) -> Result<Option<String>, sqlx::Error> {
+pub async fn rotate_to(
+    pool: &Pool,
+    k: &NewKey<'_>,
+    grace: i64,
+    actor: &str,
+    action: &str,
+) -> Result<Option<String>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let previous: Option<String> = sqlx::query_scalar(
         "UPDATE signing_keys SET state = 'published', deactivated_at = ?, publish_until = ? \
@@ -109,9 +136,25 @@ pub async fn rotate_to(pool: &Pool, k: &NewKey<'_>, grace: i64, actor: &str, act
     .await?;
     insert_active(&mut tx, k).await?;
     if let Some(prev) = &previous {
-        event(&mut tx, k.now, actor, "deactivated", prev, &format!("published until {}", k.now + grace)).await?;
+        event(
+            &mut tx,
+            k.now,
+            actor,
+            "deactivated",
+            prev,
+            &format!("published until {}", k.now + grace),
+        )
+        .await?;
     }
-    event(&mut tx, k.now, actor, action, k.kid, &format!("source {}", k.source)).await?;
+    event(
+        &mut tx,
+        k.now,
+        actor,
+        action,
+        k.kid,
+        &format!("source {}", k.source),
+    )
+    .await?;
     tx.commit().await?;
     Ok(previous)
 }
@@ -134,7 +177,11 @@ async fn insert_active(tx: &mut sqlx::SqliteConnection, k: &NewKey<'_>) -> Resul
 }
 
 /// Move published keys whose time is up to `retired`. Nothing is deleted.
-pub async fn retire_expired(pool: &Pool, now: i64, actor: &str) -> Result<Vec<String>, sqlx::Error> {
+pub async fn retire_expired(
+    pool: &Pool,
+    now: i64,
+    actor: &str,
+) -> Result<Vec<String>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let kids: Vec<String> = sqlx::query_scalar(
         "UPDATE signing_keys SET state = 'retired', retired_at = ? \
@@ -151,15 +198,24 @@ pub async fn retire_expired(pool: &Pool, now: i64, actor: &str) -> Result<Vec<St
     Ok(kids)
 }
 
-async fn event(tx: &mut sqlx::SqliteConnection, at: i64, actor: &str, action: &str, kid: &str, detail: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO key_events (id, at, actor, action, kid, detail) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(at)
-        .bind(actor)
-        .bind(action)
-        .bind(kid)
-        .bind(detail)
-        .execute(&mut *tx)
-        .await?;
+async fn event(
+    tx: &mut sqlx::SqliteConnection,
+    at: i64,
+    actor: &str,
+    action: &str,
+    kid: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO key_events (id, at, actor, action, kid, detail) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(at)
+    .bind(actor)
+    .bind(action)
+    .bind(kid)
+    .bind(detail)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }

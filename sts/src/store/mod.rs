@@ -5,8 +5,8 @@ pub mod keys;
 
 use std::str::FromStr;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::config::Config;
 
@@ -17,7 +17,10 @@ pub enum StoreError {
     #[error("database {url}: {source}")]
     Open { url: String, source: sqlx::Error },
     #[error("cannot create database directory {path}: {source}")]
-    Dir { path: String, source: std::io::Error },
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
@@ -27,27 +30,55 @@ pub enum StoreError {
 /// Open (creating when missing) the database and run pending migrations.
 pub async fn connect(config: &Config) -> Result<Pool, StoreError> {
     let url = &config.database_url;
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
     let in_memory = path.starts_with(":memory:") || path.contains("mode=memory");
     if !in_memory {
         let file_part = path.split('?').next().unwrap_or(path);
-        if let Some(parent) = std::path::Path::new(file_part).parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Dir { path: parent.display().to_string(), source: e })?;
+        if let Some(parent) = std::path::Path::new(file_part)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            && !parent.exists()
+        {
+            // The database holds sealed keys and (later) sessions: keep its directory private.
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(parent).map_err(|e| StoreError::Dir {
+                path: parent.display().to_string(),
+                source: e,
+            })?;
         }
     }
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
-        .map_err(|e| StoreError::Open { url: url.clone(), source: e })?
+        .map_err(|e| StoreError::Open {
+            url: url.clone(),
+            source: e,
+        })?
         .create_if_missing(true)
         .foreign_keys(true)
-        .journal_mode(if in_memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
+        .journal_mode(if in_memory {
+            SqliteJournalMode::Memory
+        } else {
+            SqliteJournalMode::Wal
+        })
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(config.database_busy_timeout);
     let pool = SqlitePoolOptions::new()
-        .max_connections(if in_memory { 1 } else { config.database_max_connections })
+        .max_connections(if in_memory {
+            1
+        } else {
+            config.database_max_connections
+        })
         .connect_with(options)
         .await
-        .map_err(|e| StoreError::Open { url: url.clone(), source: e })?;
+        .map_err(|e| StoreError::Open {
+            url: url.clone(),
+            source: e,
+        })?;
     sqlx::migrate!("../migrations").run(&pool).await?;
     Ok(pool)
 }
