@@ -157,6 +157,13 @@ impl TestApp {
         run_cli(self.dir.path(), &self.env, args, extra_env).await
     }
 
+    /// `sts token issue ARGS...` against this app; panics unless it succeeds. Returns the token.
+    pub async fn issue_token(&self, args: &[&str]) -> String {
+        let mut full = vec!["token", "issue"];
+        full.extend_from_slice(args);
+        self.cli(&full, &[]).await.ok().stdout.trim().to_string()
+    }
+
     /// Stop the server and give back its directory (database and master key), e.g. to restart on it.
     pub async fn stop(self) -> TempDir {
         self.handle.stop(true).await;

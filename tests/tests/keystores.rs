@@ -427,12 +427,8 @@ async fn openssl_and_keytool_keystores_import_and_publish_their_chain() {
     assert_eq!(jwk["n"], URL_SAFE_NO_PAD.encode(leaf.n().to_bytes_be()));
 
     // Tokens are now signed by the imported key and verify independently.
-    let token = app
-        .cli(&["token", "issue", "--sub", "dave", "--aud", "api"], &[])
-        .await
-        .ok()
-        .stdout;
-    let v = pyjwt(&app.jwks_url(), token.trim(), &app.address, "api");
+    let token = app.issue_token(&["--sub", "dave", "--aud", "api"]).await;
+    let v = pyjwt(&app.jwks_url(), &token, &app.address, "api");
     assert!(v.ok, "{}", v.json);
     assert_eq!(v.json["kid"], expected_kid.as_str());
 

@@ -29,26 +29,17 @@ fn tamper_signature(token: &str) -> String {
 async fn cli_token_verifies_with_pyjwt_and_jose_and_tampering_is_caught() {
     let app = spawn_app().await;
     let token = app
-        .cli(
-            &[
-                "token",
-                "issue",
-                "--sub",
-                "alice@example.com",
-                "--roles",
-                "admin,dev",
-                "--aud",
-                AUD,
-                "--ttl",
-                "300",
-            ],
-            &[],
-        )
-        .await
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+        .issue_token(&[
+            "--sub",
+            "alice@example.com",
+            "--roles",
+            "admin,dev",
+            "--aud",
+            AUD,
+            "--ttl",
+            "300",
+        ])
+        .await;
     let jwks = app.jwks_url();
     let issuer = app.address.clone();
 
@@ -107,15 +98,9 @@ async fn cli_token_verifies_with_pyjwt_and_jose_and_tampering_is_caught() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_token_is_refused_by_verifiers() {
     let app = spawn_app().await;
-    let token = app
-        .cli(
-            &["token", "issue", "--sub", "bob", "--aud", AUD, "--ttl", "1"],
-            &[],
-        )
-        .await
-        .ok()
-        .stdout;
-    let token = token.trim();
+    let token = &app
+        .issue_token(&["--sub", "bob", "--aud", AUD, "--ttl", "1"])
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let v = pyjwt(&app.jwks_url(), token, &app.address, AUD);
     assert!(
@@ -159,13 +144,7 @@ async fn rotation_keeps_old_tokens_valid_until_they_expire_then_drops_the_key() 
     let app = spawn_app_with(opts).await;
     let old_kids = app.jwks_kids().await;
     assert_eq!(old_kids.len(), 1);
-    let old_token = app
-        .cli(&["token", "issue", "--sub", "carol", "--aud", AUD], &[])
-        .await
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    let old_token = app.issue_token(&["--sub", "carol", "--aud", AUD]).await;
 
     app.cli(&["keys", "regenerate"], &[]).await.ok();
     let kids = app
@@ -190,13 +169,7 @@ async fn rotation_keeps_old_tokens_valid_until_they_expire_then_drops_the_key() 
         v.json
     );
 
-    let new_token = app
-        .cli(&["token", "issue", "--sub", "carol", "--aud", AUD], &[])
-        .await
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    let new_token = app.issue_token(&["--sub", "carol", "--aud", AUD]).await;
     let v = pyjwt(&app.jwks_url(), &new_token, &app.address, AUD);
     assert!(v.ok, "{}", v.json);
     assert_eq!(
