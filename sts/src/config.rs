@@ -76,6 +76,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("environment variable {name}: {message}")]
     Env { name: String, message: String },
+    #[error("providers: {0}")]
+    Provider(String),
     #[error("configuration key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
 }
@@ -98,6 +100,25 @@ struct RawConfig {
     tokens: RawTokens,
     jwks: RawJwks,
     log: RawLog,
+    sessions: RawSessions,
+    providers: Vec<crate::providers::RawProvider>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSessions {
+    idle_timeout_seconds: i64,
+    absolute_timeout_seconds: i64,
+    login_flow_ttl_seconds: i64,
+}
+impl Default for RawSessions {
+    fn default() -> Self {
+        Self {
+            idle_timeout_seconds: 1800,
+            absolute_timeout_seconds: 28_800,
+            login_flow_ttl_seconds: 600,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -265,6 +286,11 @@ pub struct Config {
     pub jwks_max_age: u64,
     pub log_filter: String,
     pub log_format: LogFormat,
+    pub session_idle_timeout: u64,
+    pub session_absolute_timeout: u64,
+    pub login_flow_ttl: u64,
+    /// Identity providers declared in the config file (secrets resolved, validated without network).
+    pub providers: Vec<crate::providers::ProviderSettings>,
 }
 
 impl Config {
@@ -283,18 +309,6 @@ impl Config {
         env: &BTreeMap<String, String>,
         extra_allowed_env: &[&str],
     ) -> Result<Self, ConfigError> {
-        for name in env.keys().filter(|k| k.starts_with("STS_")) {
-            let known = ENV_KEYS.iter().any(|(n, _, _)| n == name)
-                || ENV_DIRECT.contains(&name.as_str())
-                || extra_allowed_env.contains(&name.as_str());
-            if !known {
-                return Err(ConfigError::Env {
-                    name: name.clone(),
-                    message: "unknown STS_* variable (see docs/operator-guide.md for the list)"
-                        .into(),
-                });
-            }
-        }
         let explicit = path
             .map(Path::to_path_buf)
             .or_else(|| env.get("STS_CONFIG").map(PathBuf::from));
@@ -310,6 +324,33 @@ impl Config {
             }
             None => (None, toml::Table::new()),
         };
+        // Variables named by `client_secret_env` in the providers are the operator's to name.
+        let secret_vars: Vec<String> = table
+            .get("providers")
+            .and_then(toml::Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|p| {
+                        p.get("client_secret_env")
+                            .and_then(toml::Value::as_str)
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for name in env.keys().filter(|k| k.starts_with("STS_")) {
+            let known = ENV_KEYS.iter().any(|(n, _, _)| n == name)
+                || ENV_DIRECT.contains(&name.as_str())
+                || extra_allowed_env.contains(&name.as_str())
+                || secret_vars.contains(name);
+            if !known {
+                return Err(ConfigError::Env {
+                    name: name.clone(),
+                    message: "unknown STS_* variable (see docs/operator-guide.md for the list)"
+                        .into(),
+                });
+            }
+        }
         for (name, key, kind) in ENV_KEYS {
             if let Some(value) = env.get(*name) {
                 let v = match kind {
@@ -482,7 +523,46 @@ impl Config {
             }
         };
 
+        let session_idle = positive(
+            "sessions.idle_timeout_seconds",
+            raw.sessions.idle_timeout_seconds,
+            60,
+            86_400,
+        )?;
+        let session_abs = positive(
+            "sessions.absolute_timeout_seconds",
+            raw.sessions.absolute_timeout_seconds,
+            60,
+            30 * 86_400,
+        )?;
+        let flow_ttl = positive(
+            "sessions.login_flow_ttl_seconds",
+            raw.sessions.login_flow_ttl_seconds,
+            30,
+            3600,
+        )?;
+        let mut providers = Vec::new();
+        for p in raw.providers {
+            let settings = p
+                .validate(env)
+                .map_err(|e| ConfigError::Provider(e.to_string()))?;
+            if providers
+                .iter()
+                .any(|q: &crate::providers::ProviderSettings| q.id == settings.id)
+            {
+                return Err(ConfigError::Provider(format!(
+                    "provider `{}` is declared twice",
+                    settings.id
+                )));
+            }
+            providers.push(settings);
+        }
+
         Ok(Config {
+            session_idle_timeout: session_idle,
+            session_absolute_timeout: session_abs,
+            login_flow_ttl: flow_ttl,
+            providers,
             source,
             listen,
             public_url,
@@ -517,6 +597,16 @@ impl Config {
         c.database_url = database_url;
         c.master_key = MasterKeySource::File(master_key_file);
         c
+    }
+
+    /// Redirect URI registered at OIDC providers.
+    pub fn oidc_redirect_uri(&self) -> String {
+        format!("{}/sso/sso-openid/openid-login", self.public_url)
+    }
+
+    /// Redirect URI registered at plain OAuth 2.0 providers.
+    pub fn oauth_redirect_uri(&self) -> String {
+        format!("{}/sso/sso-oauth/oauth-login", self.public_url)
     }
 
     pub fn jwks_uri(&self) -> String {

@@ -10,15 +10,18 @@ use anyhow::Context;
 
 use crate::clock::{self, SharedClock};
 use crate::config::{Config, TlsConfig};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, WebSettings};
 use crate::keys::{KeyRing, KeyService};
+use crate::providers::Registry;
 use crate::store;
+use crate::store::Pool;
+use crate::tokens::TokenIssuer;
 
 pub struct Application {
     port: u16,
     server: Server,
     keys: Arc<KeyRing>,
-    reloader: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -43,17 +46,40 @@ impl Application {
                 "public URL is not https: fine on loopback or behind a TLS-terminating proxy, not otherwise");
         }
         let pool = store::connect(&config).await?;
-        let service = Arc::new(KeyService::open(pool, &config, clock, "server").await?);
+        let service =
+            Arc::new(KeyService::open(pool.clone(), &config, clock.clone(), "server").await?);
         service.ensure_active().await?;
         service.retire_expired().await?;
         let keys = Arc::new(KeyRing::load(service, config.jwks_max_age).await?);
         let reloader = keys.spawn_reloader(config.key_reload_interval);
+        sync_providers(&pool, &config, clock.now()).await?;
+        let providers = Arc::new(Registry::new(config.providers.clone(), clock.clone()));
+        let tokens = Arc::new(TokenIssuer::new(
+            config.public_url.clone(),
+            keys.clone(),
+            clock.clone(),
+            config.token_lifetime,
+            config.token_max_lifetime,
+        ));
+        let purger = spawn_purger(pool.clone(), clock.clone());
 
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             keys: keys.clone(),
             issuer: config.public_url.clone(),
             jwks_uri: config.jwks_uri(),
+            pool,
+            providers,
+            tokens,
+            clock,
+            web: WebSettings {
+                secure_cookies: config.public_url.starts_with("https://"),
+                session_idle: config.session_idle_timeout,
+                session_absolute: config.session_absolute_timeout,
+                flow_ttl: config.login_flow_ttl,
+                oidc_redirect_uri: config.oidc_redirect_uri(),
+                oauth_redirect_uri: config.oauth_redirect_uri(),
+            },
         });
         let https_public = config.public_url.starts_with("https://");
         let mut server = HttpServer::new(move || {
@@ -83,7 +109,7 @@ impl Application {
             port,
             server,
             keys,
-            reloader,
+            tasks: vec![reloader, purger],
         })
     }
 
@@ -101,9 +127,44 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let res = self.server.await;
-        self.reloader.abort();
+        self.tasks.iter().for_each(|t| t.abort());
         res
     }
+}
+
+/// Record the config-declared providers in the database (the admin UI will edit the same rows).
+async fn sync_providers(pool: &Pool, config: &Config, now: i64) -> anyhow::Result<()> {
+    let rows: Vec<(String, String, String, bool, String)> = config
+        .providers
+        .iter()
+        .map(|p| {
+            (
+                p.id.clone(),
+                p.kind.as_str().to_string(),
+                p.display_name.clone(),
+                p.enabled,
+                serde_json::to_string(p).expect("serialisable"),
+            )
+        })
+        .collect();
+    store::login::sync_config_providers(pool, &rows, now).await?;
+    for p in &config.providers {
+        tracing::info!(provider = %p.id, kind = p.kind.as_str(), enabled = p.enabled, "identity provider configured");
+    }
+    Ok(())
+}
+
+/// Delete expired login flows and sessions every minute.
+fn spawn_purger(pool: Pool, clock: SharedClock) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = store::login::purge_expired(&pool, clock.now()).await {
+                tracing::warn!(error = %e, "purging expired flows and sessions failed");
+            }
+        }
+    })
 }
 
 fn rustls_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig> {

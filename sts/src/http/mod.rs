@@ -13,13 +13,33 @@ use actix_web::{HttpResponse, web};
 use futures_util::FutureExt;
 use tracing::Instrument;
 
+use crate::clock::SharedClock;
 use crate::keys::KeyRing;
+use crate::providers::Registry;
+use crate::store::Pool;
+use crate::tokens::TokenIssuer;
 
 /// Shared state for handlers.
 pub struct AppState {
     pub keys: Arc<KeyRing>,
     pub issuer: String,
     pub jwks_uri: String,
+    pub pool: Pool,
+    pub providers: Arc<Registry>,
+    pub tokens: Arc<TokenIssuer>,
+    pub clock: SharedClock,
+    pub web: WebSettings,
+}
+
+/// Browser-facing settings derived from the configuration.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    pub secure_cookies: bool,
+    pub session_idle: u64,
+    pub session_absolute: u64,
+    pub flow_ttl: u64,
+    pub oidc_redirect_uri: String,
+    pub oauth_redirect_uri: String,
 }
 
 /// Mount every route on an actix `App`. Each path answers GET and HEAD; other methods get 405.
@@ -32,6 +52,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         ))
         .service(read_only("/health", wellknown::health))
         .service(read_only("/ready", wellknown::ready))
+        .configure(crate::sso::routes)
         .default_service(web::to(not_found));
 }
 

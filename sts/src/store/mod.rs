@@ -2,6 +2,7 @@
 //! One file per aggregate; SQL is kept portable so PostgreSQL can follow.
 
 pub mod keys;
+pub mod login;
 
 use std::str::FromStr;
 

@@ -1,0 +1,107 @@
+//! Outbound HTTP to identity providers: connect and total timeouts, no redirects followed, TLS
+//! verification on, and a response size limit enforced while reading.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+/// Largest response accepted from an IdP (discovery, JWKS, token, userinfo).
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("timed out")]
+    Timeout,
+    #[error("unreachable: {0}")]
+    Connect(String),
+    #[error("HTTP {status}")]
+    Status {
+        status: u16,
+        body: serde_json::Value,
+    },
+    #[error("response larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge,
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("request failed: {0}")]
+    Other(String),
+}
+
+impl OutboundError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            OutboundError::Timeout => "idp_timeout",
+            OutboundError::Connect(_) => "idp_unreachable",
+            OutboundError::Status { .. } => "idp_http_error",
+            OutboundError::TooLarge => "idp_response_too_large",
+            OutboundError::Json(_) => "idp_invalid_json",
+            OutboundError::Other(_) => "idp_request_failed",
+        }
+    }
+}
+
+fn classify(e: reqwest::Error) -> OutboundError {
+    if e.is_timeout() {
+        OutboundError::Timeout
+    } else if e.is_connect() {
+        OutboundError::Connect(e.to_string())
+    } else {
+        OutboundError::Other(e.to_string())
+    }
+}
+
+/// An HTTP client for one provider.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    client: reqwest::Client,
+}
+
+impl Outbound {
+    pub fn new(connect_timeout_ms: u64, timeout_ms: u64) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(connect_timeout_ms))
+            .timeout(Duration::from_millis(timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("sts/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client");
+        Self { client }
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Send, then read the body up to the limit and parse it as JSON. Non-2xx answers become `Status`
+    /// (with the JSON error body when there is one).
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, OutboundError> {
+        let (status, bytes) = self.send(req).await?;
+        if !(200..300).contains(&status) {
+            let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+            return Err(OutboundError::Status { status, body });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| OutboundError::Json(e.to_string()))
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), OutboundError> {
+        let mut res = req.send().await.map_err(classify)?;
+        let status = res.status().as_u16();
+        if res
+            .content_length()
+            .is_some_and(|l| l > MAX_RESPONSE_BYTES as u64)
+        {
+            return Err(OutboundError::TooLarge);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(OutboundError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body))
+    }
+}

@@ -1,0 +1,313 @@
+//! Identity providers the STS delegates login to. Each kind turns a browser round trip into one
+//! [`Identity`]; roles are then extracted and mapped by [`crate::roles`] the same way for every kind.
+//!
+//! - [`oidc`]: OpenID Connect (discovery, code + PKCE + nonce, ID token validation, optional userinfo).
+//! - [`oauth`]: plain OAuth 2.0 (code + PKCE, user-info JSON with configurable claim paths).
+//! - [`settings`]: the `[[providers]]` configuration, validated without network access.
+//! - [`http`]: outbound HTTP with timeouts, no redirects and a size limit.
+
+pub mod http;
+pub mod oauth;
+pub mod oidc;
+pub mod settings;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clock::SharedClock;
+use crate::roles;
+pub use settings::{Kind, ProviderSettings, RawProvider, SettingsError};
+
+/// Who logged in, as the provider says.
+#[derive(Debug, Clone, Serialize)]
+pub struct Identity {
+    pub subject: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
+    pub display_name: Option<String>,
+    pub groups: Vec<String>,
+    /// The raw claims the identity was built from (ID token claims merged with userinfo).
+    pub claims: Value,
+}
+
+/// Secrets of one login attempt, kept server-side in the login flow.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FlowSecrets {
+    pub nonce: String,
+    pub pkce_verifier: String,
+}
+
+/// Query parameters of a callback.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct Callback {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub iss: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("the identity provider's discovery document could not be used: {0}")]
+    Discovery(String),
+    #[error("the identity provider could not be reached: {0}")]
+    Outbound(#[from] http::OutboundError),
+    #[error("the token endpoint refused the code: {error}")]
+    TokenEndpoint { error: String },
+    #[error("the token response had no ID token")]
+    NoIdToken,
+    #[error("the token response had no access token")]
+    NoAccessToken,
+    #[error("the ID token is invalid: {0}")]
+    IdToken(String),
+    #[error("the authorization response came from another issuer (RFC 9207 `iss` mismatch)")]
+    IssuerMismatch,
+    #[error(
+        "the authorization response lacks the `iss` parameter this provider announces (RFC 9207)"
+    )]
+    IssuerMissing,
+    #[error("the user-info response is invalid: {0}")]
+    Userinfo(String),
+    #[error("the identity has no subject at `{0}`")]
+    NoSubject(String),
+    #[error("the value of `{0}` contains control or line-separator characters")]
+    BadValue(&'static str),
+}
+
+impl ProviderError {
+    /// A stable reason code for logs and error pages.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProviderError::Discovery(_) => "discovery_failed",
+            ProviderError::Outbound(e) => e.code(),
+            ProviderError::TokenEndpoint { .. } => "token_endpoint_error",
+            ProviderError::NoIdToken => "id_token_missing",
+            ProviderError::NoAccessToken => "access_token_missing",
+            ProviderError::IdToken(_) => "id_token_invalid",
+            ProviderError::IssuerMismatch => "iss_mismatch",
+            ProviderError::IssuerMissing => "iss_missing",
+            ProviderError::Userinfo(_) => "userinfo_invalid",
+            ProviderError::NoSubject(_) => "subject_missing",
+            ProviderError::BadValue(_) => "invalid_claim_value",
+        }
+    }
+}
+
+enum Imp {
+    Oidc(Box<oidc::OidcProvider>),
+    OAuth(oauth::OAuthProvider),
+}
+
+/// One configured identity provider.
+pub struct Provider {
+    pub settings: Arc<ProviderSettings>,
+    imp: Imp,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("id", &self.settings.id)
+            .field("kind", &self.settings.kind)
+            .finish()
+    }
+}
+
+impl Provider {
+    pub fn new(settings: ProviderSettings, clock: SharedClock) -> Self {
+        let settings = Arc::new(settings);
+        let http = http::Outbound::new(settings.connect_timeout_ms, settings.timeout_ms);
+        let imp = match settings.kind {
+            Kind::Oidc => Imp::Oidc(Box::new(oidc::OidcProvider::new(
+                settings.clone(),
+                http,
+                clock,
+            ))),
+            Kind::Oauth2 => Imp::OAuth(oauth::OAuthProvider::new(settings.clone(), http)),
+        };
+        Self { settings, imp }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.settings.id
+    }
+
+    /// Where to send the browser. `login_hint` is passed through when given.
+    pub async fn authorization_url(
+        &self,
+        state: &str,
+        secrets: &FlowSecrets,
+        redirect_uri: &str,
+        login_hint: Option<&str>,
+    ) -> Result<String, ProviderError> {
+        let endpoint = match &self.imp {
+            Imp::Oidc(p) => p.authorization_endpoint().await?,
+            Imp::OAuth(_) => self
+                .settings
+                .authorization_endpoint
+                .clone()
+                .expect("validated"),
+        };
+        let mut url =
+            url::Url::parse(&endpoint).map_err(|e| ProviderError::Discovery(e.to_string()))?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &self.settings.client_id)
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("state", state);
+            if !self.settings.scopes.is_empty() {
+                q.append_pair("scope", &self.settings.scopes.join(" "));
+            }
+            if self.settings.kind == Kind::Oidc {
+                q.append_pair("nonce", &secrets.nonce);
+            }
+            if self.settings.pkce {
+                q.append_pair("code_challenge", &pkce_challenge(&secrets.pkce_verifier))
+                    .append_pair("code_challenge_method", "S256");
+            }
+            for (k, v) in &self.settings.auth_params {
+                q.append_pair(k, v);
+            }
+            if let Some(hint) = login_hint {
+                q.append_pair("login_hint", hint);
+            }
+        }
+        Ok(url.into())
+    }
+
+    /// Complete the login from the callback (state already checked by the caller).
+    pub async fn complete(
+        &self,
+        secrets: &FlowSecrets,
+        cb: &Callback,
+        redirect_uri: &str,
+    ) -> Result<Identity, ProviderError> {
+        let code =
+            cb.code
+                .as_deref()
+                .filter(|c| !c.is_empty())
+                .ok_or(ProviderError::TokenEndpoint {
+                    error: "no code in the callback".into(),
+                })?;
+        let claims = match &self.imp {
+            Imp::Oidc(p) => {
+                p.complete(secrets, cb.iss.as_deref(), code, redirect_uri)
+                    .await?
+            }
+            Imp::OAuth(p) => p.complete(secrets, code, redirect_uri).await?,
+        };
+        identity_from_claims(&self.settings, claims)
+    }
+}
+
+/// RFC 7636 S256 challenge.
+pub fn pkce_challenge(verifier: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
+
+fn string_at(claims: &Value, path: &str) -> Option<String> {
+    match roles::lookup(claims, path)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Values are opaque: never trimmed or normalised; control and line-separator characters are refused.
+fn clean(field: &'static str, v: Option<String>) -> Result<Option<String>, ProviderError> {
+    match v {
+        Some(s)
+            if s.chars()
+                .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}') =>
+        {
+            Err(ProviderError::BadValue(field))
+        }
+        Some(s) if s.len() > 1024 => Err(ProviderError::BadValue(field)),
+        other => Ok(other),
+    }
+}
+
+fn identity_from_claims(s: &ProviderSettings, claims: Value) -> Result<Identity, ProviderError> {
+    let subject = clean("subject", string_at(&claims, &s.claims.subject))?
+        .ok_or_else(|| ProviderError::NoSubject(s.claims.subject.clone()))?;
+    let username = clean("username", string_at(&claims, &s.claims.username))?
+        .unwrap_or_else(|| subject.clone());
+    let email = clean("email", string_at(&claims, &s.claims.email))?;
+    let display_name = clean("name", string_at(&claims, &s.claims.name))?;
+    let email_verified = roles::lookup(&claims, "email_verified").and_then(Value::as_bool);
+    let groups = roles::extract(&claims, &s.claims.groups, None);
+    Ok(Identity {
+        subject,
+        username,
+        email,
+        email_verified,
+        display_name,
+        groups,
+        claims,
+    })
+}
+
+/// The configured providers, by id, in configuration order.
+#[derive(Debug, Default)]
+pub struct Registry {
+    providers: Vec<Arc<Provider>>,
+    by_id: BTreeMap<String, usize>,
+}
+
+impl Registry {
+    pub fn new(settings: Vec<ProviderSettings>, clock: SharedClock) -> Self {
+        let mut r = Registry::default();
+        for s in settings {
+            r.by_id.insert(s.id.clone(), r.providers.len());
+            r.providers.push(Arc::new(Provider::new(s, clock.clone())));
+        }
+        r
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Provider>> {
+        self.by_id.get(id).map(|i| self.providers[*i].clone())
+    }
+
+    pub fn enabled(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        self.providers.iter().filter(|p| p.settings.enabled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_rfc7636_appendix_b() {
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn identity_values_are_checked() {
+        let raw: RawProvider = toml::from_str(
+            "id = \"a\"\ntype = \"oauth2\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\nauthorization_endpoint = \"https://x/a\"\ntoken_endpoint = \"https://x/t\"\nuserinfo_endpoint = \"https://x/u\"\nsubject_claim = \"id\"\n",
+        )
+        .unwrap();
+        let s = raw
+            .validate(&[("S".to_string(), "x".to_string())].into_iter().collect())
+            .unwrap();
+        let id = identity_from_claims(&s, serde_json::json!({"id": 42, "groups": ["g"]})).unwrap();
+        assert_eq!(id.subject, "42");
+        assert_eq!(id.username, "42");
+        assert!(identity_from_claims(&s, serde_json::json!({"name": "x"})).is_err());
+        let e = identity_from_claims(&s, serde_json::json!({"id": "a\u{2028}b"})).unwrap_err();
+        assert_eq!(e.code(), "invalid_claim_value");
+    }
+}

@@ -1,0 +1,397 @@
+//! OpenID Connect relying party (authorization code flow, OIDC Core 1.0 section 3.1).
+//!
+//! Checks on the way back, in order (the caller has already consumed the single-use `state`, bound to
+//! the browser):
+//! 1. RFC 9207: when the authorization response carries `iss`, it must equal the issuer; when the
+//!    provider announces `authorization_response_iss_parameter_supported`, it must be present.
+//! 2. The code is exchanged at the token endpoint with the PKCE verifier (RFC 7636) and client
+//!    authentication (`client_secret_basic` or `client_secret_post`); redirects are not followed.
+//! 3. ID token (section 3.1.3.7): the header `alg` must be in the provider's pinned list (never `none`,
+//!    never HS* — so a token MACed with the public key is refused); the key is looked up by `kid` in the
+//!    provider's JWKS only (never `jku`/`x5u`/`jwk` from the token), refetched at most once per cool-down on
+//!    an unknown `kid`; the JWK's own `alg`/`use` must agree; the signature verifies; `iss` equals the
+//!    issuer exactly; `aud` contains our client id; `azp` is required when there are several audiences and
+//!    must be our client id when present; `exp`, `nbf` and `iat` hold with 60 s of skew; `sub` is present;
+//!    `nonce` equals the one stored in the login flow.
+//! 4. Optional userinfo (section 5.3): its `sub` must equal the ID token's `sub`; its claims are merged
+//!    under the ID token's (ID token values win).
+//!
+//! Discovery (OpenID Connect Discovery 1.0 section 4.3): the document's `issuer` must equal the configured
+//! issuer exactly; it is cached and refreshed after `discovery_refresh_seconds`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use super::http::Outbound;
+use super::settings::{ClientAuth, OidcEndpoints, ProviderSettings, endpoint_url};
+use super::{FlowSecrets, ProviderError};
+use crate::clock::SharedClock;
+
+const LEEWAY_SECONDS: u64 = 60;
+/// At most one JWKS refetch for an unknown `kid` per this period.
+const UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Metadata {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    pub userinfo_endpoint: Option<String>,
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
+}
+
+struct Cached<T> {
+    value: T,
+    fetched: Instant,
+}
+
+#[derive(Default)]
+struct JwksState {
+    keys: Option<Cached<JwkSet>>,
+    last_forced: Option<Instant>,
+}
+
+pub struct OidcProvider {
+    s: Arc<ProviderSettings>,
+    http: Outbound,
+    clock: SharedClock,
+    meta: Mutex<Option<Cached<Metadata>>>,
+    jwks: Mutex<JwksState>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct TokenResponse {
+    pub access_token: Option<String>,
+    pub id_token: Option<String>,
+}
+
+impl OidcProvider {
+    pub fn new(s: Arc<ProviderSettings>, http: Outbound, clock: SharedClock) -> Self {
+        Self {
+            s,
+            http,
+            clock,
+            meta: Mutex::new(None),
+            jwks: Mutex::new(JwksState::default()),
+        }
+    }
+
+    fn issuer(&self) -> &str {
+        self.s.issuer.as_deref().expect("validated")
+    }
+
+    /// Provider metadata: discovered (cached) or from the configuration.
+    pub async fn metadata(&self) -> Result<Metadata, ProviderError> {
+        let refresh = match self.s.oidc_endpoints.as_ref().expect("validated") {
+            OidcEndpoints::Manual {
+                authorization,
+                token,
+                jwks,
+                userinfo,
+            } => {
+                return Ok(Metadata {
+                    issuer: self.issuer().to_string(),
+                    authorization_endpoint: authorization.clone(),
+                    token_endpoint: token.clone(),
+                    jwks_uri: jwks.clone(),
+                    userinfo_endpoint: userinfo.clone(),
+                    authorization_response_iss_parameter_supported: false,
+                });
+            }
+            OidcEndpoints::Discover { refresh_seconds } => Duration::from_secs(*refresh_seconds),
+        };
+        let mut guard = self.meta.lock().await;
+        if let Some(c) = guard.as_ref().filter(|c| c.fetched.elapsed() < refresh) {
+            return Ok(c.value.clone());
+        }
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer().trim_end_matches('/')
+        );
+        let fetched: Result<Metadata, ProviderError> = async {
+            let m: Metadata = self.http.json(self.http.client().get(&url)).await?;
+            if m.issuer != self.issuer() {
+                return Err(ProviderError::Discovery(format!(
+                    "document issuer `{}` is not `{}`",
+                    m.issuer,
+                    self.issuer()
+                )));
+            }
+            for u in [&m.authorization_endpoint, &m.token_endpoint, &m.jwks_uri]
+                .into_iter()
+                .chain(m.userinfo_endpoint.as_ref())
+            {
+                endpoint_url(u).map_err(ProviderError::Discovery)?;
+            }
+            Ok(m)
+        }
+        .await;
+        match fetched {
+            Ok(m) => {
+                *guard = Some(Cached {
+                    value: m.clone(),
+                    fetched: Instant::now(),
+                });
+                Ok(m)
+            }
+            // A stale document beats no login while the IdP's discovery endpoint hiccups.
+            Err(e) => match guard.as_ref() {
+                Some(c) => {
+                    tracing::warn!(provider = %self.s.id, reason = e.code(), "discovery refresh failed; using the cached document");
+                    Ok(c.value.clone())
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    pub async fn authorization_endpoint(&self) -> Result<String, ProviderError> {
+        Ok(self.metadata().await?.authorization_endpoint)
+    }
+
+    pub async fn complete(
+        &self,
+        secrets: &FlowSecrets,
+        iss: Option<&str>,
+        code: &str,
+        redirect_uri: &str,
+    ) -> Result<Value, ProviderError> {
+        let meta = self.metadata().await?;
+        match iss {
+            Some(i) if i != self.issuer() => return Err(ProviderError::IssuerMismatch),
+            None if meta.authorization_response_iss_parameter_supported => {
+                return Err(ProviderError::IssuerMissing);
+            }
+            _ => {}
+        }
+        let tokens = exchange_code(
+            &self.http,
+            &self.s,
+            &meta.token_endpoint,
+            code,
+            redirect_uri,
+            &secrets.pkce_verifier,
+        )
+        .await?;
+        let id_token = tokens.id_token.ok_or(ProviderError::NoIdToken)?;
+        let mut claims = self
+            .validate_id_token(&id_token, &meta.jwks_uri, &secrets.nonce)
+            .await?;
+        if self.s.use_userinfo {
+            let endpoint = meta
+                .userinfo_endpoint
+                .as_deref()
+                .ok_or_else(|| ProviderError::Userinfo("no userinfo endpoint".into()))?;
+            let access = tokens.access_token.ok_or(ProviderError::NoAccessToken)?;
+            let info: Value = self
+                .http
+                .json(self.http.client().get(endpoint).bearer_auth(access))
+                .await?;
+            if info.get("sub") != claims.get("sub") {
+                return Err(ProviderError::Userinfo(
+                    "`sub` differs from the ID token's".into(),
+                ));
+            }
+            if let (Some(target), Value::Object(extra)) = (claims.as_object_mut(), info) {
+                for (k, v) in extra {
+                    target.entry(k).or_insert(v);
+                }
+            }
+        }
+        Ok(claims)
+    }
+
+    async fn jwk_for(
+        &self,
+        jwks_uri: &str,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Jwk, ProviderError> {
+        let mut state = self.jwks.lock().await;
+        let stale = state
+            .keys
+            .as_ref()
+            .is_none_or(|c| c.fetched.elapsed() > Duration::from_secs(3600));
+        if stale {
+            let set: JwkSet = self.http.json(self.http.client().get(jwks_uri)).await?;
+            state.keys = Some(Cached {
+                value: set,
+                fetched: Instant::now(),
+            });
+        }
+        if let Some(k) = find_key(&state.keys.as_ref().expect("fetched").value, kid, alg) {
+            return Ok(k);
+        }
+        if stale
+            || state
+                .last_forced
+                .is_some_and(|t| t.elapsed() < UNKNOWN_KID_COOLDOWN)
+        {
+            return Err(ProviderError::IdToken(format!(
+                "no key `{}` in the provider's JWKS",
+                kid.unwrap_or("-")
+            )));
+        }
+        state.last_forced = Some(Instant::now());
+        tracing::info!(provider = %self.s.id, kid = kid.unwrap_or("-"), "unknown kid; refetching the provider's JWKS");
+        let set: JwkSet = self.http.json(self.http.client().get(jwks_uri)).await?;
+        state.keys = Some(Cached {
+            value: set,
+            fetched: Instant::now(),
+        });
+        find_key(&state.keys.as_ref().expect("fetched").value, kid, alg).ok_or_else(|| {
+            ProviderError::IdToken(format!(
+                "no key `{}` in the provider's JWKS",
+                kid.unwrap_or("-")
+            ))
+        })
+    }
+
+    async fn validate_id_token(
+        &self,
+        token: &str,
+        jwks_uri: &str,
+        nonce: &str,
+    ) -> Result<Value, ProviderError> {
+        let bad = |m: String| ProviderError::IdToken(m);
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| bad(format!("malformed or unsupported header: {e}")))?;
+        let alg_name = format!("{:?}", header.alg);
+        if !self.s.id_token_algs.contains(&alg_name) {
+            return Err(bad(format!(
+                "algorithm {alg_name} is not allowed for this provider"
+            )));
+        }
+        let jwk = self
+            .jwk_for(jwks_uri, header.kid.as_deref(), header.alg)
+            .await?;
+        let key =
+            DecodingKey::from_jwk(&jwk).map_err(|e| bad(format!("unusable provider key: {e}")))?;
+        let mut v = Validation::new(header.alg);
+        v.algorithms = vec![header.alg];
+        v.set_issuer(&[self.issuer()]);
+        v.set_audience(&[&self.s.client_id]);
+        v.leeway = LEEWAY_SECONDS;
+        v.validate_nbf = true;
+        v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        let data =
+            jsonwebtoken::decode::<Value>(token, &key, &v).map_err(|e| bad(e.to_string()))?;
+        let claims = data.claims;
+        let auds: Vec<&str> = match &claims["aud"] {
+            Value::String(a) => vec![a.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        match claims.get("azp").and_then(Value::as_str) {
+            Some(azp) if azp != self.s.client_id => {
+                return Err(bad("`azp` is not our client id".into()));
+            }
+            None if auds.len() > 1 => return Err(bad("several audiences and no `azp`".into())),
+            _ => {}
+        }
+        let now = self.clock.now();
+        match claims.get("iat").and_then(Value::as_i64) {
+            Some(iat) if iat <= now + LEEWAY_SECONDS as i64 => {}
+            _ => return Err(bad("`iat` is missing or in the future".into())),
+        }
+        match claims.get("nonce").and_then(Value::as_str) {
+            Some(n) if constant_time_eq(n.as_bytes(), nonce.as_bytes()) => {}
+            Some(_) => return Err(bad("`nonce` does not match this login".into())),
+            None => return Err(bad("`nonce` is missing".into())),
+        }
+        Ok(claims)
+    }
+}
+
+/// Find the key for `kid` (or the only suitable key when the token has no kid); its `alg` and `use`, when
+/// present, must agree with the token.
+fn find_key(set: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<Jwk> {
+    let suitable = |k: &&Jwk| {
+        let alg_ok = k
+            .common
+            .key_algorithm
+            .is_none_or(|ka| format!("{ka:?}") == format!("{alg:?}"));
+        let use_ok = !matches!(
+            k.common.public_key_use,
+            Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+        );
+        alg_ok && use_ok
+    };
+    match kid {
+        Some(kid) => set
+            .keys
+            .iter()
+            .filter(suitable)
+            .find(|k| k.common.key_id.as_deref() == Some(kid))
+            .cloned(),
+        None => {
+            let candidates: Vec<&Jwk> = set.keys.iter().filter(suitable).collect();
+            (candidates.len() == 1).then(|| candidates[0].clone())
+        }
+    }
+}
+
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// RFC 6749 section 4.1.3 with PKCE; client authentication per section 2.3.1 (form-urlencoded id and
+/// secret in HTTP Basic) or in the body.
+pub(super) async fn exchange_code(
+    http: &Outbound,
+    s: &ProviderSettings,
+    token_endpoint: &str,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &str,
+) -> Result<TokenResponse, ProviderError> {
+    let secret = s
+        .client_secret
+        .as_ref()
+        .map(|x| x.expose().to_string())
+        .unwrap_or_default();
+    let mut form: Vec<(&str, &str)> = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+    ];
+    if s.pkce {
+        form.push(("code_verifier", verifier));
+    }
+    let mut req = http
+        .client()
+        .post(token_endpoint)
+        .header("Accept", "application/json");
+    match s.client_auth {
+        ClientAuth::Basic => {
+            let enc =
+                |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+            req = req.basic_auth(enc(&s.client_id), Some(enc(&secret)));
+        }
+        ClientAuth::Post => {
+            form.push(("client_id", &s.client_id));
+            form.push(("client_secret", &secret));
+        }
+    }
+    match http.json::<TokenResponse>(req.form(&form)).await {
+        Ok(t) => Ok(t),
+        Err(super::http::OutboundError::Status { body, status }) => {
+            Err(ProviderError::TokenEndpoint {
+                error: body
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("HTTP {status}")),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,83 @@
+//! The SSO session: an opaque random id in an HttpOnly cookie, stored hashed with idle and absolute
+//! timeouts. A new id is issued at every login (the previous session, if any, is ended).
+
+use actix_web::HttpRequest;
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use serde::{Deserialize, Serialize};
+
+use crate::http::AppState;
+use crate::store;
+
+pub const SESSION_COOKIE: &str = "sts_session";
+/// Binds login flows to the browser that started them.
+pub const BROWSER_COOKIE: &str = "sts_browser";
+
+/// What the session remembers about the user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionIdentity {
+    pub username: String,
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
+    pub display_name: Option<String>,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionUser {
+    pub subject: String,
+    pub provider_id: String,
+    pub identity: SessionIdentity,
+    pub roles: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+pub fn cookie(
+    name: &'static str,
+    value: String,
+    path: &'static str,
+    secure: bool,
+    max_age: Option<u64>,
+) -> Cookie<'static> {
+    let mut c = Cookie::build(name, value)
+        .path(path)
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .finish();
+    if let Some(s) = max_age {
+        c.set_max_age(CookieDuration::seconds(s as i64));
+    }
+    c
+}
+
+pub fn removal(name: &'static str, path: &'static str, secure: bool) -> Cookie<'static> {
+    let mut c = cookie(name, String::new(), path, secure, Some(0));
+    c.make_removal();
+    c
+}
+
+/// The live session of this request, if any (its idle deadline is extended).
+pub async fn current(req: &HttpRequest, st: &AppState) -> Result<Option<SessionUser>, sqlx::Error> {
+    let Some(c) = req.cookie(SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let now = st.clock.now();
+    let row = store::login::touch_session(
+        &st.pool,
+        &super::hash(c.value()),
+        now,
+        now + st.web.session_idle as i64,
+    )
+    .await?;
+    Ok(row.and_then(|r| {
+        Some(SessionUser {
+            identity: serde_json::from_str(&r.identity).ok()?,
+            roles: serde_json::from_str(&r.roles).ok()?,
+            subject: r.subject,
+            provider_id: r.provider_id,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        })
+    }))
+}

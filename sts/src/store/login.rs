@@ -1,0 +1,252 @@
+//! SQL for identity providers, login flows, SSO sessions and the last login per provider.
+
+use sqlx::Row;
+
+use super::Pool;
+
+/// Upsert the providers declared in the configuration; config-managed providers no longer declared are
+/// disabled (never deleted). `rows`: (id, kind, display_name, enabled, settings JSON).
+pub async fn sync_config_providers(
+    pool: &Pool,
+    rows: &[(String, String, String, bool, String)],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for (id, kind, name, enabled, settings) in rows {
+        sqlx::query(
+            "INSERT INTO identity_providers (id, kind, display_name, enabled, settings, managed_by, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, 'config', ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, display_name = excluded.display_name, \
+             enabled = excluded.enabled, settings = excluded.settings, managed_by = 'config', updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(name)
+        .bind(i64::from(*enabled))
+        .bind(settings)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM identity_providers WHERE managed_by = 'config' AND enabled = 1",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for id in ids.iter().filter(|id| !rows.iter().any(|r| &r.0 == *id)) {
+        sqlx::query("UPDATE identity_providers SET enabled = 0, updated_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tracing::warn!(provider = %id, "provider no longer in the configuration: disabled");
+    }
+    tx.commit().await
+}
+
+pub struct NewFlow<'a> {
+    pub state_hash: &'a str,
+    pub browser_hash: &'a str,
+    pub provider_id: &'a str,
+    pub kind: &'a str,
+    pub secrets: &'a str,
+    pub return_to: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+pub async fn insert_flow(pool: &Pool, f: &NewFlow<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO login_flows (state_hash, browser_hash, provider_id, kind, secrets, return_to, created_at, expires_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(f.state_hash)
+    .bind(f.browser_hash)
+    .bind(f.provider_id)
+    .bind(f.kind)
+    .bind(f.secrets)
+    .bind(f.return_to)
+    .bind(f.now)
+    .bind(f.expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub struct Flow {
+    pub browser_hash: String,
+    pub provider_id: String,
+    pub kind: String,
+    pub secrets: String,
+    pub return_to: String,
+    pub expires_at: i64,
+}
+
+/// Delete and return the flow for `state_hash`: whoever deletes it first owns it, so it is single-use.
+pub async fn consume_flow(pool: &Pool, state_hash: &str) -> Result<Option<Flow>, sqlx::Error> {
+    let row = sqlx::query(
+        "DELETE FROM login_flows WHERE state_hash = ? \
+         RETURNING browser_hash, provider_id, kind, secrets, return_to, expires_at",
+    )
+    .bind(state_hash)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| Flow {
+        browser_hash: r.get("browser_hash"),
+        provider_id: r.get("provider_id"),
+        kind: r.get("kind"),
+        secrets: r.get("secrets"),
+        return_to: r.get("return_to"),
+        expires_at: r.get("expires_at"),
+    }))
+}
+
+pub struct NewSession<'a> {
+    pub id_hash: &'a str,
+    pub subject: &'a str,
+    pub provider_id: &'a str,
+    pub identity: &'a str,
+    pub roles: &'a str,
+    pub now: i64,
+    pub idle_expires_at: i64,
+    pub expires_at: i64,
+}
+
+pub async fn insert_session(pool: &Pool, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sso_sessions (id_hash, subject, provider_id, identity, roles, created_at, last_seen_at, idle_expires_at, expires_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(s.id_hash)
+    .bind(s.subject)
+    .bind(s.provider_id)
+    .bind(s.identity)
+    .bind(s.roles)
+    .bind(s.now)
+    .bind(s.now)
+    .bind(s.idle_expires_at)
+    .bind(s.expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub struct Session {
+    pub subject: String,
+    pub provider_id: String,
+    pub identity: String,
+    pub roles: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A live session (inside both timeouts), its idle deadline pushed to `new_idle` (capped by the absolute one).
+pub async fn touch_session(
+    pool: &Pool,
+    id_hash: &str,
+    now: i64,
+    new_idle: i64,
+) -> Result<Option<Session>, sqlx::Error> {
+    let row = sqlx::query(
+        "UPDATE sso_sessions SET last_seen_at = ?, idle_expires_at = CASE WHEN ? < expires_at THEN ? ELSE expires_at END \
+         WHERE id_hash = ? AND idle_expires_at > ? AND expires_at > ? \
+         RETURNING subject, provider_id, identity, roles, created_at, expires_at",
+    )
+    .bind(now)
+    .bind(new_idle)
+    .bind(new_idle)
+    .bind(id_hash)
+    .bind(now)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| Session {
+        subject: r.get("subject"),
+        provider_id: r.get("provider_id"),
+        identity: r.get("identity"),
+        roles: r.get("roles"),
+        created_at: r.get("created_at"),
+        expires_at: r.get("expires_at"),
+    }))
+}
+
+pub async fn delete_session(pool: &Pool, id_hash: &str) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM sso_sessions WHERE id_hash = ?")
+        .bind(id_hash)
+        .execute(pool)
+        .await?
+        .rows_affected()
+        > 0)
+}
+
+pub async fn count_sessions(pool: &Pool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM sso_sessions")
+        .fetch_one(pool)
+        .await
+}
+
+/// Remove expired flows and sessions.
+pub async fn purge_expired(pool: &Pool, now: i64) -> Result<u64, sqlx::Error> {
+    let a = sqlx::query("DELETE FROM login_flows WHERE expires_at <= ?")
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    let b = sqlx::query("DELETE FROM sso_sessions WHERE expires_at <= ? OR idle_expires_at <= ?")
+        .bind(now)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok(a + b)
+}
+
+pub struct LastLogin<'a> {
+    pub provider_id: &'a str,
+    pub subject: Option<&'a str>,
+    pub outcome: &'a str,
+    pub at: i64,
+    pub claims: &'a str,
+    pub external_values: &'a str,
+    pub roles: &'a str,
+}
+
+pub async fn record_last_login(pool: &Pool, l: &LastLogin<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO provider_last_logins (provider_id, subject, outcome, at, claims, external_values, roles) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (provider_id) DO UPDATE SET subject = excluded.subject, outcome = excluded.outcome, at = excluded.at, \
+         claims = excluded.claims, external_values = excluded.external_values, roles = excluded.roles",
+    )
+    .bind(l.provider_id)
+    .bind(l.subject)
+    .bind(l.outcome)
+    .bind(l.at)
+    .bind(l.claims)
+    .bind(l.external_values)
+    .bind(l.roles)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// (subject, outcome, claims JSON, external values JSON, roles JSON) of the last login through a provider.
+pub async fn last_login(
+    pool: &Pool,
+    provider_id: &str,
+) -> Result<Option<(Option<String>, String, String, String, String)>, sqlx::Error> {
+    let r = sqlx::query("SELECT subject, outcome, claims, external_values, roles FROM provider_last_logins WHERE provider_id = ?")
+        .bind(provider_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(r.map(|r| {
+        (
+            r.get("subject"),
+            r.get("outcome"),
+            r.get("claims"),
+            r.get("external_values"),
+            r.get("roles"),
+        )
+    }))
+}
