@@ -12,15 +12,22 @@ use tempfile::TempDir;
 
 pub use sts;
 
-/// Extra settings for a spawned app, as `STS_*` variables (the same names an operator uses).
+/// Extra settings for a spawned app: `STS_*` variables (the same names an operator uses) and an optional
+/// config file (e.g. `[[providers]]`).
 #[derive(Default, Clone)]
 pub struct AppOptions {
     pub env: Vec<(String, String)>,
+    pub config_toml: Option<String>,
 }
 
 impl AppOptions {
     pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.push((key.to_string(), value.into()));
+        self
+    }
+
+    pub fn config(mut self, toml: impl Into<String>) -> Self {
+        self.config_toml = Some(toml.into());
         self
     }
 }
@@ -71,11 +78,36 @@ pub async fn try_spawn_in(
     dir: TempDir,
     opts: AppOptions,
 ) -> Result<TestApp, (TempDir, anyhow::Error)> {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    try_spawn_on(
+        dir,
+        opts,
+        TcpListener::bind("127.0.0.1:0").expect("bind port 0"),
+    )
+    .await
+}
+
+/// Start the app on a listener the test bound first (so an IdP can be told the redirect URI beforehand).
+pub async fn spawn_app_on(listener: TcpListener, opts: AppOptions) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    try_spawn_on(dir, opts, listener)
+        .await
+        .unwrap_or_else(|(_, e)| panic!("spawn_app failed: {e:#}"))
+}
+
+async fn try_spawn_on(
+    dir: TempDir,
+    opts: AppOptions,
+    listener: TcpListener,
+) -> Result<TestApp, (TempDir, anyhow::Error)> {
     let port = listener.local_addr().unwrap().port();
     let tls = opts.env.iter().any(|(k, _)| k.starts_with("STS_TLS_"));
     let mut env = base_env(dir.path(), port, if tls { "https" } else { "http" });
     env.extend(opts.env.iter().cloned());
+    if let Some(text) = &opts.config_toml {
+        let path = dir.path().join("sts.toml");
+        std::fs::write(&path, text).expect("write config");
+        env.insert("STS_CONFIG".into(), path.display().to_string());
+    }
     let config = match sts::Config::load_from(None, &env, &[]) {
         Ok(c) => c,
         Err(e) => return Err((dir, e.into())),
@@ -87,10 +119,7 @@ pub async fn try_spawn_in(
     };
     let handle = app.handle();
     let join = tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = browser();
     let scheme = if tls { "https" } else { "http" };
     Ok(TestApp {
         address: format!("{scheme}://127.0.0.1:{port}"),
@@ -104,6 +133,20 @@ pub async fn try_spawn_in(
 }
 
 impl TestApp {
+    /// Number of SSO sessions in the database.
+    pub async fn session_count(&self) -> i64 {
+        let url = format!("sqlite://{}/data/sts.db", self.dir.path().display());
+        let pool = sqlx::SqlitePool::connect(&url)
+            .await
+            .expect("open test database");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sso_sessions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    }
+
     pub fn jwks_url(&self) -> String {
         format!("{}/sso/jwks.json", self.address)
     }
@@ -169,6 +212,110 @@ impl TestApp {
         self.handle.stop(true).await;
         let _ = self.join.await;
         self.dir
+    }
+}
+
+/// An HTTP client that keeps cookies and stops at redirects, like a browser driven step by step.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .timeout(std::time::Duration::from_secs(40))
+        .build()
+        .unwrap()
+}
+
+/// Follow redirects by hand from `url` until a response that is not a redirect, or until the next
+/// location starts with `stop_at` (returned, not fetched). Returns the last response and the URLs visited.
+pub async fn follow(
+    client: &reqwest::Client,
+    url: &str,
+    stop_at: Option<&str>,
+) -> (reqwest::Response, Vec<String>) {
+    let mut visited = vec![url.to_string()];
+    let mut res = client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    for _ in 0..15 {
+        if !res.status().is_redirection() {
+            return (res, visited);
+        }
+        let loc = res
+            .headers()
+            .get("location")
+            .expect("redirect without Location")
+            .to_str()
+            .unwrap()
+            .to_string();
+        let next = res.url().join(&loc).unwrap().to_string();
+        visited.push(next.clone());
+        if stop_at.is_some_and(|p| next.starts_with(p)) {
+            return (res, visited);
+        }
+        res = client
+            .get(&next)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {next}: {e}"));
+    }
+    panic!("too many redirects: {visited:?}");
+}
+
+/// A peer process (an IdP script) that is killed when dropped.
+pub struct Peer {
+    pub issuer: String,
+    pub port: u16,
+    _child: tokio::process::Child,
+}
+
+/// The node binary install-deps chose (tests/peers/node/.node-path).
+pub fn node_bin() -> String {
+    let path = repo_root().join("tests/peers/node/.node-path");
+    let node = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} missing: run scripts/install-deps --peers",
+            path.display()
+        )
+    });
+    node.trim().to_string()
+}
+
+/// Start `tests/peers/node/<script>` with `args` and wait for its `READY <issuer>` line.
+pub async fn start_node_peer(script: &str, args: &[&str]) -> Peer {
+    use tokio::io::AsyncBufReadExt;
+    let dir = repo_root().join("tests/peers/node");
+    assert!(
+        dir.join("node_modules/oidc-provider").is_dir(),
+        "oidc-provider peer missing: run scripts/install-deps --peers"
+    );
+    let mut child = tokio::process::Command::new(node_bin())
+        .current_dir(&dir)
+        .arg(script)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start node {script}: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not become ready within 20 s"))
+        .expect("read peer stdout")
+        .unwrap_or_else(|| panic!("{script} exited before it was ready"));
+    let issuer = line
+        .strip_prefix("READY ")
+        .unwrap_or_else(|| panic!("{script}: unexpected first line {line:?}"))
+        .trim()
+        .to_string();
+    let port = url::Url::parse(&issuer).unwrap().port().unwrap();
+    Peer {
+        issuer,
+        port,
+        _child: child,
     }
 }
 
