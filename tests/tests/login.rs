@@ -58,6 +58,7 @@ issuer = "{issuer}"
 client_id = "sts"
 client_secret_env = "CORP_SECRET"
 scopes = ["openid", "email", "profile", "groups"]
+use_userinfo = true
 
 [providers.roles]
 claim = "groups"
@@ -162,6 +163,27 @@ async fn oidc_login_ends_on_me_with_mapped_roles_and_a_verifiable_token() {
         vec!["employee", "admin", "user"]
     );
     assert_eq!(app.session_count().await, 1);
+
+    // The last login through the provider is recorded: raw claims, values at the role claim, roles.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}/data/sts.db",
+        app.dir.path().display()
+    ))
+    .await
+    .unwrap();
+    let (outcome, claims, external, roles): (String, String, String, String) =
+        sqlx::query_as("SELECT outcome, claims, external_values, roles FROM provider_last_logins WHERE provider_id = 'corp'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(outcome, "ok");
+    assert!(
+        claims.contains("\"nonce\"") && claims.contains("sts-admins"),
+        "{claims}"
+    );
+    assert_eq!(external, r#"["staff","sts-admins"]"#);
+    assert_eq!(roles, r#"["employee","admin","user"]"#);
+    db.close().await;
 
     let token = element(&html, "access-token");
     let v = pyjwt(&app.jwks_url(), &token, &app.address, &app.address);
@@ -345,4 +367,28 @@ async fn constraints_cancellation_and_return_to_are_enforced() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_providers_get_a_chooser_page() {
+    let s = setup(|issuer| format!("{}{}", oidc_provider(issuer), oauth_provider(issuer))).await;
+    let res = browser()
+        .get(format!("{}/sso/login?return_to=%2Fsso%2Fme", s.app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("Corp OIDC") && html.contains("Corp OAuth 2.0"),
+        "{html}"
+    );
+    assert!(
+        html.contains("href=\"/sso/login?provider=corp&#38;return_to=%2Fsso%2Fme\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("href=\"/sso/login?provider=corp-oauth&#38;return_to=%2Fsso%2Fme\""),
+        "{html}"
+    );
 }

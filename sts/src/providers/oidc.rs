@@ -230,10 +230,9 @@ impl OidcProvider {
         if let Some(k) = find_key(&state.keys.as_ref().expect("fetched").value, kid, alg) {
             return Ok(k);
         }
-        if stale
-            || state
-                .last_forced
-                .is_some_and(|t| t.elapsed() < UNKNOWN_KID_COOLDOWN)
+        if state
+            .last_forced
+            .is_some_and(|t| t.elapsed() < UNKNOWN_KID_COOLDOWN)
         {
             return Err(ProviderError::IdToken(format!(
                 "no key `{}` in the provider's JWKS",
@@ -388,7 +387,13 @@ pub(super) async fn exchange_code(
                 error: body
                     .get("error")
                     .and_then(Value::as_str)
-                    .map(str::to_string)
+                    // IdP-controlled text: keep it to an error-code alphabet before logs and pages.
+                    .map(|e| {
+                        e.chars()
+                            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                            .take(64)
+                            .collect()
+                    })
                     .unwrap_or_else(|| format!("HTTP {status}")),
             })
         }
