@@ -392,3 +392,55 @@ async fn several_providers_get_a_chooser_page() {
         "{html}"
     );
 }
+
+/// The same login in real headless Chromium (Debian's, driven by playwright-core): the page renders under
+/// its CSP without console errors, the copy button copies the token, logout shows its page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_login_in_headless_chromium() {
+    let s = setup(oidc_provider).await;
+    let out = tempfile::tempdir().unwrap();
+    let script = sts_tests::repo_root().join("tests/peers/node/browser-login.mjs");
+    let result = tokio::process::Command::new(sts_tests::node_bin())
+        .arg(&script)
+        .args([
+            "--sts",
+            &s.app.address,
+            "--provider",
+            "corp",
+            "--user",
+            "alice",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .await
+        .expect("run browser-login.mjs");
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|_| {
+            panic!(
+                "no verdict from the browser script:\n{stdout}\n{}",
+                String::from_utf8_lossy(&result.stderr)
+            )
+        });
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert!(result.status.success());
+    assert_eq!(v["subject"], "alice");
+    assert_eq!(v["email"], "alice@example.com");
+    assert_eq!(v["roles"], serde_json::json!(["employee", "admin", "user"]));
+    assert_eq!(v["clipboardMatches"], true, "copy button: {v:#}");
+    assert_eq!(
+        v["consoleErrors"],
+        serde_json::json!([]),
+        "CSP violations or script errors: {v:#}"
+    );
+    assert_eq!(v["pageErrors"], serde_json::json!([]), "{v:#}");
+    let pv = pyjwt(
+        &s.app.jwks_url(),
+        v["token"].as_str().unwrap(),
+        &s.app.address,
+        &s.app.address,
+    );
+    assert!(pv.ok, "{}", pv.json);
+    assert!(out.path().join("me.png").is_file(), "screenshot taken");
+}

@@ -52,6 +52,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         ))
         .service(read_only("/health", wellknown::health))
         .service(read_only("/ready", wellknown::ready))
+        .route(
+            "/favicon.ico",
+            web::get().to(|| async { HttpResponse::NoContent().finish() }),
+        )
         .configure(crate::sso::routes)
         .default_service(web::to(not_found));
 }
