@@ -451,7 +451,7 @@ pub mod verifiers {
             dir.join("node_modules/jose").is_dir(),
             "jose peer missing: run scripts/install-deps --peers"
         );
-        let out = std::process::Command::new("node")
+        let out = std::process::Command::new(node_bin())
             .current_dir(&dir)
             .arg("verify-jose.mjs")
             .args([jwks_url, token, issuer, audience])
