@@ -604,6 +604,16 @@ impl Config {
         format!("{}/sso/sso-openid/openid-login", self.public_url)
     }
 
+    /// SAML SP metadata URL (also the default SP entity ID).
+    pub fn saml_metadata_url(&self) -> String {
+        format!("{}/sso/sso-saml/metadata", self.public_url)
+    }
+
+    /// SAML assertion consumer service (HTTP-POST).
+    pub fn saml_acs_url(&self) -> String {
+        format!("{}/sso/sso-saml/acs", self.public_url)
+    }
+
     /// Redirect URI registered at plain OAuth 2.0 providers.
     pub fn oauth_redirect_uri(&self) -> String {
         format!("{}/sso/sso-oauth/oauth-login", self.public_url)

@@ -209,7 +209,13 @@ impl RoleMapping {
                     rule.roles.iter().for_each(|r| push(r));
                 }
             }
-            if !matched && self.unmapped == Unmapped::Keep {
+            // Kept values become roles as they are: only plain, bounded strings qualify.
+            if !matched
+                && self.unmapped == Unmapped::Keep
+                && !v.is_empty()
+                && v.len() <= 256
+                && !v.chars().any(char::is_control)
+            {
                 push(v);
             }
         }

@@ -50,10 +50,29 @@ impl Application {
             Arc::new(KeyService::open(pool.clone(), &config, clock.clone(), "server").await?);
         service.ensure_active().await?;
         service.retire_expired().await?;
-        let keys = Arc::new(KeyRing::load(service, config.jwks_max_age).await?);
+        let keys = Arc::new(KeyRing::load(service.clone(), config.jwks_max_age).await?);
         let reloader = keys.spawn_reloader(config.key_reload_interval);
         sync_providers(&pool, &config, clock.now()).await?;
-        let providers = Arc::new(Registry::new(config.providers.clone(), clock.clone()));
+        let saml = if config
+            .providers
+            .iter()
+            .any(|p| p.kind == crate::providers::Kind::Saml)
+        {
+            let credentials =
+                crate::providers::saml::SpCredentials::load_or_create(&service, &pool).await?;
+            Some(crate::providers::SamlContext {
+                credentials: Arc::new(credentials),
+                entity_id: config.saml_metadata_url(),
+                acs_url: config.saml_acs_url(),
+            })
+        } else {
+            None
+        };
+        let providers = Arc::new(Registry::new(
+            config.providers.clone(),
+            clock.clone(),
+            saml.as_ref(),
+        ));
         let tokens = Arc::new(TokenIssuer::new(
             config.public_url.clone(),
             keys.clone(),
@@ -79,6 +98,7 @@ impl Application {
                 flow_ttl: config.login_flow_ttl,
                 oidc_redirect_uri: config.oidc_redirect_uri(),
                 oauth_redirect_uri: config.oauth_redirect_uri(),
+                saml_acs_url: config.saml_acs_url(),
             },
         });
         let https_public = config.public_url.starts_with("https://");

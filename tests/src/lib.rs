@@ -94,7 +94,7 @@ pub async fn spawn_app_on(listener: TcpListener, opts: AppOptions) -> TestApp {
         .unwrap_or_else(|(_, e)| panic!("spawn_app failed: {e:#}"))
 }
 
-async fn try_spawn_on(
+pub async fn try_spawn_on(
     dir: TempDir,
     opts: AppOptions,
     listener: TcpListener,

@@ -40,6 +40,7 @@ pub struct WebSettings {
     pub flow_ttl: u64,
     pub oidc_redirect_uri: String,
     pub oauth_redirect_uri: String,
+    pub saml_acs_url: String,
 }
 
 /// Mount every route on an actix `App`. Each path answers GET and HEAD; other methods get 405.

@@ -171,7 +171,7 @@ impl KeyService {
         }
         let material = generate(self.rsa_bits).await?;
         let kid = material.kid();
-        let (jwk, sealed) = self.seal(&material)?;
+        let (jwk, sealed) = self.seal_material(&material)?;
         let new = self.new_key(&kid, &material, &jwk, &sealed);
         if sql::insert_first_active(&self.pool, &new, self.actor).await? {
             tracing::info!(kid = %kid, bits = material.bits, "generated the first signing key");
@@ -196,7 +196,7 @@ impl KeyService {
         if sql::all(&self.pool).await?.iter().any(|r| r.kid == kid) {
             return Err(KeyError::Duplicate { kid });
         }
-        let (jwk, sealed) = self.seal(&material)?;
+        let (jwk, sealed) = self.seal_material(&material)?;
         let new = self.new_key(&kid, &material, &jwk, &sealed);
         let previous = sql::rotate_to(&self.pool, &new, self.grace, self.actor, action)
             .await
@@ -216,7 +216,7 @@ impl KeyService {
         Ok(row.into())
     }
 
-    fn seal(&self, material: &KeyMaterial) -> Result<(String, String), KeyError> {
+    fn seal_material(&self, material: &KeyMaterial) -> Result<(String, String), KeyError> {
         let jwk = serde_json::to_string(&material.public).expect("serialisable");
         let sealed = self.master.seal(&material.pkcs8, &aad(&material.kid()))?;
         Ok((jwk, sealed))
@@ -238,6 +238,23 @@ impl KeyService {
             master_key_id: self.master.id(),
             now: self.clock.now(),
         }
+    }
+
+    /// Seal other secrets (e.g. the SAML SP private key) under the master key; `aad` names the row.
+    pub fn seal(&self, plaintext: &[u8], aad: &str) -> Result<String, KeyError> {
+        Ok(self.master.seal(plaintext, aad)?)
+    }
+
+    pub fn open_sealed(
+        &self,
+        sealed: &str,
+        aad: &str,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
+        Ok(self.master.open(sealed, aad)?)
+    }
+
+    pub fn master_key_id(&self) -> &str {
+        self.master.id()
     }
 
     /// Every key, newest first (after moving expired published keys to retired).

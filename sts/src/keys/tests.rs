@@ -99,7 +99,7 @@ async fn stored_private_key_is_sealed() {
     let (_, service) = setup(dir.path(), ManualClock::new(1_800_000_000)).await;
     let material = KeyMaterial::generate(2048).unwrap();
     let kid = material.kid();
-    let (_, sealed) = service.seal(&material).unwrap();
+    let (_, sealed) = service.seal_material(&material).unwrap();
     let raw = URL_SAFE_NO_PAD.decode(&sealed).unwrap();
     assert!(
         !raw.windows(64)

@@ -9,6 +9,7 @@
 pub mod http;
 pub mod oauth;
 pub mod oidc;
+pub mod saml;
 pub mod settings;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,9 @@ pub struct Identity {
 pub struct FlowSecrets {
     pub nonce: String,
     pub pkce_verifier: String,
+    /// SAML: the ID of the AuthnRequest sent (the only acceptable InResponseTo).
+    #[serde(default)]
+    pub saml_request_id: Option<String>,
 }
 
 /// Query parameters of a callback.
@@ -77,6 +81,10 @@ pub enum ProviderError {
     NoSubject(String),
     #[error("the value of `{0}` contains control or line-separator characters")]
     BadValue(&'static str),
+    #[error("the SAML response was refused: {1}")]
+    Saml(&'static str, String),
+    #[error("this provider cannot be used: {0}")]
+    Unusable(String),
 }
 
 impl ProviderError {
@@ -94,6 +102,8 @@ impl ProviderError {
             ProviderError::Userinfo(_) => "userinfo_invalid",
             ProviderError::NoSubject(_) => "subject_missing",
             ProviderError::BadValue(_) => "invalid_claim_value",
+            ProviderError::Saml(code, _) => code,
+            ProviderError::Unusable(_) => "provider_unusable",
         }
     }
 }
@@ -101,6 +111,18 @@ impl ProviderError {
 enum Imp {
     Oidc(Box<oidc::OidcProvider>),
     OAuth(oauth::OAuthProvider),
+    Saml(Box<saml::SamlProvider>),
+    /// Configured but not usable in this process (e.g. SAML without SP credentials); says why.
+    Broken(String),
+}
+
+/// What SAML providers need from the server: the SP credentials and our URLs.
+#[derive(Clone)]
+pub struct SamlContext {
+    pub credentials: Arc<saml::SpCredentials>,
+    /// Default SP entity ID (the SP metadata URL).
+    pub entity_id: String,
+    pub acs_url: String,
 }
 
 /// One configured identity provider.
@@ -119,7 +141,11 @@ impl std::fmt::Debug for Provider {
 }
 
 impl Provider {
-    pub fn new(settings: ProviderSettings, clock: SharedClock) -> Self {
+    pub fn new(
+        settings: ProviderSettings,
+        clock: SharedClock,
+        saml_ctx: Option<&SamlContext>,
+    ) -> Self {
         let settings = Arc::new(settings);
         let http = http::Outbound::new(settings.connect_timeout_ms, settings.timeout_ms);
         let imp = match settings.kind {
@@ -129,6 +155,18 @@ impl Provider {
                 clock,
             ))),
             Kind::Oauth2 => Imp::OAuth(oauth::OAuthProvider::new(settings.clone(), http)),
+            Kind::Saml => match saml_ctx {
+                None => Imp::Broken("SAML service provider credentials are not loaded".into()),
+                Some(ctx) => match saml::SamlProvider::new(
+                    settings.clone(),
+                    ctx.credentials.clone(),
+                    &ctx.entity_id,
+                    &ctx.acs_url,
+                ) {
+                    Ok(p) => Imp::Saml(Box::new(p)),
+                    Err(e) => Imp::Broken(e),
+                },
+            },
         };
         Self { settings, imp }
     }
@@ -141,7 +179,7 @@ impl Provider {
     pub async fn authorization_url(
         &self,
         state: &str,
-        secrets: &FlowSecrets,
+        secrets: &mut FlowSecrets,
         redirect_uri: &str,
         login_hint: Option<&str>,
     ) -> Result<String, ProviderError> {
@@ -152,6 +190,12 @@ impl Provider {
                 .authorization_endpoint
                 .clone()
                 .expect("validated"),
+            Imp::Saml(p) => {
+                let (url, request_id) = p.authn_request_url(state)?;
+                secrets.saml_request_id = Some(request_id);
+                return Ok(url);
+            }
+            Imp::Broken(why) => return Err(ProviderError::Unusable(why.clone())),
         };
         let mut url =
             url::Url::parse(&endpoint).map_err(|e| ProviderError::Discovery(e.to_string()))?;
@@ -201,8 +245,45 @@ impl Provider {
                     .await?
             }
             Imp::OAuth(p) => p.complete(secrets, code, redirect_uri).await?,
+            Imp::Saml(_) | Imp::Broken(_) => {
+                return Err(ProviderError::Unusable(
+                    "not a redirect-based provider".into(),
+                ));
+            }
         };
         identity_from_claims(&self.settings, claims)
+    }
+}
+
+impl Provider {
+    /// Validate a SAMLResponse for this login flow and build the identity (replay cache: caller).
+    /// Returns the identity, the assertion ID and until when it must be remembered.
+    pub fn complete_saml(
+        &self,
+        secrets: &FlowSecrets,
+        saml_response: &str,
+    ) -> Result<(Identity, String, i64), ProviderError> {
+        let Imp::Saml(p) = &self.imp else {
+            return Err(ProviderError::Unusable("not a SAML provider".into()));
+        };
+        let request_id = secrets.saml_request_id.as_deref().ok_or_else(|| {
+            ProviderError::Saml("saml_invalid", "no request ID in this login flow".into())
+        })?;
+        let (claims, assertion_id, keep_until) = p.validate(saml_response, request_id)?;
+        Ok((
+            identity_from_claims(&self.settings, claims)?,
+            assertion_id,
+            keep_until,
+        ))
+    }
+
+    /// SP metadata XML for this SAML provider.
+    pub fn saml_metadata(&self) -> Result<String, ProviderError> {
+        match &self.imp {
+            Imp::Saml(p) => p.metadata_xml(),
+            Imp::Broken(why) => Err(ProviderError::Unusable(why.clone())),
+            _ => Err(ProviderError::Unusable("not a SAML provider".into())),
+        }
     }
 }
 
@@ -218,6 +299,11 @@ fn string_at(claims: &Value, path: &str) -> Option<String> {
     match roles::lookup(claims, path)? {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
+        // SAML attributes are lists: a single value stands for itself; several are ambiguous.
+        Value::Array(items) if items.len() == 1 => items[0]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         _ => None,
     }
 }
@@ -243,7 +329,12 @@ fn identity_from_claims(s: &ProviderSettings, claims: Value) -> Result<Identity,
         .unwrap_or_else(|| subject.clone());
     let email = clean("email", string_at(&claims, &s.claims.email))?;
     let display_name = clean("name", string_at(&claims, &s.claims.name))?;
-    let email_verified = roles::lookup(&claims, "email_verified").and_then(Value::as_bool);
+    // Absent: unknown (None). Present: only a boolean `true` or the string "true" counts as verified.
+    let email_verified = roles::lookup(&claims, "email_verified").map(|v| match v {
+        Value::Bool(b) => *b,
+        Value::String(s) => s == "true",
+        _ => false,
+    });
     let groups = roles::extract(&claims, &s.claims.groups, None);
     Ok(Identity {
         subject,
@@ -264,13 +355,25 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(settings: Vec<ProviderSettings>, clock: SharedClock) -> Self {
+    pub fn new(
+        settings: Vec<ProviderSettings>,
+        clock: SharedClock,
+        saml: Option<&SamlContext>,
+    ) -> Self {
         let mut r = Registry::default();
         for s in settings {
             r.by_id.insert(s.id.clone(), r.providers.len());
-            r.providers.push(Arc::new(Provider::new(s, clock.clone())));
+            r.providers
+                .push(Arc::new(Provider::new(s, clock.clone(), saml)));
         }
         r
+    }
+
+    /// The first enabled SAML provider (served at `/sso/sso-saml/metadata`).
+    pub fn default_saml(&self) -> Option<Arc<Provider>> {
+        self.enabled()
+            .find(|p| p.settings.kind == Kind::Saml)
+            .cloned()
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Provider>> {

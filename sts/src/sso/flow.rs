@@ -12,6 +12,7 @@ use super::session::{self, BROWSER_COOKIE, SESSION_COOKIE, SessionIdentity};
 use super::{hash, random_token, valid_return_to};
 use crate::http::AppState;
 use crate::providers::oidc::constant_time_eq;
+use crate::providers::saml::MAX_RESPONSE_BYTES;
 use crate::providers::{Callback, FlowSecrets, Kind, ProviderError};
 use crate::roles::ConstraintError;
 use crate::store;
@@ -199,13 +200,14 @@ async fn start_login(
         _ => (random_token(), true),
     };
     let state = random_token();
-    let secrets = FlowSecrets {
+    let mut secrets = FlowSecrets {
         nonce: random_token(),
         pkce_verifier: random_token(),
+        saml_request_id: None,
     };
     let redirect_uri = redirect_uri(st, provider.settings.kind);
     let url = provider
-        .authorization_url(&state, &secrets, &redirect_uri, q.login_hint.as_deref())
+        .authorization_url(&state, &mut secrets, &redirect_uri, q.login_hint.as_deref())
         .await?;
     let now = st.clock.now();
     store::login::insert_flow(
@@ -240,6 +242,7 @@ fn redirect_uri(st: &AppState, kind: Kind) -> String {
     match kind {
         Kind::Oidc => st.web.oidc_redirect_uri.clone(),
         Kind::Oauth2 => st.web.oauth_redirect_uri.clone(),
+        Kind::Saml => st.web.saml_acs_url.clone(),
     }
 }
 
@@ -316,6 +319,17 @@ async fn complete_login(
         .complete(&secrets, &cb, &redirect_uri(st, kind))
         .await?;
 
+    finish_login(req, st, &provider, identity, &flow.return_to).await
+}
+
+/// Roles, constraints, the last-login record, then a fresh SSO session and the redirect to `return_to`.
+async fn finish_login(
+    req: &HttpRequest,
+    st: &AppState,
+    provider: &crate::providers::Provider,
+    identity: crate::providers::Identity,
+    return_to: &str,
+) -> Result<HttpResponse, LoginError> {
     let s = &provider.settings;
     let external = s.roles.external_values(&identity.claims);
     let roles = s.roles.map(&external);
@@ -367,7 +381,7 @@ async fn complete_login(
     )
     .await?;
     tracing::info!(provider = provider.id(), subject = %identity.subject, roles = ?roles, "login succeeded");
-    Ok(redirect(&flow.return_to)
+    Ok(redirect(return_to)
         .cookie(session::cookie(
             SESSION_COOKIE,
             session_id,
@@ -445,4 +459,118 @@ pub async fn logout(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
         st.web.secure_cookies,
     ));
     resp
+}
+
+#[derive(Deserialize)]
+struct AcsForm {
+    #[serde(rename = "SAMLResponse")]
+    saml_response: Option<String>,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+/// `POST /sso/sso-saml/acs` and `/sso/sso-saml/{provider}/acs`: the SAML assertion consumer (HTTP-POST).
+pub async fn saml_acs(req: HttpRequest, body: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+    let mut provider_id = None;
+    match consume_saml(&req, &body, &st, &mut provider_id).await {
+        Ok(resp) => resp,
+        Err(e) => e.page(provider_id.as_deref()),
+    }
+}
+
+async fn consume_saml(
+    req: &HttpRequest,
+    body: &[u8],
+    st: &AppState,
+    provider_id: &mut Option<String>,
+) -> Result<HttpResponse, LoginError> {
+    // base64 inflates by 4/3; anything bigger than that bound is refused before parsing.
+    if body.len() > MAX_RESPONSE_BYTES * 2 {
+        return Err(LoginError::BadRequest);
+    }
+    let form: AcsForm = serde_urlencoded::from_bytes(body).map_err(|_| LoginError::BadRequest)?;
+    let relay = form
+        .relay_state
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or(LoginError::StateMissing)?;
+    // Consume first: this RelayState (and the request ID it carries) can never be used again.
+    let flow = store::login::consume_flow(&st.pool, &hash(relay))
+        .await?
+        .ok_or(LoginError::StateUnknown)?;
+    *provider_id = Some(flow.provider_id.clone());
+    if flow.expires_at <= st.clock.now() {
+        return Err(LoginError::FlowExpired);
+    }
+    if flow.kind != Kind::Saml.as_str() {
+        return Err(LoginError::WrongCallback);
+    }
+    if let Some(path_provider) = req.match_info().get("provider")
+        && path_provider != flow.provider_id
+    {
+        return Err(LoginError::WrongCallback);
+    }
+    // The browser cookie reaches a cross-site POST only as SameSite=None, which needs Secure (https).
+    if st.web.secure_cookies {
+        let browser = req
+            .cookie(BROWSER_COOKIE)
+            .map(|c| hash(c.value()))
+            .unwrap_or_default();
+        if !constant_time_eq(browser.as_bytes(), flow.browser_hash.as_bytes()) {
+            return Err(LoginError::StateNotThisBrowser);
+        }
+    }
+    let provider = st
+        .providers
+        .get(&flow.provider_id)
+        .filter(|p| p.settings.enabled)
+        .ok_or(LoginError::ProviderUnavailable)?;
+    let saml_response = form
+        .saml_response
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or(LoginError::BadRequest)?;
+    let secrets: FlowSecrets =
+        serde_json::from_str(&flow.secrets).map_err(|_| LoginError::Internal)?;
+    let (identity, assertion_id, keep_until) = provider.complete_saml(&secrets, saml_response)?;
+    if !store::saml::consume_assertion_id(
+        &st.pool,
+        &assertion_id,
+        provider.id(),
+        keep_until.max(st.clock.now() + 60),
+    )
+    .await?
+    {
+        return Err(ProviderError::Saml(
+            "saml_replay",
+            format!("assertion {assertion_id} was already used"),
+        )
+        .into());
+    }
+    finish_login(req, st, &provider, identity, &flow.return_to).await
+}
+
+/// `GET /sso/sso-saml/metadata` (the first enabled SAML provider) and `/sso/sso-saml/{provider}/metadata`.
+pub async fn saml_metadata(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    let provider = match req.match_info().get("provider") {
+        Some(id) => st
+            .providers
+            .get(id)
+            .filter(|p| p.settings.kind == Kind::Saml),
+        None => st.providers.default_saml(),
+    };
+    let Some(provider) = provider else {
+        return LoginError::UnknownProvider.page(None);
+    };
+    match provider.saml_metadata() {
+        Ok(xml) => HttpResponse::Ok()
+            .content_type("application/samlmetadata+xml")
+            .insert_header((
+                "Content-Disposition",
+                "attachment; filename=\"sts-saml-sp-metadata.xml\"",
+            ))
+            .insert_header((CACHE_CONTROL, "public, max-age=300"))
+            .body(xml),
+        Err(e) => LoginError::Provider(e).page(Some(provider.id())),
+    }
 }

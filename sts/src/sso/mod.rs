@@ -28,6 +28,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/sso/sso-oauth/oauth-login",
             web::get().to(flow::oauth_callback),
         )
+        .route("/sso/sso-saml/acs", web::post().to(flow::saml_acs))
+        .route("/sso/sso-saml/metadata", web::get().to(flow::saml_metadata))
+        .route(
+            "/sso/sso-saml/{provider}/acs",
+            web::post().to(flow::saml_acs),
+        )
+        .route(
+            "/sso/sso-saml/{provider}/metadata",
+            web::get().to(flow::saml_metadata),
+        )
         .route("/sso/me", web::get().to(flow::me))
         .route("/sso/logout", web::get().to(flow::logout))
         .route("/sso/static/sts.css", web::get().to(pages::css))

@@ -43,7 +43,13 @@ pub fn cookie(
         .path(path)
         .http_only(true)
         .secure(secure)
-        .same_site(SameSite::Lax)
+        // The browser-binding cookie must reach the SAML ACS, a cross-site POST: SameSite=None (only
+        // allowed with Secure). It carries no authority by itself. The session cookie stays Lax.
+        .same_site(if name == BROWSER_COOKIE && secure {
+            SameSite::None
+        } else {
+            SameSite::Lax
+        })
         .finish();
     if let Some(s) = max_age {
         c.set_max_age(CookieDuration::seconds(s as i64));

@@ -1,0 +1,461 @@
+//! SAML 2.0 service provider (Web Browser SSO profile, SAML 2.0 Profiles section 4.1), built on samael.
+//!
+//! Outbound: an AuthnRequest over HTTP-Redirect with a fresh 128-bit ID; RelayState is our opaque
+//! login-flow state; signed with RSA-SHA256 by the SP key (through aws-lc-rs) unless turned off.
+//!
+//! Inbound (HTTP-POST to the ACS), checks in this order, each with its own reason code:
+//! 1. size (<= 256 KiB decoded), base64, UTF-8 (`saml_malformed`);
+//! 2. parser-differential guards before samael: no `<!DOCTYPE`/`<!ENTITY` (XXE, billion laughs), an XML
+//!    declaration, when present, says version 1.0 (`saml_unsafe_xml`); exactly one Assertion or
+//!    EncryptedAssertion start tag (`saml_assertion_count`);
+//! 3. samael + libxmlsec1: the signature (on the Response or on the Assertion) verifies against the
+//!    IdP metadata certificates only, never KeyInfo from the message; only the signed element is kept
+//!    and parsed; signature algorithms RSA/ECDSA with SHA-256 or stronger (SHA-1 only when the provider
+//!    sets `allow_sha1`); then Destination, InResponseTo (equal to the request ID stored in this login
+//!    flow), Issuer, Status, IssueInstant, Conditions NotBefore/NotOnOrAfter and the bearer
+//!    SubjectConfirmationData (Recipient = our ACS, InResponseTo, time window) with the configured skew
+//!    (`saml_invalid`, detail from samael);
+//! 4. our own additions: Conditions with an AudienceRestriction naming our entity ID are required
+//!    (samael skips the audience check when there is none) (`saml_audience`); encrypted assertions are
+//!    refused (not supported yet) (`saml_encrypted_unsupported`);
+//! 5. the assertion ID is single-use: a replay cache keeps it until NotOnOrAfter (`saml_replay`);
+//! 6. values come only from the verified assertion; NameID and attribute values are opaque strings, and
+//!    control or line-separator characters are refused (`invalid_claim_value`).
+//!
+//! Requirements at configuration time: IdP metadata with an entity ID, an HTTP-Redirect SSO endpoint,
+//! and at least one signing certificate (samael would skip signature checks without one).
+
+use std::sync::Arc;
+
+use aws_lc_rs::rsa::KeyPair;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use samael::crypto::{AllowedSignatureAlgorithm, CertificateDer};
+use samael::metadata::{EntityDescriptor, HTTP_REDIRECT_BINDING};
+use samael::service_provider::ServiceProvider;
+use samael::traits::ToXml;
+use serde_json::{Map, Value};
+
+use super::ProviderError;
+use super::settings::ProviderSettings;
+use crate::keys::{KeyMaterial, KeyService};
+
+/// Decoded SAMLResponse size limit.
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// The SP's own key pair and self-signed certificate (apart from the token-signing keys).
+pub struct SpCredentials {
+    pub certificate_der: Vec<u8>,
+    key: KeyPair,
+}
+
+impl std::fmt::Debug for SpCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpCredentials").finish_non_exhaustive()
+    }
+}
+
+const SP_KEY_AAD: &str = "sts saml sp key v1:default";
+
+impl SpCredentials {
+    /// Load the SP credentials, generating them (RSA 2048 + a 10-year self-signed certificate) the first time.
+    pub async fn load_or_create(
+        keys: &KeyService,
+        pool: &crate::store::Pool,
+    ) -> anyhow::Result<Self> {
+        if crate::store::saml::sp_credentials(pool).await?.is_none() {
+            let material = tokio::task::spawn_blocking(|| KeyMaterial::generate(2048)).await??;
+            let cert = self_signed_certificate(&material.pkcs8)?;
+            let sealed = keys.seal(&material.pkcs8, SP_KEY_AAD)?;
+            crate::store::saml::insert_sp_credentials(
+                pool,
+                &STANDARD.encode(&cert),
+                &sealed,
+                keys.master_key_id(),
+                keys.now(),
+            )
+            .await?;
+            tracing::info!("generated the SAML SP key pair and certificate");
+        }
+        let (cert, sealed, master_id) = crate::store::saml::sp_credentials(pool)
+            .await?
+            .expect("just ensured");
+        if master_id != keys.master_key_id() {
+            anyhow::bail!(
+                "the SAML SP key is sealed by master key id {master_id}, not by the configured master key"
+            );
+        }
+        let pkcs8 = keys.open_sealed(&sealed, SP_KEY_AAD)?;
+        let key = KeyPair::from_pkcs8(&pkcs8)
+            .map_err(|e| anyhow::anyhow!("SAML SP key unusable: {e}"))?;
+        Ok(Self {
+            certificate_der: STANDARD.decode(cert)?,
+            key,
+        })
+    }
+
+    fn sign_rsa_sha256(&self, msg: &[u8]) -> Vec<u8> {
+        let mut sig = vec![0u8; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                msg,
+                &mut sig,
+            )
+            .expect("RSA signing with a validated key");
+        sig
+    }
+}
+
+fn self_signed_certificate(pkcs8: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8);
+    let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "STS SAML service provider");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(3650);
+    Ok(params.self_signed(&key)?.der().to_vec())
+}
+
+/// Parse IdP metadata and check what a usable SAML IdP must have.
+pub fn parse_idp_metadata(xml: &str) -> Result<EntityDescriptor, String> {
+    if has_unsafe_xml(xml) {
+        return Err("the metadata contains a DOCTYPE or entity declarations".into());
+    }
+    let ed: EntityDescriptor = xml.parse().map_err(|e| format!("not SAML metadata: {e}"))?;
+    if ed.entity_id.as_deref().is_none_or(str::is_empty) {
+        return Err("the metadata has no entityID".into());
+    }
+    let sp = ServiceProvider {
+        idp_metadata: ed.clone(),
+        ..Default::default()
+    };
+    match sp.idp_signing_certs() {
+        Ok(Some(certs)) if !certs.is_empty() => {}
+        _ => {
+            return Err(
+                "the metadata has no IdP signing certificate; signatures could not be checked"
+                    .into(),
+            );
+        }
+    }
+    if sp.sso_binding_location(HTTP_REDIRECT_BINDING).is_none() {
+        return Err(
+            "the metadata has no SingleSignOnService with the HTTP-Redirect binding".into(),
+        );
+    }
+    Ok(ed)
+}
+
+fn has_unsafe_xml(xml: &str) -> bool {
+    let upper = xml.to_ascii_uppercase();
+    upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY")
+}
+
+/// The XML declaration, when present, must say version 1.0 (samael verifies with libxml2 but reads the
+/// signed copy with quick-xml, which honours the declaration: XML 1.1 would change signed values).
+fn xml_declaration_ok(xml: &str) -> bool {
+    let t = xml.trim_start_matches('\u{feff}');
+    if !t.starts_with("<?xml") {
+        return true;
+    }
+    let Some(end) = t.find("?>") else {
+        return false;
+    };
+    let decl = &t[..end];
+    decl.contains("version=\"1.0\"") || decl.contains("version='1.0'")
+}
+
+/// Start tags whose local name is exactly `local` (any prefix).
+fn count_start_tags(xml: &str, local: &str) -> usize {
+    let bytes = xml.as_bytes();
+    let mut n = 0;
+    for (i, _) in xml.match_indices('<') {
+        let rest = &xml[i + 1..];
+        let name_end = rest
+            .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+            .unwrap_or(rest.len());
+        let name = &rest[..name_end];
+        let local_part = name.rsplit(':').next().unwrap_or(name);
+        if local_part == local && !name.starts_with('/') && bytes.get(i + 1) != Some(&b'?') {
+            n += 1;
+        }
+    }
+    n
+}
+
+pub struct SamlProvider {
+    s: Arc<ProviderSettings>,
+    sp: ServiceProvider,
+    sso_url: String,
+    entity_id: String,
+    creds: Arc<SpCredentials>,
+}
+
+impl SamlProvider {
+    pub fn new(
+        s: Arc<ProviderSettings>,
+        creds: Arc<SpCredentials>,
+        sp_entity_id: &str,
+        acs_url: &str,
+    ) -> Result<Self, String> {
+        let saml = s.saml.as_ref().expect("validated");
+        let idp = parse_idp_metadata(&saml.idp_metadata_xml)?;
+        let allowed = if saml.allow_sha1 {
+            None
+        } else {
+            Some(vec![
+                AllowedSignatureAlgorithm::RsaSha256,
+                AllowedSignatureAlgorithm::RsaSha384,
+                AllowedSignatureAlgorithm::RsaSha512,
+                AllowedSignatureAlgorithm::EcdsaSha256,
+                AllowedSignatureAlgorithm::EcdsaSha384,
+                AllowedSignatureAlgorithm::EcdsaSha512,
+            ])
+        };
+        let entity_id = saml
+            .sp_entity_id
+            .clone()
+            .unwrap_or_else(|| sp_entity_id.to_string());
+        let sp = ServiceProvider {
+            entity_id: Some(entity_id.clone()),
+            metadata_url: Some(sp_entity_id.to_string()),
+            acs_url: Some(acs_url.to_string()),
+            slo_url: Some(acs_url.to_string()),
+            idp_metadata: idp,
+            certificate: Some(CertificateDer::from(creds.certificate_der.clone())),
+            authn_name_id_format: saml.name_id_format.clone(),
+            force_authn: saml.force_authn,
+            allow_idp_initiated: false,
+            max_clock_skew: chrono::Duration::seconds(saml.clock_skew_seconds),
+            max_issue_delay: chrono::Duration::seconds(90 + saml.clock_skew_seconds),
+            allowed_signature_algorithms: allowed,
+            ..Default::default()
+        };
+        let sso_url = sp
+            .sso_binding_location(HTTP_REDIRECT_BINDING)
+            .expect("checked in parse_idp_metadata");
+        Ok(Self {
+            s,
+            sp,
+            sso_url,
+            entity_id,
+            creds,
+        })
+    }
+
+    /// The IdP-bound redirect carrying a (signed) AuthnRequest; returns (url, request id).
+    pub fn authn_request_url(&self, relay_state: &str) -> Result<(String, String), ProviderError> {
+        let saml = self.s.saml.as_ref().expect("validated");
+        let mut req = self
+            .sp
+            .make_authentication_request(&self.sso_url)
+            .map_err(|e| ProviderError::Saml("saml_request", e.to_string()))?;
+        let mut id = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut id).expect("randomness");
+        req.id = format!("_{}", hex::encode(id));
+        let xml = req
+            .to_string()
+            .map_err(|e| ProviderError::Saml("saml_request", format!("{e:?}")))?;
+        let mut deflater =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut deflater, xml.as_bytes()).expect("in-memory");
+        let deflated = deflater.finish().expect("in-memory");
+        let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        // SAML Bindings 3.4.4.1: the signature covers exactly this byte sequence.
+        let mut query = format!(
+            "SAMLRequest={}&RelayState={}",
+            enc(&STANDARD.encode(deflated)),
+            enc(relay_state)
+        );
+        if saml.sign_authn_requests {
+            query.push_str(&format!(
+                "&SigAlg={}",
+                enc("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
+            ));
+            let sig = self.creds.sign_rsa_sha256(query.as_bytes());
+            query.push_str(&format!("&Signature={}", enc(&STANDARD.encode(sig))));
+        }
+        let sep = if self.sso_url.contains('?') { '&' } else { '?' };
+        Ok((format!("{}{sep}{query}", self.sso_url), req.id))
+    }
+
+    /// Validate a SAMLResponse (base64, from the ACS form) for the request `request_id`; returns the
+    /// verified assertion as claims: `NameID`, `NameIDFormat`, `SessionIndex` and one entry per attribute
+    /// Name and FriendlyName (arrays of strings), plus the assertion ID and expiry for the replay cache.
+    pub fn validate(
+        &self,
+        saml_response: &str,
+        request_id: &str,
+    ) -> Result<(Value, String, i64), ProviderError> {
+        let bad = |code: &'static str, m: String| ProviderError::Saml(code, m);
+        let bytes = STANDARD
+            .decode(saml_response.trim())
+            .map_err(|_| bad("saml_malformed", "SAMLResponse is not base64".into()))?;
+        if bytes.len() > MAX_RESPONSE_BYTES {
+            return Err(bad("saml_malformed", "SAMLResponse is too large".into()));
+        }
+        let xml = String::from_utf8(bytes)
+            .map_err(|_| bad("saml_malformed", "SAMLResponse is not UTF-8".into()))?;
+        if has_unsafe_xml(&xml) || !xml_declaration_ok(&xml) {
+            return Err(bad(
+                "saml_unsafe_xml",
+                "DOCTYPE, entity declarations or a non-1.0 XML declaration".into(),
+            ));
+        }
+        let assertions = count_start_tags(&xml, "Assertion");
+        let encrypted = count_start_tags(&xml, "EncryptedAssertion");
+        if assertions + encrypted != 1 {
+            return Err(bad(
+                "saml_assertion_count",
+                format!(
+                    "exactly one assertion is required, found {}",
+                    assertions + encrypted
+                ),
+            ));
+        }
+        if encrypted == 1 {
+            return Err(bad(
+                "saml_encrypted_unsupported",
+                "encrypted assertions are not supported yet".into(),
+            ));
+        }
+        let assertion = self
+            .sp
+            .parse_xml_response(&xml, Some(&[request_id]))
+            .map_err(|e| bad("saml_invalid", e.to_string()))?;
+        let conditions = assertion
+            .conditions
+            .as_ref()
+            .ok_or_else(|| bad("saml_audience", "the assertion has no Conditions".into()))?;
+        let audience_ok = conditions
+            .audience_restrictions
+            .iter()
+            .flatten()
+            .any(|r| r.audience.iter().any(|a| a == &self.entity_id));
+        if !audience_ok {
+            return Err(bad(
+                "saml_audience",
+                format!("no AudienceRestriction names `{}`", self.entity_id),
+            ));
+        }
+        let not_on_or_after = conditions
+            .not_on_or_after
+            .map(|t| t.timestamp())
+            .into_iter()
+            .chain(
+                assertion
+                    .subject
+                    .iter()
+                    .flat_map(|s| s.subject_confirmations.iter().flatten())
+                    .filter_map(|c| {
+                        c.subject_confirmation_data
+                            .as_ref()
+                            .and_then(|d| d.not_on_or_after)
+                    })
+                    .map(|t| t.timestamp()),
+            )
+            .max()
+            .unwrap_or_else(|| chrono::Utc::now().timestamp() + 600);
+
+        let mut claims = Map::new();
+        if let Some(name_id) = assertion.subject.as_ref().and_then(|s| s.name_id.as_ref()) {
+            claims.insert("NameID".into(), Value::String(name_id.value.clone()));
+            if let Some(f) = &name_id.format {
+                claims.insert("NameIDFormat".into(), Value::String(f.clone()));
+            }
+        }
+        if let Some(idx) = assertion
+            .authn_statements
+            .iter()
+            .flatten()
+            .find_map(|a| a.session_index.clone())
+        {
+            claims.insert("SessionIndex".into(), Value::String(idx));
+        }
+        for attr in assertion
+            .attribute_statements
+            .iter()
+            .flatten()
+            .flat_map(|s| s.attributes.iter())
+        {
+            let values: Vec<Value> = attr
+                .values
+                .iter()
+                .filter_map(|v| v.value.clone())
+                .map(Value::String)
+                .collect();
+            for key in attr.name.iter().chain(attr.friendly_name.iter()) {
+                let entry = claims
+                    .entry(key.clone())
+                    .or_insert_with(|| Value::Array(vec![]));
+                if let Value::Array(list) = entry {
+                    list.extend(values.iter().cloned());
+                }
+            }
+        }
+        Ok((Value::Object(claims), assertion.id.clone(), not_on_or_after))
+    }
+
+    /// SP metadata: entityID, one HTTP-POST ACS, NameID formats, a signing KeyDescriptor.
+    pub fn metadata_xml(&self) -> Result<String, ProviderError> {
+        let bad = |e: String| ProviderError::Saml("saml_metadata", e);
+        let mut ed = self.sp.metadata().map_err(|e| bad(e.to_string()))?;
+        let sign = self.s.saml.as_ref().is_some_and(|s| s.sign_authn_requests);
+        for d in ed.sp_sso_descriptors.iter_mut().flatten() {
+            // One signing KeyDescriptor (samael also adds a second, mislabelled one meant for encryption,
+            // which we do not support yet), no SingleLogoutService (not implemented).
+            if let Some(kds) = d.key_descriptors.as_mut() {
+                kds.truncate(1);
+            }
+            d.single_logout_services = None;
+            d.authn_requests_signed = Some(sign);
+            d.want_assertions_signed = Some(true);
+            d.name_id_formats = Some(vec![
+                "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent".into(),
+                "urn:oasis:names:tc:SAML:2.0:nameid-format:transient".into(),
+                "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress".into(),
+                "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified".into(),
+            ]);
+        }
+        ed.to_string().map_err(|e| bad(format!("{e:?}")))
+    }
+
+    pub fn entity_id(&self) -> &str {
+        &self.entity_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_guards() {
+        assert!(xml_declaration_ok("<samlp:Response/>"));
+        assert!(xml_declaration_ok(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><a/>"
+        ));
+        assert!(!xml_declaration_ok("<?xml version=\"1.1\"?><a/>"));
+        assert!(has_unsafe_xml("<!doctype x [<!entity a \"b\">]><a/>"));
+        assert_eq!(
+            count_start_tags(
+                "<saml:Assertion ID=\"a\"><x/></saml:Assertion><Assertion>",
+                "Assertion"
+            ),
+            2
+        );
+        assert_eq!(
+            count_start_tags("<saml2:EncryptedAssertion>", "Assertion"),
+            0
+        );
+        assert_eq!(
+            count_start_tags("<samlp:Response><saml:AssertionX/>", "Assertion"),
+            0
+        );
+    }
+}

@@ -1,0 +1,416 @@
+//! SAML 2.0 login against a real IdP (Debian's SimpleSAMLphp, started by tests/peers/saml/start-idp.py),
+//! and the attacks an SP must refuse: tampering, unsigned or SHA-1 assertions, replays, unsolicited
+//! responses, XML 1.1 / DOCTYPE parser differentials, assertion wrapping.
+
+use std::net::TcpListener;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sts_tests::verifiers::pyjwt;
+use sts_tests::{AppOptions, TestApp, browser, repo_root, spawn_app_on};
+
+/// A running SimpleSAMLphp; killed on drop.
+struct Idp {
+    metadata_url: String,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_idp(sp_metadata: &str, flags: &[&str]) -> Idp {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sp_file = dir.path().join("sp.xml");
+    std::fs::write(&sp_file, sp_metadata).unwrap();
+    let script = repo_root().join("tests/peers/saml/start-idp.py");
+    assert!(
+        Path::new("/usr/share/simplesamlphp/www").is_dir(),
+        "SimpleSAMLphp missing: run scripts/install-deps --peers"
+    );
+    let mut child = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg("--dir")
+        .arg(dir.path().join("idp"))
+        .args(["--port", "0", "--sp-metadata"])
+        .arg(&sp_file)
+        .args(flags)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start SimpleSAMLphp");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("SimpleSAMLphp did not start within 30 s")
+        .unwrap()
+        .expect("start-idp.py exited before READY");
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(parts.first(), Some(&"READY"), "{line}");
+    Idp {
+        metadata_url: parts[2].to_string(),
+        _child: child,
+        _dir: dir,
+    }
+}
+
+/// SP metadata as an IdP admin would register it before the STS runs: entity ID and ACS only.
+fn bootstrap_sp_metadata(sts: &str) -> String {
+    format!(
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{sts}/sso/sso-saml/metadata">
+  <md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol" WantAssertionsSigned="true">
+    <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{sts}/sso/sso-saml/acs" index="0"/>
+  </md:SPSSODescriptor>
+</md:EntityDescriptor>"#
+    )
+}
+
+struct Setup {
+    app: TestApp,
+    _idp: Idp,
+}
+
+async fn setup(idp_flags: &[&str], extra: &str) -> Setup {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sts = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let idp = start_idp(&bootstrap_sp_metadata(&sts), idp_flags).await;
+    let idp_xml = reqwest::get(&idp.metadata_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let meta_file = conf_dir.path().join("idp.xml");
+    std::fs::write(&meta_file, idp_xml).unwrap();
+    let toml = format!(
+        r#"
+[[providers]]
+id = "simplesaml"
+type = "saml"
+display_name = "SimpleSAMLphp"
+idp_metadata_file = "{}"
+{extra}
+
+[providers.roles]
+claim = "groups"
+default_roles = ["user"]
+rules = [ {{ match = "sts-admins", roles = ["admin"] }}, {{ match = "staff", roles = ["employee"] }} ]
+"#,
+        meta_file.display()
+    );
+    let app = spawn_app_on(listener, AppOptions::default().config(toml)).await;
+    std::mem::forget(conf_dir); // the provider file is read at start only; keep it for the test's life
+    Setup { app, _idp: idp }
+}
+
+/// Start a login at the STS, authenticate at the IdP (login.py), and return (client, acs url, form).
+async fn idp_login(
+    app: &TestApp,
+    user: &str,
+    password: &str,
+) -> (reqwest::Client, serde_json::Value) {
+    let client = browser();
+    let res = client
+        .get(format!("{}/sso/login?provider=simplesaml", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "login start");
+    let authn_url = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        authn_url.contains("SAMLRequest=") && authn_url.contains("Signature="),
+        "signed AuthnRequest: {authn_url}"
+    );
+    let v = run_login_py(&authn_url, user, password).await;
+    (client, v)
+}
+
+async fn run_login_py(authn_url: &str, user: &str, password: &str) -> serde_json::Value {
+    let out = tokio::process::Command::new("python3")
+        .arg(repo_root().join("tests/peers/saml/login.py"))
+        .args([
+            "--authn-url",
+            authn_url,
+            "--user",
+            user,
+            "--password",
+            password,
+        ])
+        .output()
+        .await
+        .expect("run login.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|_| {
+        panic!(
+            "login.py printed no verdict: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+async fn post_acs(
+    client: &reqwest::Client,
+    acs: &str,
+    saml_response: &str,
+    relay_state: &str,
+) -> (u16, String) {
+    let res = client
+        .post(acs)
+        .form(&[("SAMLResponse", saml_response), ("RelayState", relay_state)])
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let html = res.text().await.unwrap();
+    let code = html
+        .split("id=\"reason\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or("")
+        .to_string();
+    (status, code)
+}
+
+fn decode(saml_response: &str) -> String {
+    String::from_utf8(STANDARD.decode(saml_response).unwrap()).unwrap()
+}
+
+fn encode(xml: &str) -> String {
+    STANDARD.encode(xml.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saml_login_ends_on_me_with_roles_and_the_sp_metadata_is_served() {
+    let s = setup(&[], "").await;
+    let app = &s.app;
+
+    let res = browser()
+        .get(format!("{}/sso/sso-saml/metadata", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/samlmetadata+xml"
+    );
+    let md = res.text().await.unwrap();
+    assert!(
+        md.contains(&format!(
+            "entityID=\"{}/sso/sso-saml/metadata\"",
+            app.address
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("Location=\"{}/sso/sso-saml/acs\"", app.address)),
+        "{md}"
+    );
+    assert!(
+        md.contains("HTTP-POST")
+            && md.contains("use=\"signing\"")
+            && md.contains("X509Certificate"),
+        "{md}"
+    );
+    assert!(
+        !md.contains("use=\"encryption\""),
+        "no encryption key is offered while encryption is unsupported"
+    );
+    let per_provider = browser()
+        .get(format!("{}/sso/sso-saml/simplesaml/metadata", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(per_provider.status(), 200);
+
+    let (client, v) = idp_login(app, "alice", "alicepw").await;
+    assert_eq!(v["ok"], true, "{v}");
+    let acs = v["acs_url"].as_str().unwrap();
+    assert_eq!(acs, format!("{}/sso/sso-saml/acs", app.address));
+    let res = client
+        .post(acs)
+        .form(&[
+            ("SAMLResponse", v["saml_response"].as_str().unwrap()),
+            ("RelayState", v["relay_state"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    let me = client
+        .get(format!("{}/sso/me", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let html = me.text().await.unwrap();
+    assert!(html.contains("<dd id=\"subject\">alice</dd>"), "{html}");
+    assert!(
+        html.contains("<dd id=\"email\">alice@example.com</dd>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<li>employee</li><li>admin</li><li>user</li>"),
+        "{html}"
+    );
+    let token = html
+        .split("id=\"access-token\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
+    let pv = pyjwt(&app.jwks_url(), token, &app.address, &app.address);
+    assert!(pv.ok, "{}", pv.json);
+    assert_eq!(app.session_count().await, 1);
+
+    // The same response again: its RelayState (login flow) is spent.
+    let (status, code) = post_acs(
+        &client,
+        acs,
+        v["saml_response"].as_str().unwrap(),
+        v["relay_state"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (400, "state_unknown_or_used"));
+    assert_eq!(app.session_count().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_replayed_and_unsolicited_responses_are_refused() {
+    let s = setup(&[], "").await;
+    let app = &s.app;
+    let acs = format!("{}/sso/sso-saml/acs", app.address);
+
+    // Each case gets a fresh, legitimate login to tamper with, so only the tampering is wrong.
+    type Tamper = fn(&str) -> String;
+    let cases: Vec<(&str, Tamper, u16, &str)> = vec![
+        (
+            "NameID changed",
+            |x| x.replace(">alice</saml:NameID>", ">admin</saml:NameID>"),
+            401,
+            "saml_invalid",
+        ),
+        (
+            "attribute value changed",
+            |x| {
+                x.replacen(
+                    "<saml:AttributeValue xsi:type=\"xs:string\">staff",
+                    "<saml:AttributeValue xsi:type=\"xs:string\">sts-admins",
+                    1,
+                )
+            },
+            401,
+            "saml_invalid",
+        ),
+        (
+            "XML 1.1 declaration",
+            |x| {
+                format!(
+                    "<?xml version=\"1.1\"?>{}",
+                    x.trim_start_matches(|c| c != '<')
+                        .split_once("?>")
+                        .filter(|(a, _)| a.starts_with("<?xml"))
+                        .map(|(_, b)| b.to_string())
+                        .unwrap_or_else(|| x.to_string())
+                )
+            },
+            401,
+            "saml_unsafe_xml",
+        ),
+        (
+            "DOCTYPE",
+            |x| format!("<!DOCTYPE r [<!ENTITY e \"alice\">]>{x}"),
+            401,
+            "saml_unsafe_xml",
+        ),
+        (
+            "wrapped second assertion",
+            |x| {
+                // XSW: a copy of the signed assertion with another ID and subject placed before it.
+                let start = x.find("<saml:Assertion").unwrap();
+                let end = x.find("</saml:Assertion>").unwrap() + "</saml:Assertion>".len();
+                let forged = x[start..end]
+                    .replace(">alice</saml:NameID>", ">admin</saml:NameID>")
+                    .replacen("ID=\"_", "ID=\"_evil", 1);
+                format!("{}{}{}", &x[..start], forged, &x[start..])
+            },
+            401,
+            "saml_assertion_count",
+        ),
+    ];
+    for (what, tamper, status_want, code_want) in cases {
+        let (client, v) = idp_login(app, "alice", "alicepw").await;
+        assert_eq!(v["ok"], true, "{v}");
+        let forged = encode(&tamper(&decode(v["saml_response"].as_str().unwrap())));
+        let (status, code) =
+            post_acs(&client, &acs, &forged, v["relay_state"].as_str().unwrap()).await;
+        assert_eq!((status, code.as_str()), (status_want, code_want), "{what}");
+    }
+    assert_eq!(
+        app.session_count().await,
+        0,
+        "no forged response made a session"
+    );
+
+    // A genuine response delivered with another login's RelayState: InResponseTo does not match.
+    let (client, first) = idp_login(app, "alice", "alicepw").await;
+    let (_, second) = idp_login(app, "alice", "alicepw").await;
+    let (status, code) = post_acs(
+        &client,
+        &acs,
+        first["saml_response"].as_str().unwrap(),
+        second["relay_state"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (401, "saml_invalid"));
+
+    // IdP-initiated (unsolicited) response: no login flow of ours; refused.
+    let idp_base = s
+        ._idp
+        .metadata_url
+        .trim_end_matches("/saml2/idp/metadata.php")
+        .to_string();
+    let unsolicited = format!(
+        "{idp_base}/saml2/idp/SSOService.php?spentityid={}",
+        url::form_urlencoded::byte_serialize(
+            format!("{}/sso/sso-saml/metadata", app.address).as_bytes()
+        )
+        .collect::<String>()
+    );
+    let v = run_login_py(&unsolicited, "alice", "alicepw").await;
+    assert_eq!(v["ok"], true, "{v}");
+    let (status, code) = post_acs(
+        &browser(),
+        &acs,
+        v["saml_response"].as_str().unwrap(),
+        v["relay_state"].as_str().unwrap_or("made-up"),
+    )
+    .await;
+    assert_eq!(status, 400, "{code}");
+    let (status, _) = post_acs(&browser(), &acs, v["saml_response"].as_str().unwrap(), "").await;
+    assert_eq!(status, 400);
+    assert_eq!(app.session_count().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_and_sha1_assertions_are_refused_signed_responses_accepted() {
+    for (flags, want) in [
+        (vec!["--no-sign-assertion"], (401, "saml_invalid")),
+        (vec!["--sign-algo", "rsa-sha1"], (401, "saml_invalid")),
+        (vec!["--sign-response", "--no-sign-assertion"], (303, "")),
+    ] {
+        let s = setup(&flags, "").await;
+        let (client, v) = idp_login(&s.app, "alice", "alicepw").await;
+        assert_eq!(v["ok"], true, "{flags:?}: {v}");
+        let (status, code) = post_acs(
+            &client,
+            v["acs_url"].as_str().unwrap(),
+            v["saml_response"].as_str().unwrap(),
+            v["relay_state"].as_str().unwrap(),
+        )
+        .await;
+        assert_eq!((status, code.as_str()), want, "{flags:?}");
+    }
+}
