@@ -172,6 +172,13 @@ async fn post_acs(
     (status, code)
 }
 
+/// Byte span of the (first) signed assertion.
+fn assertion_span(x: &str) -> (usize, usize) {
+    let start = x.find("<saml:Assertion").unwrap();
+    let end = x.find("</saml:Assertion>").unwrap() + "</saml:Assertion>".len();
+    (start, end)
+}
+
 fn decode(saml_response: &str) -> String {
     String::from_utf8(STANDARD.decode(saml_response).unwrap()).unwrap()
 }
@@ -339,6 +346,86 @@ async fn forged_replayed_and_unsolicited_responses_are_refused() {
             401,
             "saml_assertion_count",
         ),
+        (
+            "wrapped: evil assertion after the signed one",
+            |x| {
+                let (start, end) = assertion_span(x);
+                let forged = x[start..end]
+                    .replace(">alice</saml:NameID>", ">admin</saml:NameID>")
+                    .replacen("ID=\"_", "ID=\"_evil", 1);
+                format!("{}{}{}", &x[..end], forged, &x[end..])
+            },
+            401,
+            "saml_assertion_count",
+        ),
+        (
+            "wrapped: signed assertion inside the evil one",
+            |x| {
+                let (start, end) = assertion_span(x);
+                let signed = &x[start..end];
+                let evil_open =
+                    signed[..signed.find('>').unwrap() + 1].replacen("ID=\"_", "ID=\"_evil", 1);
+                format!(
+                    "{}{evil_open}<saml:Subject><saml:NameID>admin</saml:NameID></saml:Subject>{signed}</saml:Assertion>{}",
+                    &x[..start],
+                    &x[end..]
+                )
+            },
+            401,
+            "saml_assertion_count",
+        ),
+        (
+            "wrapped: signed assertion moved into Extensions",
+            |x| {
+                let (start, end) = assertion_span(x);
+                let signed = &x[start..end];
+                let evil = signed
+                    .replace(">alice</saml:NameID>", ">admin</saml:NameID>")
+                    .replacen("ID=\"_", "ID=\"_evil", 1);
+                let issuer_end = x.find("</saml:Issuer>").unwrap() + "</saml:Issuer>".len();
+                format!(
+                    "{}<samlp:Extensions>{signed}</samlp:Extensions>{}{evil}{}",
+                    &x[..issuer_end],
+                    &x[issuer_end..start],
+                    &x[end..]
+                )
+            },
+            401,
+            "saml_assertion_count",
+        ),
+        (
+            "wrapped: signed assertion moved into a ds:Object",
+            |x| {
+                let (start, end) = assertion_span(x);
+                let signed = &x[start..end];
+                let evil = signed
+                    .replace(">alice</saml:NameID>", ">admin</saml:NameID>")
+                    .replacen("ID=\"_", "ID=\"_evil", 1);
+                format!(
+                    "{}{evil}<ds:Object xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">{signed}</ds:Object>{}",
+                    &x[..start],
+                    &x[end..]
+                )
+            },
+            401,
+            "saml_assertion_count",
+        ),
+        (
+            "comment injected in NameID",
+            |x| x.replace(">alice</saml:NameID>", ">ali<!---->ce</saml:NameID>"),
+            401,
+            "saml_unsafe_xml",
+        ),
+        (
+            "signature stripped",
+            |x| {
+                let a = x.find("<ds:Signature").unwrap();
+                let b = x.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+                format!("{}{}", &x[..a], &x[b..])
+            },
+            401,
+            "saml_invalid",
+        ),
     ];
     for (what, tamper, status_want, code_want) in cases {
         let (client, v) = idp_login(app, "alice", "alicepw").await;
@@ -353,6 +440,29 @@ async fn forged_replayed_and_unsolicited_responses_are_refused() {
         0,
         "no forged response made a session"
     );
+
+    // Garbage: not base64, base64 of non-XML, oversize; each a page, no panic, no session.
+    let big = "A".repeat(600 * 1024);
+    for (what, body, code_want) in [
+        (
+            "not base64",
+            "%%%not-base64%%%".to_string(),
+            "saml_malformed",
+        ),
+        (
+            "not XML",
+            encode("this is not xml at all"),
+            "saml_assertion_count",
+        ),
+        ("oversize", big, "bad_request"),
+    ] {
+        let (client, v) = idp_login(app, "alice", "alicepw").await;
+        let (status, code) =
+            post_acs(&client, &acs, &body, v["relay_state"].as_str().unwrap()).await;
+        assert!(status == 400 || status == 401, "{what}: {status}");
+        assert_eq!(code, code_want, "{what}");
+    }
+    assert_eq!(app.session_count().await, 0, "no garbage made a session");
 
     // A genuine response delivered with another login's RelayState: InResponseTo does not match.
     let (client, first) = idp_login(app, "alice", "alicepw").await;

@@ -58,6 +58,17 @@ impl std::fmt::Debug for SpCredentials {
 const SP_KEY_AAD: &str = "sts saml sp key v1:default";
 
 impl SpCredentials {
+    /// Fresh credentials held in memory only (tests and fuzzing; the server loads them from the store).
+    pub fn ephemeral() -> anyhow::Result<Self> {
+        let material = KeyMaterial::generate(2048)?;
+        let cert = self_signed_certificate(&material.pkcs8)?;
+        let key = KeyPair::from_pkcs8(&material.pkcs8).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Self {
+            certificate_der: cert,
+            key,
+        })
+    }
+
     /// Load the SP credentials, generating them (RSA 2048 + a 10-year self-signed certificate) the first time.
     pub async fn load_or_create(
         keys: &KeyService,
@@ -154,6 +165,19 @@ pub fn parse_idp_metadata(xml: &str) -> Result<EntityDescriptor, String> {
 fn has_unsafe_xml(xml: &str) -> bool {
     let upper = xml.to_ascii_uppercase();
     upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY")
+}
+
+/// Comments are outside exclusive c14n, so `ali<!---->ce` keeps a valid signature while parsers disagree
+/// on the text (CVE-2017-11427 class); processing instructions have no place in a SAML message either.
+/// Real IdPs send neither, so both are refused (the leading XML declaration excepted).
+fn has_comment_or_pi(xml: &str) -> bool {
+    let body = xml.trim_start_matches('\u{feff}');
+    let body = if body.starts_with("<?xml") {
+        body.split_once("?>").map(|(_, rest)| rest).unwrap_or("")
+    } else {
+        body
+    };
+    body.contains("<!--") || body.contains("<?")
 }
 
 /// The XML declaration, when present, must say version 1.0 (samael verifies with libxml2 but reads the
@@ -301,10 +325,11 @@ impl SamlProvider {
         }
         let xml = String::from_utf8(bytes)
             .map_err(|_| bad("saml_malformed", "SAMLResponse is not UTF-8".into()))?;
-        if has_unsafe_xml(&xml) || !xml_declaration_ok(&xml) {
+        if has_unsafe_xml(&xml) || !xml_declaration_ok(&xml) || has_comment_or_pi(&xml) {
             return Err(bad(
                 "saml_unsafe_xml",
-                "DOCTYPE, entity declarations or a non-1.0 XML declaration".into(),
+                "DOCTYPE, entity declarations, comments, processing instructions or a non-1.0 XML declaration"
+                    .into(),
             ));
         }
         let assertions = count_start_tags(&xml, "Assertion");
@@ -433,6 +458,108 @@ impl SamlProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A SAML provider against a made-up IdP whose metadata carries a real signing certificate.
+    fn provider() -> SamlProvider {
+        let idp_creds = SpCredentials::ephemeral().unwrap();
+        let cert = STANDARD.encode(&idp_creds.certificate_der);
+        let xml = format!(
+            "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"https://idp.example.com/md\">\
+             <md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">\
+             <md:KeyDescriptor use=\"signing\"><ds:KeyInfo xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:X509Data>\
+             <ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>\
+             <md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" Location=\"https://idp.example.com/sso\"/>\
+             </md:IDPSSODescriptor></md:EntityDescriptor>"
+        );
+        let mut table = toml::Table::new();
+        table.insert("id".into(), "fuzz".into());
+        table.insert("type".into(), "saml".into());
+        table.insert("idp_metadata_xml".into(), xml.into());
+        let raw: super::super::RawProvider = table.try_into().unwrap();
+        let settings = Arc::new(raw.validate(&Default::default()).unwrap());
+        SamlProvider::new(
+            settings,
+            Arc::new(SpCredentials::ephemeral().unwrap()),
+            "https://sts.example.com/sso/sso-saml/metadata",
+            "https://sts.example.com/sso/sso-saml/acs",
+        )
+        .unwrap()
+    }
+
+    fn provider_cached() -> &'static SamlProvider {
+        static P: std::sync::OnceLock<SamlProvider> = std::sync::OnceLock::new();
+        P.get_or_init(provider)
+    }
+
+    fn fragments() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(vec![
+            "<?xml version=\"1.0\"?>",
+            "<?xml version=\"1.1\"?>",
+            "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" ID=\"_r\" Version=\"2.0\" IssueInstant=\"2026-11-22T00:00:00Z\">",
+            "</samlp:Response>",
+            "<saml:Assertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_a\" Version=\"2.0\" IssueInstant=\"2026-11-22T00:00:00Z\">",
+            "</saml:Assertion>",
+            "<saml:Issuer>https://idp.example.com/md</saml:Issuer>",
+            "<saml:NameID>alice</saml:NameID>",
+            "<ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:SignedInfo/></ds:Signature>",
+            "<!---->",
+            "<!DOCTYPE x>",
+            "&amp;",
+            "&#x2028;",
+            "\u{2028}",
+            "<saml:EncryptedAssertion>",
+            "]]>",
+            "<![CDATA[",
+            "alice",
+            " ",
+            ">",
+            "<",
+            "\"",
+            "\0",
+        ]);
+        prop::collection::vec(pieces, 0..24).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+        /// Whatever arrives at the ACS, validation returns an error: never a panic, never an identity.
+        #[test]
+        fn acs_input_never_panics_or_passes(raw in ".{0,512}", xmlish in fragments()) {
+            let p = provider_cached();
+            prop_assert!(p.validate(&raw, "_req").is_err());
+            prop_assert!(p.validate(&STANDARD.encode(raw.as_bytes()), "_req").is_err());
+            prop_assert!(p.validate(&STANDARD.encode(xmlish.as_bytes()), "_req").is_err());
+        }
+    }
+
+    #[test]
+    fn authn_request_is_signed_over_the_exact_query() {
+        let p = provider_cached();
+        let (url, id) = p.authn_request_url("relay-123").unwrap();
+        assert!(id.starts_with('_') && id.len() == 33, "{id}");
+        let query = url.split_once('?').unwrap().1;
+        let (signed, sig) = query.rsplit_once("&Signature=").unwrap();
+        assert!(
+            signed.starts_with("SAMLRequest=") && signed.contains("&RelayState=relay-123&SigAlg=")
+        );
+        let sig: String = url::form_urlencoded::parse(format!("s={sig}").as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .into_owned();
+        let sig = STANDARD.decode(sig).unwrap();
+        let cert = x509_parser::parse_x509_certificate(&p.creds.certificate_der)
+            .unwrap()
+            .1;
+        let spki = cert.public_key().subject_public_key.data.to_vec();
+        let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+            spki,
+        );
+        key.verify(signed.as_bytes(), &sig)
+            .expect("signature verifies with the SP certificate");
+    }
 
     #[test]
     fn xml_guards() {
@@ -442,6 +569,9 @@ mod tests {
         ));
         assert!(!xml_declaration_ok("<?xml version=\"1.1\"?><a/>"));
         assert!(has_unsafe_xml("<!doctype x [<!entity a \"b\">]><a/>"));
+        assert!(has_comment_or_pi("<a>ali<!---->ce</a>"));
+        assert!(has_comment_or_pi("<a><?evil x?></a>"));
+        assert!(!has_comment_or_pi("<?xml version=\"1.0\"?><a>alice</a>"));
         assert_eq!(
             count_start_tags(
                 "<saml:Assertion ID=\"a\"><x/></saml:Assertion><Assertion>",

@@ -18,6 +18,9 @@ use actix_web::web;
 
 pub use flow::LoginError;
 
+/// The ACS reads the whole form itself (and refuses what is over its own limits with a page).
+const ACS_BODY_LIMIT: usize = 1 << 20;
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sso/login", web::get().to(flow::start))
         .route(
@@ -28,11 +31,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/sso/sso-oauth/oauth-login",
             web::get().to(flow::oauth_callback),
         )
-        .route("/sso/sso-saml/acs", web::post().to(flow::saml_acs))
+        .service(
+            web::resource("/sso/sso-saml/acs")
+                .app_data(web::PayloadConfig::new(ACS_BODY_LIMIT))
+                .route(web::post().to(flow::saml_acs)),
+        )
         .route("/sso/sso-saml/metadata", web::get().to(flow::saml_metadata))
-        .route(
-            "/sso/sso-saml/{provider}/acs",
-            web::post().to(flow::saml_acs),
+        .service(
+            web::resource("/sso/sso-saml/{provider}/acs")
+                .app_data(web::PayloadConfig::new(ACS_BODY_LIMIT))
+                .route(web::post().to(flow::saml_acs)),
         )
         .route(
             "/sso/sso-saml/{provider}/metadata",
