@@ -64,6 +64,7 @@ impl Application {
                 credentials: Arc::new(credentials),
                 entity_id: config.saml_metadata_url(),
                 acs_url: config.saml_acs_url(),
+                base_url: format!("{}/sso/sso-saml", config.public_url),
             })
         } else {
             None

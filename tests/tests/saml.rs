@@ -18,6 +18,19 @@ struct Idp {
 }
 
 async fn start_idp(sp_metadata: &str, flags: &[&str]) -> Idp {
+    start_idp_on(0, sp_metadata, flags).await
+}
+
+/// A free port on loopback (bound and released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_idp_on(port: u16, sp_metadata: &str, flags: &[&str]) -> Idp {
     use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
     let sp_file = dir.path().join("sp.xml");
@@ -31,7 +44,7 @@ async fn start_idp(sp_metadata: &str, flags: &[&str]) -> Idp {
         .arg(script)
         .arg("--dir")
         .arg(dir.path().join("idp"))
-        .args(["--port", "0", "--sp-metadata"])
+        .args(["--port", &port.to_string(), "--sp-metadata"])
         .arg(&sp_file)
         .args(flags)
         .stdout(std::process::Stdio::piped())
@@ -56,10 +69,14 @@ async fn start_idp(sp_metadata: &str, flags: &[&str]) -> Idp {
 
 /// SP metadata as an IdP admin would register it before the STS runs: entity ID and ACS only.
 fn bootstrap_sp_metadata(sts: &str) -> String {
+    bootstrap_sp_metadata_acs(sts, &format!("{sts}/sso/sso-saml/acs"))
+}
+
+fn bootstrap_sp_metadata_acs(sts: &str, acs: &str) -> String {
     format!(
         r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{sts}/sso/sso-saml/metadata">
   <md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol" WantAssertionsSigned="true">
-    <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{sts}/sso/sso-saml/acs" index="0"/>
+    <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{acs}" index="0"/>
   </md:SPSSODescriptor>
 </md:EntityDescriptor>"#
     )
@@ -71,9 +88,25 @@ struct Setup {
 }
 
 async fn setup(idp_flags: &[&str], extra: &str) -> Setup {
+    setup_with(idp_flags, extra, bootstrap_sp_metadata).await
+}
+
+/// STS + IdP where `sp_md(sts_base_url)` is what the IdP admin registered.
+async fn setup_with(idp_flags: &[&str], extra: &str, sp_md: fn(&str) -> String) -> Setup {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let sts = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let idp = start_idp(&bootstrap_sp_metadata(&sts), idp_flags).await;
+    let idp = start_idp(&sp_md(&sts), idp_flags).await;
+    let app = spawn_sts(listener, &idp, extra, None).await;
+    Setup { app, _idp: idp }
+}
+
+/// The STS with one SAML provider for `idp`, on `listener` (and on `dir` when given: a restart).
+async fn spawn_sts(
+    listener: TcpListener,
+    idp: &Idp,
+    extra: &str,
+    dir: Option<tempfile::TempDir>,
+) -> TestApp {
     let idp_xml = reqwest::get(&idp.metadata_url)
         .await
         .unwrap()
@@ -99,9 +132,16 @@ rules = [ {{ match = "sts-admins", roles = ["admin"] }}, {{ match = "staff", rol
 "#,
         meta_file.display()
     );
-    let app = spawn_app_on(listener, AppOptions::default().config(toml)).await;
-    std::mem::forget(conf_dir); // the provider file is read at start only; keep it for the test's life
-    Setup { app, _idp: idp }
+    let opts = AppOptions::default().config(toml);
+    let app = match dir {
+        None => spawn_app_on(listener, opts).await,
+        Some(dir) => sts_tests::try_spawn_on(dir, opts, listener)
+            .await
+            .map_err(|(_, e)| e)
+            .expect("restart"),
+    };
+    drop(conf_dir); // read at start only
+    app
 }
 
 /// Start a login at the STS, authenticate at the IdP (login.py), and return (client, acs url, form).
@@ -155,6 +195,17 @@ async fn post_acs(
     saml_response: &str,
     relay_state: &str,
 ) -> (u16, String) {
+    let (status, code, _) = post_acs_msg(client, acs, saml_response, relay_state).await;
+    (status, code)
+}
+
+/// (status, reason code, message) of posting a SAMLResponse to the ACS.
+async fn post_acs_msg(
+    client: &reqwest::Client,
+    acs: &str,
+    saml_response: &str,
+    relay_state: &str,
+) -> (u16, String, String) {
     let res = client
         .post(acs)
         .form(&[("SAMLResponse", saml_response), ("RelayState", relay_state)])
@@ -163,13 +214,14 @@ async fn post_acs(
         .unwrap();
     let status = res.status().as_u16();
     let html = res.text().await.unwrap();
-    let code = html
-        .split("id=\"reason\">")
-        .nth(1)
-        .and_then(|r| r.split('<').next())
-        .unwrap_or("")
-        .to_string();
-    (status, code)
+    let pick = |marker: &str| {
+        html.split(marker)
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .unwrap_or("")
+            .to_string()
+    };
+    (status, pick("id=\"reason\">"), pick("class=\"message\">"))
 }
 
 /// Byte span of the (first) signed assertion.
@@ -177,6 +229,33 @@ fn assertion_span(x: &str) -> (usize, usize) {
     let start = x.find("<saml:Assertion").unwrap();
     let end = x.find("</saml:Assertion>").unwrap() + "</saml:Assertion>".len();
     (start, end)
+}
+
+/// The same AuthnRequest (same ID, RelayState, ACS) with another Issuer, unsigned.
+fn reissue_as(url: &str, from: &str, to: &str) -> String {
+    use std::io::{Read, Write};
+    let parsed = url::Url::parse(url).unwrap();
+    let get = |k: &str| {
+        parsed
+            .query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    };
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(&STANDARD.decode(get("SAMLRequest")).unwrap()[..])
+        .read_to_string(&mut xml)
+        .unwrap();
+    assert!(xml.contains(from), "{xml}");
+    let xml = xml.replace(from, to);
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(xml.as_bytes()).unwrap();
+    let mut out = parsed.clone();
+    out.query_pairs_mut()
+        .clear()
+        .append_pair("SAMLRequest", &STANDARD.encode(enc.finish().unwrap()))
+        .append_pair("RelayState", &get("RelayState"));
+    out.to_string()
 }
 
 fn decode(saml_response: &str) -> String {
@@ -523,4 +602,185 @@ async fn unsigned_and_sha1_assertions_are_refused_signed_responses_accepted() {
         .await;
         assert_eq!((status, code.as_str()), want, "{flags:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_key_audience_and_destination_are_refused() {
+    // The IdP restarts on the same address with a new key: same entityID, a signature (and KeyInfo
+    // certificate) from a key that is not in the metadata the STS was given.
+    let port = free_port();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sts = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let idp = start_idp_on(port, &bootstrap_sp_metadata(&sts), &[]).await;
+    let app = spawn_sts(listener, &idp, "", None).await;
+    drop(idp);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let _rekeyed = start_idp_on(port, &bootstrap_sp_metadata(&sts), &[]).await;
+    let (client, v) = idp_login(&app, "alice", "alicepw").await;
+    assert_eq!(v["ok"], true, "{v}");
+    let (status, code, message) = post_acs_msg(
+        &client,
+        v["acs_url"].as_str().unwrap(),
+        v["saml_response"].as_str().unwrap(),
+        v["relay_state"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (401, "saml_invalid"),
+        "signed by a key not in the IdP metadata"
+    );
+    assert!(
+        message.contains("must be signed"),
+        "refused for another reason: {message}"
+    );
+
+    // Audience: the IdP also knows another SP (same ACS). Our AuthnRequest, re-issued in that SP's name,
+    // gets a genuine response for our request ID and ACS whose audience is the other SP.
+    let s = setup_with(&[], "", |sts| {
+        format!(
+            "<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\">{}{}</md:EntitiesDescriptor>",
+            bootstrap_sp_metadata(sts),
+            bootstrap_sp_metadata(sts).replace(&format!("entityID=\"{sts}/sso/sso-saml/metadata\""), "entityID=\"https://other-sp.example.com\"")
+        )
+    })
+    .await;
+    let client = browser();
+    let res = client
+        .get(format!("{}/sso/login?provider=simplesaml", s.app.address))
+        .send()
+        .await
+        .unwrap();
+    let ours = res.headers()["location"].to_str().unwrap().to_string();
+    let theirs = reissue_as(
+        &ours,
+        &format!("{}/sso/sso-saml/metadata", s.app.address),
+        "https://other-sp.example.com",
+    );
+    let v = run_login_py(&theirs, "alice", "alicepw").await;
+    assert_eq!(v["ok"], true, "{v}");
+    let xml = decode(v["saml_response"].as_str().unwrap());
+    assert!(
+        xml.contains("<saml:Audience>https://other-sp.example.com</saml:Audience>"),
+        "{xml}"
+    );
+    let (status, code, message) = post_acs_msg(
+        &client,
+        v["acs_url"].as_str().unwrap(),
+        v["saml_response"].as_str().unwrap(),
+        v["relay_state"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (401, "saml_invalid"),
+        "wrong audience"
+    );
+    assert!(
+        message.contains("AudienceRequirement"),
+        "refused for another reason: {message}"
+    );
+
+    // The IdP sends the response to (and names as Destination/Recipient) another ACS than ours.
+    let s = setup_with(&[], "", |sts| {
+        bootstrap_sp_metadata_acs(sts, &format!("{sts}/sso/sso-saml/simplesaml/acs"))
+    })
+    .await;
+    let (client, v) = idp_login(&s.app, "alice", "alicepw").await;
+    assert!(
+        v["acs_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/sso/sso-saml/simplesaml/acs")
+    );
+    let (status, code, message) = post_acs_msg(
+        &client,
+        v["acs_url"].as_str().unwrap(),
+        v["saml_response"].as_str().unwrap(),
+        v["relay_state"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (401, "saml_invalid"),
+        "wrong destination"
+    );
+    assert!(
+        message.contains("Recipient does not match"),
+        "refused for another reason: {message}"
+    );
+    assert_eq!(s.app.session_count().await, 0);
+
+    // The same IdP registration works once the provider is set to its own ACS URL.
+    let s = setup_with(&[], "per_provider_acs = true", |sts| {
+        bootstrap_sp_metadata_acs(sts, &format!("{sts}/sso/sso-saml/simplesaml/acs"))
+    })
+    .await;
+    let (client, v) = idp_login(&s.app, "alice", "alicepw").await;
+    let (status, _) = post_acs(
+        &client,
+        v["acs_url"].as_str().unwrap(),
+        v["saml_response"].as_str().unwrap(),
+        v["relay_state"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(status, 303, "per-provider ACS");
+}
+
+/// The IdP is registered from our own metadata (with our signing certificate) and requires signed
+/// AuthnRequests: our signed requests pass, an unsigned one is refused by the IdP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_requiring_signed_authn_requests_accepts_ours() {
+    let idp_port = free_port();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sts_port = listener.local_addr().unwrap().port();
+    let sts = format!("http://127.0.0.1:{sts_port}");
+    // Phase 1: the STS starts (making its SP key and certificate) and publishes its metadata.
+    let idp = start_idp_on(idp_port, &bootstrap_sp_metadata(&sts), &[]).await;
+    let app = spawn_sts(listener, &idp, "", None).await;
+    let our_metadata = reqwest::get(format!("{sts}/sso/sso-saml/metadata"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        our_metadata.contains("AuthnRequestsSigned=\"true\""),
+        "{our_metadata}"
+    );
+    let dir = app.stop().await;
+    drop(idp);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Phase 2: the IdP admin registers our metadata URL's content and requires signed requests.
+    let idp = start_idp_on(idp_port, &our_metadata, &["--require-signed-authnrequests"]).await;
+    let listener = TcpListener::bind(("127.0.0.1", sts_port)).unwrap();
+    let app = spawn_sts(listener, &idp, "", Some(dir)).await;
+
+    let (client, v) = idp_login(&app, "alice", "alicepw").await;
+    assert_eq!(
+        v["ok"], true,
+        "the IdP refused our signed AuthnRequest: {v}"
+    );
+    let (status, _) = post_acs(
+        &client,
+        v["acs_url"].as_str().unwrap(),
+        v["saml_response"].as_str().unwrap(),
+        v["relay_state"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(status, 303);
+
+    // Control: the same request without its signature is refused by the IdP.
+    let res = browser()
+        .get(format!("{}/sso/login?provider=simplesaml", app.address))
+        .send()
+        .await
+        .unwrap();
+    let signed = res.headers()["location"].to_str().unwrap().to_string();
+    let unsigned = signed.split("&SigAlg=").next().unwrap().to_string();
+    let v = run_login_py(&unsigned, "alice", "alicepw").await;
+    assert_eq!(
+        v["ok"], false,
+        "an unsigned AuthnRequest must be refused by this IdP: {v}"
+    );
 }

@@ -122,7 +122,10 @@ pub struct SamlContext {
     pub credentials: Arc<saml::SpCredentials>,
     /// Default SP entity ID (the SP metadata URL).
     pub entity_id: String,
+    /// The shared ACS URL (`{public_url}/sso/sso-saml/acs`).
     pub acs_url: String,
+    /// `{public_url}/sso/sso-saml`, for per-provider ACS URLs.
+    pub base_url: String,
 }
 
 /// One configured identity provider.
@@ -161,7 +164,11 @@ impl Provider {
                     settings.clone(),
                     ctx.credentials.clone(),
                     &ctx.entity_id,
-                    &ctx.acs_url,
+                    &if settings.saml.as_ref().is_some_and(|s| s.per_provider_acs) {
+                        format!("{}/{}/acs", ctx.base_url, settings.id)
+                    } else {
+                        ctx.acs_url.clone()
+                    },
                 ) {
                     Ok(p) => Imp::Saml(Box::new(p)),
                     Err(e) => Imp::Broken(e),

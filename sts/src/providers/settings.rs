@@ -60,6 +60,7 @@ pub struct RawProvider {
     pub name_id_format: Option<String>,
     pub allow_sha1: Option<bool>,
     pub clock_skew_seconds: Option<i64>,
+    pub per_provider_acs: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -128,6 +129,8 @@ pub struct SamlSettings {
     pub name_id_format: Option<String>,
     pub allow_sha1: bool,
     pub clock_skew_seconds: i64,
+    /// Use `/sso/sso-saml/{id}/acs` instead of the shared ACS (for IdPs that need distinct ACS URLs).
+    pub per_provider_acs: bool,
 }
 
 /// Validated settings. Secrets are held in memory only, never written to the database.
@@ -236,6 +239,7 @@ impl RawProvider {
             (self.name_id_format.is_some(), "name_id_format"),
             (self.allow_sha1.is_some(), "allow_sha1"),
             (self.clock_skew_seconds.is_some(), "clock_skew_seconds"),
+            (self.per_provider_acs.is_some(), "per_provider_acs"),
         ] {
             not_for(present, key)?;
         }
@@ -526,6 +530,7 @@ impl RawProvider {
                 name_id_format: self.name_id_format.clone(),
                 allow_sha1: self.allow_sha1.unwrap_or(false),
                 clock_skew_seconds: skew,
+                per_provider_acs: self.per_provider_acs.unwrap_or(false),
             }),
         })
     }
