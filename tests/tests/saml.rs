@@ -300,8 +300,8 @@ async fn saml_login_ends_on_me_with_roles_and_the_sp_metadata_is_served() {
         "{md}"
     );
     assert!(
-        !md.contains("use=\"encryption\""),
-        "no encryption key is offered while encryption is unsupported"
+        md.contains("use=\"encryption\"") && md.contains("rsa-oaep-mgf1p"),
+        "an encryption key is offered: {md}"
     );
     let per_provider = browser()
         .get(format!("{}/sso/sso-saml/simplesaml/metadata", app.address))
@@ -727,15 +727,14 @@ async fn wrong_key_audience_and_destination_are_refused() {
     assert_eq!(status, 303, "per-provider ACS");
 }
 
-/// The IdP is registered from our own metadata (with our signing certificate) and requires signed
-/// AuthnRequests: our signed requests pass, an unsigned one is refused by the IdP.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idp_requiring_signed_authn_requests_accepts_ours() {
+/// The IdP is registered from the STS's own metadata (signing and encryption certificates): the STS runs
+/// once to make its SP key and publish the metadata, then restarts (same database, same address) against
+/// an IdP started with `flags`.
+async fn registered_from_our_metadata(flags: &[&str]) -> (TestApp, Idp) {
     let idp_port = free_port();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let sts_port = listener.local_addr().unwrap().port();
     let sts = format!("http://127.0.0.1:{sts_port}");
-    // Phase 1: the STS starts (making its SP key and certificate) and publishes its metadata.
     let idp = start_idp_on(idp_port, &bootstrap_sp_metadata(&sts), &[]).await;
     let app = spawn_sts(listener, &idp, "", None).await;
     let our_metadata = reqwest::get(format!("{sts}/sso/sso-saml/metadata"))
@@ -751,11 +750,69 @@ async fn idp_requiring_signed_authn_requests_accepts_ours() {
     let dir = app.stop().await;
     drop(idp);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    // Phase 2: the IdP admin registers our metadata URL's content and requires signed requests.
-    let idp = start_idp_on(idp_port, &our_metadata, &["--require-signed-authnrequests"]).await;
+    let idp = start_idp_on(idp_port, &our_metadata, flags).await;
     let listener = TcpListener::bind(("127.0.0.1", sts_port)).unwrap();
     let app = spawn_sts(listener, &idp, "", Some(dir)).await;
+    (app, idp)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_assertions_are_decrypted_only_inside_a_signed_response() {
+    let (app, idp) =
+        registered_from_our_metadata(&["--encrypt-assertion", "--sign-response"]).await;
+    let (client, v) = idp_login(&app, "alice", "alicepw").await;
+    assert_eq!(v["ok"], true, "{v}");
+    let xml = decode(v["saml_response"].as_str().unwrap());
+    assert!(
+        xml.contains("EncryptedAssertion") && !xml.contains("<saml:NameID"),
+        "the IdP encrypted the assertion"
+    );
+    let (status, code, message) = post_acs_msg(
+        &client,
+        v["acs_url"].as_str().unwrap(),
+        v["saml_response"].as_str().unwrap(),
+        v["relay_state"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(status, 303, "{code}: {message}");
+    let html = client
+        .get(format!("{}/sso/me", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<dd id=\"subject\">alice</dd>") && html.contains("<li>admin</li>"),
+        "{html}"
+    );
+    drop((app, idp));
+
+    // Encrypted, but only the (inner) assertion is signed: the Response itself is not, so it is refused.
+    let (app, _idp) = registered_from_our_metadata(&["--encrypt-assertion"]).await;
+    let (client, v) = idp_login(&app, "alice", "alicepw").await;
+    assert_eq!(v["ok"], true, "{v}");
+    let (status, code, message) = post_acs_msg(
+        &client,
+        v["acs_url"].as_str().unwrap(),
+        v["saml_response"].as_str().unwrap(),
+        v["relay_state"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (401, "saml_invalid"), "{message}");
+    assert!(
+        message.contains("signed Response") || message.contains("signed by the IdP"),
+        "{message}"
+    );
+    assert_eq!(app.session_count().await, 0);
+}
+
+/// The IdP is registered from our own metadata (with our signing certificate) and requires signed
+/// AuthnRequests: our signed requests pass, an unsigned one is refused by the IdP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_requiring_signed_authn_requests_accepts_ours() {
+    let (app, _idp) = registered_from_our_metadata(&["--require-signed-authnrequests"]).await;
     let (client, v) = idp_login(&app, "alice", "alicepw").await;
     assert_eq!(
         v["ok"], true,

@@ -47,6 +47,7 @@ pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 pub struct SpCredentials {
     pub certificate_der: Vec<u8>,
     key: KeyPair,
+    decrypting: aws_lc_rs::rsa::OaepPrivateDecryptingKey,
 }
 
 impl std::fmt::Debug for SpCredentials {
@@ -62,11 +63,7 @@ impl SpCredentials {
     pub fn ephemeral() -> anyhow::Result<Self> {
         let material = KeyMaterial::generate(2048)?;
         let cert = self_signed_certificate(&material.pkcs8)?;
-        let key = KeyPair::from_pkcs8(&material.pkcs8).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(Self {
-            certificate_der: cert,
-            key,
-        })
+        Self::from_parts(cert, &material.pkcs8)
     }
 
     /// Load the SP credentials, generating them (RSA 2048 + a 10-year self-signed certificate) the first time.
@@ -97,12 +94,33 @@ impl SpCredentials {
             );
         }
         let pkcs8 = keys.open_sealed(&sealed, SP_KEY_AAD)?;
-        let key = KeyPair::from_pkcs8(&pkcs8)
+        Self::from_parts(STANDARD.decode(cert)?, &pkcs8)
+    }
+
+    fn from_parts(certificate_der: Vec<u8>, pkcs8: &[u8]) -> anyhow::Result<Self> {
+        let key =
+            KeyPair::from_pkcs8(pkcs8).map_err(|e| anyhow::anyhow!("SAML SP key unusable: {e}"))?;
+        let dec = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(pkcs8)
             .map_err(|e| anyhow::anyhow!("SAML SP key unusable: {e}"))?;
+        let decrypting = aws_lc_rs::rsa::OaepPrivateDecryptingKey::new(dec)
+            .map_err(|_| anyhow::anyhow!("SAML SP key unusable for OAEP"))?;
         Ok(Self {
-            certificate_der: STANDARD.decode(cert)?,
+            certificate_der,
             key,
+            decrypting,
         })
+    }
+
+    /// RSA-OAEP (SHA-1, MGF1-SHA-1: XML Encryption's rsa-oaep-mgf1p) through aws-lc-rs.
+    fn unwrap_key(&self, wrapped: &[u8]) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        let mut out = zeroize::Zeroizing::new(vec![0u8; self.decrypting.min_output_size()]);
+        let n = self
+            .decrypting
+            .decrypt(&aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1, wrapped, &mut out, None)
+            .ok()?
+            .len();
+        out.truncate(n);
+        Some(out)
     }
 
     fn sign_rsa_sha256(&self, msg: &[u8]) -> Vec<u8> {
@@ -130,6 +148,54 @@ fn self_signed_certificate(pkcs8: &[u8]) -> anyhow::Result<Vec<u8>> {
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(3650);
     Ok(params.self_signed(&key)?.der().to_vec())
+}
+
+/// XML Encryption content decryption: AES-CBC (ISO 10126 padding, IV first) or AES-GCM (IV first, tag last).
+fn decrypt_content(alg: &str, key: &[u8], mut data: Vec<u8>) -> Option<Vec<u8>> {
+    use aws_lc_rs::cipher::{
+        AES_128, AES_256, DecryptionContext, PaddedBlockDecryptingKey, UnboundCipherKey,
+    };
+    let cipher = match key.len() {
+        16 => &AES_128,
+        32 => &AES_256,
+        _ => return None,
+    };
+    match alg {
+        "http://www.w3.org/2001/04/xmlenc#aes128-cbc"
+        | "http://www.w3.org/2001/04/xmlenc#aes256-cbc" => {
+            if data.len() < 32 || data.len() % 16 != 0 {
+                return None;
+            }
+            let iv: [u8; 16] = data[..16].try_into().ok()?;
+            let dk =
+                PaddedBlockDecryptingKey::cbc_iso10126(UnboundCipherKey::new(cipher, key).ok()?)
+                    .ok()?;
+            Some(
+                dk.decrypt(&mut data[16..], DecryptionContext::Iv128(iv.into()))
+                    .ok()?
+                    .to_vec(),
+            )
+        }
+        "http://www.w3.org/2009/xmlenc11#aes128-gcm"
+        | "http://www.w3.org/2009/xmlenc11#aes256-gcm" => {
+            use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+            let alg = if key.len() == 16 {
+                &AES_128_GCM
+            } else {
+                &AES_256_GCM
+            };
+            if data.len() < 12 + 16 {
+                return None;
+            }
+            let nonce = Nonce::try_assume_unique_for_key(&data[..12]).ok()?;
+            let k = LessSafeKey::new(UnboundKey::new(alg, key).ok()?);
+            let mut body = data[12..].to_vec();
+            let n = k.open_in_place(nonce, Aad::empty(), &mut body).ok()?.len();
+            body.truncate(n);
+            Some(body)
+        }
+        _ => None,
+    }
 }
 
 /// Parse IdP metadata and check what a usable SAML IdP must have.
@@ -343,16 +409,13 @@ impl SamlProvider {
                 ),
             ));
         }
-        if encrypted == 1 {
-            return Err(bad(
-                "saml_encrypted_unsupported",
-                "encrypted assertions are not supported yet".into(),
-            ));
-        }
-        let assertion = self
-            .sp
-            .parse_xml_response(&xml, Some(&[request_id]))
-            .map_err(|e| bad("saml_invalid", e.to_string()))?;
+        let assertion = if encrypted == 1 {
+            self.decrypt_and_validate(&xml, request_id)?
+        } else {
+            self.sp
+                .parse_xml_response(&xml, Some(&[request_id]))
+                .map_err(|e| bad("saml_invalid", e.to_string()))?
+        };
         let conditions = assertion
             .conditions
             .as_ref()
@@ -426,16 +489,150 @@ impl SamlProvider {
         Ok((Value::Object(claims), assertion.id.clone(), not_on_or_after))
     }
 
+    /// An EncryptedAssertion is accepted only inside a signed Response: the Response signature is verified
+    /// (on the encrypted form) against the IdP metadata certificates; the assertion is decrypted with the
+    /// SP key through aws-lc-rs (RSA-OAEP key transport; AES-CBC or AES-GCM content); the decrypted
+    /// assertion goes through the same guards; then every Response and Assertion check runs on the verified
+    /// Response with the plaintext assertion in place.
+    fn decrypt_and_validate(
+        &self,
+        xml: &str,
+        request_id: &str,
+    ) -> Result<samael::schema::Assertion, ProviderError> {
+        use samael::crypto::{Crypto, CryptoProvider, ReduceMode};
+        let bad = |code: &'static str, m: String| ProviderError::Saml(code, m);
+        let certs = self
+            .sp
+            .idp_signing_certs()
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+            xml,
+            &certs,
+            ReduceMode::default(),
+            self.sp.allowed_signature_algorithms.as_deref(),
+        )
+        .map_err(|_| {
+            bad(
+                "saml_invalid",
+                "an encrypted assertion needs a Response signed by the IdP".into(),
+            )
+        })?;
+        let response: samael::schema::Response = reduced.parse().map_err(|_| {
+            bad(
+                "saml_invalid",
+                "an encrypted assertion needs a signed Response".into(),
+            )
+        })?;
+        let enc = response.encrypted_assertion.as_ref().ok_or_else(|| {
+            bad(
+                "saml_invalid",
+                "the signed Response has no EncryptedAssertion".into(),
+            )
+        })?;
+        let (wrapped, key_alg) = enc
+            .encrypted_key_info()
+            .ok_or_else(|| bad("saml_decrypt", "no EncryptedKey".into()))?;
+        if key_alg != "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p" {
+            return Err(bad(
+                "saml_decrypt",
+                format!("key transport `{key_alg}` is not supported (use rsa-oaep-mgf1p)"),
+            ));
+        }
+        let b64 = |v: &str| STANDARD.decode(v.split_whitespace().collect::<String>());
+        let wrapped = b64(&wrapped.value)
+            .map_err(|_| bad("saml_decrypt", "EncryptedKey is not base64".into()))?;
+        let key = self.creds.unwrap_key(&wrapped).ok_or_else(|| {
+            bad(
+                "saml_decrypt",
+                "the content key could not be decrypted with the SP key".into(),
+            )
+        })?;
+        let (data, data_alg) = enc
+            .encrypted_value_info()
+            .ok_or_else(|| bad("saml_decrypt", "no EncryptedData".into()))?;
+        let data = b64(&data.value)
+            .map_err(|_| bad("saml_decrypt", "CipherValue is not base64".into()))?;
+        let plain = decrypt_content(data_alg, &key, data).ok_or_else(|| {
+            bad(
+                "saml_decrypt",
+                format!("content decryption with `{data_alg}` failed"),
+            )
+        })?;
+        let assertion_xml = String::from_utf8(plain).map_err(|_| {
+            bad(
+                "saml_decrypt",
+                "the decrypted assertion is not UTF-8".into(),
+            )
+        })?;
+        if has_unsafe_xml(&assertion_xml)
+            || has_comment_or_pi(&assertion_xml)
+            || count_start_tags(&assertion_xml, "Assertion") != 1
+            || count_start_tags(&assertion_xml, "EncryptedAssertion") != 0
+        {
+            return Err(bad(
+                "saml_unsafe_xml",
+                "the decrypted content is not exactly one plain assertion".into(),
+            ));
+        }
+        // Put the plaintext assertion where the (signature-covered) EncryptedAssertion was.
+        let start = reduced
+            .find("EncryptedAssertion")
+            .and_then(|i| reduced[..i].rfind('<'))
+            .ok_or_else(|| bad("saml_invalid", "no EncryptedAssertion".into()))?;
+        let close = reduced
+            .rfind("EncryptedAssertion>")
+            .and_then(|i| reduced[..i].rfind("</"))
+            .ok_or_else(|| bad("saml_invalid", "no EncryptedAssertion end".into()))?;
+        let end = reduced[close..]
+            .find('>')
+            .map(|i| close + i + 1)
+            .expect("found above");
+        let rebuilt = format!("{}{}{}", &reduced[..start], assertion_xml, &reduced[end..]);
+        // The signature was verified above on the encrypted form: run samael's Response and Assertion
+        // checks on the rebuilt document with an SP that has no certificates, i.e. does not re-verify.
+        let mut unverified = self.sp.clone();
+        for d in unverified
+            .idp_metadata
+            .idp_sso_descriptors
+            .iter_mut()
+            .flatten()
+        {
+            d.key_descriptors.clear();
+        }
+        unverified
+            .parse_xml_response(&rebuilt, Some(&[request_id]))
+            .map_err(|e| bad("saml_invalid", e.to_string()))
+    }
+
     /// SP metadata: entityID, one HTTP-POST ACS, NameID formats, a signing KeyDescriptor.
     pub fn metadata_xml(&self) -> Result<String, ProviderError> {
         let bad = |e: String| ProviderError::Saml("saml_metadata", e);
         let mut ed = self.sp.metadata().map_err(|e| bad(e.to_string()))?;
         let sign = self.s.saml.as_ref().is_some_and(|s| s.sign_authn_requests);
         for d in ed.sp_sso_descriptors.iter_mut().flatten() {
-            // One signing KeyDescriptor (samael also adds a second, mislabelled one meant for encryption,
-            // which we do not support yet), no SingleLogoutService (not implemented).
+            // Two KeyDescriptors: signing, and encryption (samael marks both use="signing"; IdPs then
+            // refuse to encrypt). No SingleLogoutService (not implemented).
             if let Some(kds) = d.key_descriptors.as_mut() {
-                kds.truncate(1);
+                kds.truncate(2);
+                if let Some(enc) = kds.get_mut(1) {
+                    enc.key_use = Some("encryption".into());
+                    enc.encryption_methods = Some(
+                        [
+                            "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+                            "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+                            "http://www.w3.org/2001/04/xmlenc#aes256-cbc",
+                            "http://www.w3.org/2001/04/xmlenc#aes128-cbc",
+                            "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+                        ]
+                        .into_iter()
+                        .map(|a| samael::metadata::EncryptionMethod {
+                            algorithm: a.into(),
+                        })
+                        .collect(),
+                    );
+                }
             }
             d.single_logout_services = None;
             d.authn_requests_signed = Some(sign);
