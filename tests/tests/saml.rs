@@ -841,3 +841,114 @@ async fn idp_requiring_signed_authn_requests_accepts_ours() {
         "an unsigned AuthnRequest must be refused by this IdP: {v}"
     );
 }
+
+/// Replace the value of every `attr="..."` in `xml`.
+fn set_attr(xml: &str, attr: &str, value: &str) -> String {
+    let needle = format!("{attr}=\"");
+    let mut out = String::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find(&needle) {
+        out.push_str(&rest[..i + needle.len()]);
+        rest = &rest[i + needle.len()..];
+        let end = rest.find('"').unwrap();
+        out.push_str(value);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Re-sign the assertion of a (modified) response with the IdP's own key (xmlsec1), as a compromised
+/// clock or a buggy IdP would produce it: the signature is valid, only the content is wrong.
+fn resign_with_idp_key(idp: &Idp, xml: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.xml");
+    let output = dir.path().join("out.xml");
+    std::fs::write(&input, xml).unwrap();
+    let cert = idp._dir.path().join("idp/cert");
+    let key = format!(
+        "{},{}",
+        cert.join("idp.key").display(),
+        cert.join("idp.crt").display()
+    );
+    sts_tests::tool(
+        "xmlsec1",
+        &[
+            "--sign",
+            "--privkey-pem",
+            &key,
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+            "--output",
+            output.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    std::fs::read_to_string(output).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_and_not_yet_valid_assertions_are_refused() {
+    let s = setup(&[], "").await;
+    let tomorrow = (std::time::SystemTime::now() + std::time::Duration::from_secs(86_400))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let tomorrow = {
+        // RFC 3339 without a date library: days since epoch -> civil date (Howard Hinnant's algorithm).
+        let days = (tomorrow / 86_400) as i64;
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        format!("{y:04}-{m:02}-{d:02}T00:00:00Z")
+    };
+    type Edit = Box<dyn Fn(&str) -> String>;
+    let cases: Vec<(&str, Edit, u16, &str)> = vec![
+        (
+            "re-signed unchanged (control)",
+            Box::new(|x: &str| x.to_string()),
+            303,
+            "",
+        ),
+        (
+            "expired",
+            Box::new(|x: &str| set_attr(x, "NotOnOrAfter", "2020-01-01T00:00:00Z")),
+            401,
+            "expired at",
+        ),
+        (
+            "not yet valid",
+            Box::new(move |x: &str| set_attr(x, "NotBefore", &tomorrow)),
+            401,
+            "not valid until",
+        ),
+    ];
+    for (what, edit, status_want, message_want) in cases {
+        let (client, v) = idp_login(&s.app, "alice", "alicepw").await;
+        assert_eq!(v["ok"], true, "{v}");
+        let resigned = resign_with_idp_key(
+            &s._idp,
+            &edit(&decode(v["saml_response"].as_str().unwrap())),
+        );
+        let (status, code, message) = post_acs_msg(
+            &client,
+            v["acs_url"].as_str().unwrap(),
+            &encode(&resigned),
+            v["relay_state"].as_str().unwrap(),
+        )
+        .await;
+        assert_eq!(status, status_want, "{what}: {code} {message}");
+        assert!(
+            message.contains(message_want),
+            "{what}: refused for another reason: {message}"
+        );
+    }
+    assert_eq!(s.app.session_count().await, 1, "only the control logged in");
+}

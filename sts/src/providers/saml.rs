@@ -163,7 +163,7 @@ fn decrypt_content(alg: &str, key: &[u8], mut data: Vec<u8>) -> Option<Vec<u8>> 
     match alg {
         "http://www.w3.org/2001/04/xmlenc#aes128-cbc"
         | "http://www.w3.org/2001/04/xmlenc#aes256-cbc" => {
-            if data.len() < 32 || data.len() % 16 != 0 {
+            if data.len() < 32 || !data.len().is_multiple_of(16) {
                 return None;
             }
             let iv: [u8; 16] = data[..16].try_into().ok()?;
