@@ -952,3 +952,54 @@ async fn expired_and_not_yet_valid_assertions_are_refused() {
     }
     assert_eq!(s.app.session_count().await, 1, "only the control logged in");
 }
+
+/// IdP-initiated login, turned on for the provider: accepted once; the same assertion again is a replay
+/// (the assertion-ID cache, since there is no login flow to consume); a solicited response stripped of
+/// its RelayState is not accepted as unsolicited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_initiated_login_when_allowed_still_refuses_replays() {
+    let s = setup(&[], "allow_idp_initiated = true").await;
+    let app = &s.app;
+    let acs = format!("{}/sso/sso-saml/acs", app.address);
+    let idp_base = s
+        ._idp
+        .metadata_url
+        .trim_end_matches("/saml2/idp/metadata.php")
+        .to_string();
+    let unsolicited = format!(
+        "{idp_base}/saml2/idp/SSOService.php?spentityid={}&RelayState=%2Fsso%2Fme",
+        url::form_urlencoded::byte_serialize(
+            format!("{}/sso/sso-saml/metadata", app.address).as_bytes()
+        )
+        .collect::<String>()
+    );
+    let v = run_login_py(&unsolicited, "alice", "alicepw").await;
+    assert_eq!(v["ok"], true, "{v}");
+    let response = v["saml_response"].as_str().unwrap().to_string();
+    assert!(
+        !decode(&response).contains("InResponseTo"),
+        "really unsolicited"
+    );
+    let client = browser();
+    let res = client
+        .post(&acs)
+        .form(&[
+            ("SAMLResponse", response.as_str()),
+            ("RelayState", "/sso/me"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/sso/me");
+    assert_eq!(app.session_count().await, 1);
+
+    let (status, code) = post_acs(&browser(), &acs, &response, "/sso/me").await;
+    assert_eq!((status, code.as_str()), (401, "saml_replay"));
+
+    // A response to one of our requests, delivered without its login flow.
+    let (client, v) = idp_login(app, "alice", "alicepw").await;
+    let (status, code) = post_acs(&client, &acs, v["saml_response"].as_str().unwrap(), "").await;
+    assert_eq!((status, code.as_str()), (401, "saml_unsolicited"));
+    assert_eq!(app.session_count().await, 1);
+}

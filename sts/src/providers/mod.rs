@@ -267,21 +267,34 @@ impl Provider {
     /// Returns the identity, the assertion ID and until when it must be remembered.
     pub fn complete_saml(
         &self,
-        secrets: &FlowSecrets,
+        secrets: Option<&FlowSecrets>,
         saml_response: &str,
     ) -> Result<(Identity, String, i64), ProviderError> {
         let Imp::Saml(p) = &self.imp else {
             return Err(ProviderError::Unusable("not a SAML provider".into()));
         };
-        let request_id = secrets.saml_request_id.as_deref().ok_or_else(|| {
-            ProviderError::Saml("saml_invalid", "no request ID in this login flow".into())
-        })?;
+        // With a login flow, its request ID is the only acceptable InResponseTo; without one the
+        // response is unsolicited (refused unless the provider allows IdP-initiated login).
+        let request_id = match secrets {
+            Some(s) => Some(s.saml_request_id.as_deref().ok_or_else(|| {
+                ProviderError::Saml("saml_invalid", "no request ID in this login flow".into())
+            })?),
+            None => None,
+        };
         let (claims, assertion_id, keep_until) = p.validate(saml_response, request_id)?;
         Ok((
             identity_from_claims(&self.settings, claims)?,
             assertion_id,
             keep_until,
         ))
+    }
+
+    /// Whether unsolicited responses are accepted for this provider.
+    pub fn allows_idp_initiated(&self) -> bool {
+        self.settings
+            .saml
+            .as_ref()
+            .is_some_and(|s| s.allow_idp_initiated)
     }
 
     /// SP metadata XML for this SAML provider.

@@ -281,6 +281,8 @@ fn count_start_tags(xml: &str, local: &str) -> usize {
 pub struct SamlProvider {
     s: Arc<ProviderSettings>,
     sp: ServiceProvider,
+    /// The same SP accepting unsolicited (IdP-initiated) responses; only when the provider allows them.
+    sp_unsolicited: Option<ServiceProvider>,
     sso_url: String,
     entity_id: String,
     creds: Arc<SpCredentials>,
@@ -329,9 +331,14 @@ impl SamlProvider {
         let sso_url = sp
             .sso_binding_location(HTTP_REDIRECT_BINDING)
             .expect("checked in parse_idp_metadata");
+        let sp_unsolicited = saml.allow_idp_initiated.then(|| ServiceProvider {
+            allow_idp_initiated: true,
+            ..sp.clone()
+        });
         Ok(Self {
             s,
             sp,
+            sp_unsolicited,
             sso_url,
             entity_id,
             creds,
@@ -380,9 +387,22 @@ impl SamlProvider {
     pub fn validate(
         &self,
         saml_response: &str,
-        request_id: &str,
+        request_id: Option<&str>,
     ) -> Result<(Value, String, i64), ProviderError> {
         let bad = |code: &'static str, m: String| ProviderError::Saml(code, m);
+        // Solicited: InResponseTo must be the request ID of this login flow. Unsolicited (IdP-initiated):
+        // only when the provider allows it, and then the assertion must not answer any request.
+        let (sp, ids): (&ServiceProvider, Option<Vec<&str>>) =
+            match (request_id, &self.sp_unsolicited) {
+                (Some(id), _) => (&self.sp, Some(vec![id])),
+                (None, Some(sp)) => (sp, None),
+                (None, None) => {
+                    return Err(bad(
+                        "saml_unsolicited",
+                        "IdP-initiated login is not enabled for this provider".into(),
+                    ));
+                }
+            };
         let bytes = STANDARD
             .decode(saml_response.trim())
             .map_err(|_| bad("saml_malformed", "SAMLResponse is not base64".into()))?;
@@ -410,12 +430,27 @@ impl SamlProvider {
             ));
         }
         let assertion = if encrypted == 1 {
-            self.decrypt_and_validate(&xml, request_id)?
+            self.decrypt_and_validate(sp, &xml, ids.as_deref())?
         } else {
-            self.sp
-                .parse_xml_response(&xml, Some(&[request_id]))
+            sp.parse_xml_response(&xml, ids.as_deref())
                 .map_err(|e| bad("saml_invalid", e.to_string()))?
         };
+        if ids.is_none()
+            && assertion
+                .subject
+                .iter()
+                .flat_map(|s| s.subject_confirmations.iter().flatten())
+                .any(|c| {
+                    c.subject_confirmation_data
+                        .as_ref()
+                        .is_some_and(|d| d.in_response_to.is_some())
+                })
+        {
+            return Err(bad(
+                "saml_unsolicited",
+                "an unsolicited response must not answer a request (InResponseTo)".into(),
+            ));
+        }
         let conditions = assertion
             .conditions
             .as_ref()
@@ -496,8 +531,9 @@ impl SamlProvider {
     /// Response with the plaintext assertion in place.
     fn decrypt_and_validate(
         &self,
+        sp: &ServiceProvider,
         xml: &str,
-        request_id: &str,
+        ids: Option<&[&str]>,
     ) -> Result<samael::schema::Assertion, ProviderError> {
         use samael::crypto::{Crypto, CryptoProvider, ReduceMode};
         let bad = |code: &'static str, m: String| ProviderError::Saml(code, m);
@@ -511,7 +547,7 @@ impl SamlProvider {
             xml,
             &certs,
             ReduceMode::default(),
-            self.sp.allowed_signature_algorithms.as_deref(),
+            sp.allowed_signature_algorithms.as_deref(),
         )
         .map_err(|_| {
             bad(
@@ -592,7 +628,7 @@ impl SamlProvider {
         let rebuilt = format!("{}{}{}", &reduced[..start], assertion_xml, &reduced[end..]);
         // The signature was verified above on the encrypted form: run samael's Response and Assertion
         // checks on the rebuilt document with an SP that has no certificates, i.e. does not re-verify.
-        let mut unverified = self.sp.clone();
+        let mut unverified = sp.clone();
         for d in unverified
             .idp_metadata
             .idp_sso_descriptors
@@ -602,7 +638,7 @@ impl SamlProvider {
             d.key_descriptors.clear();
         }
         unverified
-            .parse_xml_response(&rebuilt, Some(&[request_id]))
+            .parse_xml_response(&rebuilt, ids)
             .map_err(|e| bad("saml_invalid", e.to_string()))
     }
 
@@ -724,9 +760,9 @@ mod tests {
         #[test]
         fn acs_input_never_panics_or_passes(raw in ".{0,512}", xmlish in fragments()) {
             let p = provider_cached();
-            prop_assert!(p.validate(&raw, "_req").is_err());
-            prop_assert!(p.validate(&STANDARD.encode(raw.as_bytes()), "_req").is_err());
-            prop_assert!(p.validate(&STANDARD.encode(xmlish.as_bytes()), "_req").is_err());
+            prop_assert!(p.validate(&raw, Some("_req")).is_err());
+            prop_assert!(p.validate(&STANDARD.encode(raw.as_bytes()), Some("_req")).is_err());
+            prop_assert!(p.validate(&STANDARD.encode(xmlish.as_bytes()), Some("_req")).is_err());
         }
     }
 

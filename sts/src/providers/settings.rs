@@ -61,6 +61,7 @@ pub struct RawProvider {
     pub allow_sha1: Option<bool>,
     pub clock_skew_seconds: Option<i64>,
     pub per_provider_acs: Option<bool>,
+    pub allow_idp_initiated: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -131,6 +132,8 @@ pub struct SamlSettings {
     pub clock_skew_seconds: i64,
     /// Use `/sso/sso-saml/{id}/acs` instead of the shared ACS (for IdPs that need distinct ACS URLs).
     pub per_provider_acs: bool,
+    /// Accept unsolicited (IdP-initiated) responses; off by default. All other checks still apply.
+    pub allow_idp_initiated: bool,
 }
 
 /// Validated settings. Secrets are held in memory only, never written to the database.
@@ -240,6 +243,7 @@ impl RawProvider {
             (self.allow_sha1.is_some(), "allow_sha1"),
             (self.clock_skew_seconds.is_some(), "clock_skew_seconds"),
             (self.per_provider_acs.is_some(), "per_provider_acs"),
+            (self.allow_idp_initiated.is_some(), "allow_idp_initiated"),
         ] {
             not_for(present, key)?;
         }
@@ -531,6 +535,7 @@ impl RawProvider {
                 allow_sha1: self.allow_sha1.unwrap_or(false),
                 clock_skew_seconds: skew,
                 per_provider_acs: self.per_provider_acs.unwrap_or(false),
+                allow_idp_initiated: self.allow_idp_initiated.unwrap_or(false),
             }),
         })
     }

@@ -489,50 +489,77 @@ async fn consume_saml(
         return Err(LoginError::BadRequest);
     }
     let form: AcsForm = serde_urlencoded::from_bytes(body).map_err(|_| LoginError::BadRequest)?;
-    let relay = form
-        .relay_state
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .ok_or(LoginError::StateMissing)?;
+    let relay = form.relay_state.as_deref().filter(|s| !s.is_empty());
     // Consume first: this RelayState (and the request ID it carries) can never be used again.
-    let flow = store::login::consume_flow(&st.pool, &hash(relay))
-        .await?
-        .ok_or(LoginError::StateUnknown)?;
-    *provider_id = Some(flow.provider_id.clone());
-    if flow.expires_at <= st.clock.now() {
-        return Err(LoginError::FlowExpired);
-    }
-    if flow.kind != Kind::Saml.as_str() {
-        return Err(LoginError::WrongCallback);
-    }
-    if let Some(path_provider) = req.match_info().get("provider")
-        && path_provider != flow.provider_id
-    {
-        return Err(LoginError::WrongCallback);
-    }
-    // The browser cookie reaches a cross-site POST only as SameSite=None, which needs Secure (https).
-    if st.web.secure_cookies {
-        let browser = req
-            .cookie(BROWSER_COOKIE)
-            .map(|c| hash(c.value()))
-            .unwrap_or_default();
-        if !constant_time_eq(browser.as_bytes(), flow.browser_hash.as_bytes()) {
-            return Err(LoginError::StateNotThisBrowser);
+    let flow = match relay {
+        Some(r) => store::login::consume_flow(&st.pool, &hash(r)).await?,
+        None => None,
+    };
+    let path_provider = req.match_info().get("provider");
+    let (provider, secrets, return_to) = match flow {
+        Some(flow) => {
+            *provider_id = Some(flow.provider_id.clone());
+            if flow.expires_at <= st.clock.now() {
+                return Err(LoginError::FlowExpired);
+            }
+            if flow.kind != Kind::Saml.as_str()
+                || path_provider.is_some_and(|p| p != flow.provider_id)
+            {
+                return Err(LoginError::WrongCallback);
+            }
+            // The browser cookie reaches a cross-site POST only as SameSite=None, which needs Secure (https).
+            if st.web.secure_cookies {
+                let browser = req
+                    .cookie(BROWSER_COOKIE)
+                    .map(|c| hash(c.value()))
+                    .unwrap_or_default();
+                if !constant_time_eq(browser.as_bytes(), flow.browser_hash.as_bytes()) {
+                    return Err(LoginError::StateNotThisBrowser);
+                }
+            }
+            let provider = st
+                .providers
+                .get(&flow.provider_id)
+                .filter(|p| p.settings.enabled)
+                .ok_or(LoginError::ProviderUnavailable)?;
+            let secrets: FlowSecrets =
+                serde_json::from_str(&flow.secrets).map_err(|_| LoginError::Internal)?;
+            (provider, Some(secrets), flow.return_to)
         }
-    }
-    let provider = st
-        .providers
-        .get(&flow.provider_id)
-        .filter(|p| p.settings.enabled)
-        .ok_or(LoginError::ProviderUnavailable)?;
+        None => {
+            // No login flow of ours: an unsolicited (IdP-initiated) response. Accepted only by a provider
+            // that allows it: the one named in the ACS path, or the only such provider.
+            let candidates: Vec<_> = st
+                .providers
+                .enabled()
+                .filter(|p| p.settings.kind == Kind::Saml && p.allows_idp_initiated())
+                .filter(|p| path_provider.is_none_or(|id| p.id() == id))
+                .cloned()
+                .collect();
+            let [provider] = candidates.as_slice() else {
+                return Err(if relay.is_some() {
+                    LoginError::StateUnknown
+                } else {
+                    LoginError::StateMissing
+                });
+            };
+            *provider_id = Some(provider.id().to_string());
+            // For IdP-initiated logins RelayState is a target hint: honoured only as a same-origin path.
+            let return_to = relay
+                .filter(|r| valid_return_to(r))
+                .unwrap_or(DEFAULT_RETURN_TO)
+                .to_string();
+            (provider.clone(), None, return_to)
+        }
+    };
     let saml_response = form
         .saml_response
         .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or(LoginError::BadRequest)?;
-    let secrets: FlowSecrets =
-        serde_json::from_str(&flow.secrets).map_err(|_| LoginError::Internal)?;
-    let (identity, assertion_id, keep_until) = provider.complete_saml(&secrets, saml_response)?;
+    let (identity, assertion_id, keep_until) =
+        provider.complete_saml(secrets.as_ref(), saml_response)?;
+    // Single use of the assertion ID until it could no longer be valid anyway.
     if !store::saml::consume_assertion_id(
         &st.pool,
         &assertion_id,
@@ -547,7 +574,7 @@ async fn consume_saml(
         )
         .into());
     }
-    finish_login(req, st, &provider, identity, &flow.return_to).await
+    finish_login(req, st, &provider, identity, &return_to).await
 }
 
 /// `GET /sso/sso-saml/metadata` (the first enabled SAML provider) and `/sso/sso-saml/{provider}/metadata`.
