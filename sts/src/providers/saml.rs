@@ -150,6 +150,39 @@ fn self_signed_certificate(pkcs8: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(params.self_signed(&key)?.der().to_vec())
 }
 
+mod xmlsec_log {
+    //! libxmlsec1 reports errors through a global callback that prints to stderr by default; route them
+    //! to our log at debug level instead (every crypto failure already surfaces as a reason code).
+    use std::ffi::{CStr, c_char, c_int};
+
+    type Callback = unsafe extern "C" fn(*const c_char, c_int, *const c_char, *const c_char, *const c_char, c_int, *const c_char);
+
+    #[link(name = "xmlsec1")]
+    unsafe extern "C" {
+        fn xmlSecErrorsSetCallback(callback: Option<Callback>);
+    }
+
+    unsafe extern "C" fn to_tracing(
+        _file: *const c_char,
+        _line: c_int,
+        func: *const c_char,
+        object: *const c_char,
+        subject: *const c_char,
+        reason: c_int,
+        msg: *const c_char,
+    ) {
+        // SAFETY: xmlsec passes NUL-terminated strings or null pointers, valid for this call.
+        let text = |p: *const c_char| if p.is_null() { String::new() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() };
+        tracing::debug!(target: "xmlsec", func = %text(func), object = %text(object), subject = %text(subject), reason, message = %text(msg), "xmlsec");
+    }
+
+    pub fn install() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: sets a process-global function pointer to a function with the C signature xmlsec expects.
+        ONCE.call_once(|| unsafe { xmlSecErrorsSetCallback(Some(to_tracing)) });
+    }
+}
+
 /// XML Encryption content decryption: AES-CBC (ISO 10126 padding, IV first) or AES-GCM (IV first, tag last).
 fn decrypt_content(alg: &str, key: &[u8], mut data: Vec<u8>) -> Option<Vec<u8>> {
     use aws_lc_rs::cipher::{
@@ -331,6 +364,7 @@ impl SamlProvider {
         let sso_url = sp
             .sso_binding_location(HTTP_REDIRECT_BINDING)
             .expect("checked in parse_idp_metadata");
+        xmlsec_log::install();
         let sp_unsolicited = saml.allow_idp_initiated.then(|| ServiceProvider {
             allow_idp_initiated: true,
             ..sp.clone()
