@@ -82,6 +82,19 @@ impl Application {
             config.token_max_lifetime,
         ));
         let purger = spawn_purger(pool.clone(), clock.clone());
+        let mut tasks = vec![reloader, purger];
+        for p in providers.all().filter(|p| p.settings.enabled) {
+            if let Some(url) = p
+                .settings
+                .saml
+                .as_ref()
+                .and_then(|s| s.idp_metadata_url.clone())
+            {
+                // First fetch before serving (a failure leaves the provider unusable until a refresh works).
+                refresh_saml_metadata(p, &url).await;
+                tasks.push(spawn_metadata_refresher(p.clone(), url));
+            }
+        }
 
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
@@ -130,7 +143,7 @@ impl Application {
             port,
             server,
             keys,
-            tasks: vec![reloader, purger],
+            tasks,
         })
     }
 
@@ -173,6 +186,48 @@ async fn sync_providers(pool: &Pool, config: &Config, now: i64) -> anyhow::Resul
         tracing::info!(provider = %p.id, kind = p.kind.as_str(), enabled = p.enabled, "identity provider configured");
     }
     Ok(())
+}
+
+/// Fetch a SAML provider's IdP metadata (timeouts, no redirects, size limit) and install it if usable.
+async fn refresh_saml_metadata(p: &crate::providers::Provider, url: &str) -> bool {
+    let http =
+        crate::providers::http::Outbound::new(p.settings.connect_timeout_ms, p.settings.timeout_ms);
+    match http.text(http.client().get(url)).await {
+        Ok(xml) => match p.set_saml_metadata(&xml) {
+            Ok(()) => {
+                tracing::info!(provider = %p.id(), "IdP metadata loaded");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(provider = %p.id(), reason = "idp_metadata_invalid", detail = %e, "IdP metadata refused; keeping the previous one");
+                false
+            }
+        },
+        Err(e) => {
+            tracing::warn!(provider = %p.id(), reason = e.code(), "IdP metadata could not be fetched; keeping the previous one");
+            false
+        }
+    }
+}
+
+/// Refresh the IdP metadata every `metadata_refresh_seconds` (every minute while it keeps failing).
+fn spawn_metadata_refresher(
+    p: Arc<crate::providers::Provider>,
+    url: String,
+) -> tokio::task::JoinHandle<()> {
+    let every = p
+        .settings
+        .saml
+        .as_ref()
+        .map(|s| s.metadata_refresh_seconds)
+        .unwrap_or(3600);
+    tokio::spawn(async move {
+        let mut ok = true;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(if ok { every } else { 60 })).await;
+            ok = refresh_saml_metadata(&p, &url).await;
+        }
+    })
 }
 
 /// Delete expired login flows and sessions every minute.

@@ -116,13 +116,19 @@ async fn spawn_sts(
     let conf_dir = tempfile::tempdir().unwrap();
     let meta_file = conf_dir.path().join("idp.xml");
     std::fs::write(&meta_file, idp_xml).unwrap();
+    // `extra` may name the metadata URL itself; otherwise the downloaded file is used.
+    let source = if extra.contains("idp_metadata_url") {
+        String::new()
+    } else {
+        format!("idp_metadata_file = \"{}\"", meta_file.display())
+    };
     let toml = format!(
         r#"
 [[providers]]
 id = "simplesaml"
 type = "saml"
 display_name = "SimpleSAMLphp"
-idp_metadata_file = "{}"
+{source}
 {extra}
 
 [providers.roles]
@@ -130,7 +136,6 @@ claim = "groups"
 default_roles = ["user"]
 rules = [ {{ match = "sts-admins", roles = ["admin"] }}, {{ match = "staff", roles = ["employee"] }} ]
 "#,
-        meta_file.display()
     );
     let opts = AppOptions::default().config(toml);
     let app = match dir {
@@ -1002,4 +1007,27 @@ async fn idp_initiated_login_when_allowed_still_refuses_replays() {
     let (status, code) = post_acs(&client, &acs, v["saml_response"].as_str().unwrap(), "").await;
     assert_eq!((status, code.as_str()), (401, "saml_unsolicited"));
     assert_eq!(app.session_count().await, 1);
+}
+
+/// IdP metadata taken from its URL (fetched at start, refreshed on an interval) instead of a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_metadata_from_url() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sts = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let idp = start_idp(&bootstrap_sp_metadata(&sts), &[]).await;
+    let extra = format!(
+        "idp_metadata_url = \"{}\"\nmetadata_refresh_seconds = 60",
+        idp.metadata_url
+    );
+    let app = spawn_sts(listener, &idp, &extra, None).await;
+    let (client, v) = idp_login(&app, "alice", "alicepw").await;
+    assert_eq!(v["ok"], true, "{v}");
+    let (status, code) = post_acs(
+        &client,
+        v["acs_url"].as_str().unwrap(),
+        v["saml_response"].as_str().unwrap(),
+        v["relay_state"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(status, 303, "{code}");
 }

@@ -86,6 +86,19 @@ impl Outbound {
         serde_json::from_slice(&bytes).map_err(|e| OutboundError::Json(e.to_string()))
     }
 
+    /// Like [`Outbound::json`] for a UTF-8 text body (e.g. SAML metadata).
+    pub async fn text(&self, req: reqwest::RequestBuilder) -> Result<String, OutboundError> {
+        let (status, bytes) = self.send(req).await?;
+        if !(200..300).contains(&status) {
+            return Err(OutboundError::Status {
+                status,
+                body: serde_json::Value::Null,
+            });
+        }
+        String::from_utf8(bytes)
+            .map_err(|_| OutboundError::Other("the response is not UTF-8".into()))
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), OutboundError> {
         let mut res = req.send().await.map_err(classify)?;
         let status = res.status().as_u16();

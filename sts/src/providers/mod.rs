@@ -289,6 +289,14 @@ impl Provider {
         ))
     }
 
+    /// Replace the IdP metadata of a SAML provider (fetched from its URL); refused unless usable.
+    pub fn set_saml_metadata(&self, xml: &str) -> Result<(), String> {
+        match &self.imp {
+            Imp::Saml(p) => p.set_idp_metadata(xml),
+            _ => Err("not a SAML provider".into()),
+        }
+    }
+
     /// Whether unsolicited responses are accepted for this provider.
     pub fn allows_idp_initiated(&self) -> bool {
         self.settings
@@ -387,6 +395,11 @@ impl Registry {
                 .push(Arc::new(Provider::new(s, clock.clone(), saml)));
         }
         r
+    }
+
+    /// Every provider (enabled or not), in configuration order.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        self.providers.iter()
     }
 
     /// The first enabled SAML provider (served at `/sso/sso-saml/metadata`).

@@ -155,7 +155,15 @@ mod xmlsec_log {
     //! to our log at debug level instead (every crypto failure already surfaces as a reason code).
     use std::ffi::{CStr, c_char, c_int};
 
-    type Callback = unsafe extern "C" fn(*const c_char, c_int, *const c_char, *const c_char, *const c_char, c_int, *const c_char);
+    type Callback = unsafe extern "C" fn(
+        *const c_char,
+        c_int,
+        *const c_char,
+        *const c_char,
+        *const c_char,
+        c_int,
+        *const c_char,
+    );
 
     #[link(name = "xmlsec1")]
     unsafe extern "C" {
@@ -172,7 +180,13 @@ mod xmlsec_log {
         msg: *const c_char,
     ) {
         // SAFETY: xmlsec passes NUL-terminated strings or null pointers, valid for this call.
-        let text = |p: *const c_char| if p.is_null() { String::new() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() };
+        let text = |p: *const c_char| {
+            if p.is_null() {
+                String::new()
+            } else {
+                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+            }
+        };
         tracing::debug!(target: "xmlsec", func = %text(func), object = %text(object), subject = %text(subject), reason, message = %text(msg), "xmlsec");
     }
 
@@ -313,12 +327,19 @@ fn count_start_tags(xml: &str, local: &str) -> usize {
 
 pub struct SamlProvider {
     s: Arc<ProviderSettings>,
+    /// Our side only (entity ID, ACS, certificate, policies); the IdP metadata is added per state.
+    template: ServiceProvider,
+    /// The IdP-dependent part; None until the IdP metadata is loaded (metadata fetched from a URL).
+    state: std::sync::RwLock<Option<Arc<IdpState>>>,
+    entity_id: String,
+    creds: Arc<SpCredentials>,
+}
+
+struct IdpState {
     sp: ServiceProvider,
     /// The same SP accepting unsolicited (IdP-initiated) responses; only when the provider allows them.
     sp_unsolicited: Option<ServiceProvider>,
     sso_url: String,
-    entity_id: String,
-    creds: Arc<SpCredentials>,
 }
 
 impl SamlProvider {
@@ -329,7 +350,6 @@ impl SamlProvider {
         acs_url: &str,
     ) -> Result<Self, String> {
         let saml = s.saml.as_ref().expect("validated");
-        let idp = parse_idp_metadata(&saml.idp_metadata_xml)?;
         let allowed = if saml.allow_sha1 {
             None
         } else {
@@ -346,12 +366,11 @@ impl SamlProvider {
             .sp_entity_id
             .clone()
             .unwrap_or_else(|| sp_entity_id.to_string());
-        let sp = ServiceProvider {
+        let template = ServiceProvider {
             entity_id: Some(entity_id.clone()),
             metadata_url: Some(sp_entity_id.to_string()),
             acs_url: Some(acs_url.to_string()),
             slo_url: Some(acs_url.to_string()),
-            idp_metadata: idp,
             certificate: Some(CertificateDer::from(creds.certificate_der.clone())),
             authn_name_id_format: saml.name_id_format.clone(),
             force_authn: saml.force_authn,
@@ -361,30 +380,61 @@ impl SamlProvider {
             allowed_signature_algorithms: allowed,
             ..Default::default()
         };
+        xmlsec_log::install();
+        let initial = saml.idp_metadata_xml.clone();
+        let provider = Self {
+            s,
+            template,
+            state: std::sync::RwLock::new(None),
+            entity_id,
+            creds,
+        };
+        if !initial.is_empty() {
+            provider.set_idp_metadata(&initial)?;
+        }
+        Ok(provider)
+    }
+
+    /// Install (or replace, on refresh) the IdP metadata; refused unless usable (see [`parse_idp_metadata`]).
+    pub fn set_idp_metadata(&self, xml: &str) -> Result<(), String> {
+        let idp = parse_idp_metadata(xml)?;
+        let saml = self.s.saml.as_ref().expect("validated");
+        let sp = ServiceProvider {
+            idp_metadata: idp,
+            ..self.template.clone()
+        };
         let sso_url = sp
             .sso_binding_location(HTTP_REDIRECT_BINDING)
             .expect("checked in parse_idp_metadata");
-        xmlsec_log::install();
         let sp_unsolicited = saml.allow_idp_initiated.then(|| ServiceProvider {
             allow_idp_initiated: true,
             ..sp.clone()
         });
-        Ok(Self {
-            s,
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(IdpState {
             sp,
             sp_unsolicited,
             sso_url,
-            entity_id,
-            creds,
-        })
+        }));
+        Ok(())
+    }
+
+    fn idp(&self) -> Result<Arc<IdpState>, ProviderError> {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                ProviderError::Unusable("the IdP metadata has not been loaded (yet)".into())
+            })
     }
 
     /// The IdP-bound redirect carrying a (signed) AuthnRequest; returns (url, request id).
     pub fn authn_request_url(&self, relay_state: &str) -> Result<(String, String), ProviderError> {
         let saml = self.s.saml.as_ref().expect("validated");
-        let mut req = self
+        let idp = self.idp()?;
+        let mut req = idp
             .sp
-            .make_authentication_request(&self.sso_url)
+            .make_authentication_request(&idp.sso_url)
             .map_err(|e| ProviderError::Saml("saml_request", e.to_string()))?;
         let mut id = [0u8; 16];
         aws_lc_rs::rand::fill(&mut id).expect("randomness");
@@ -411,8 +461,8 @@ impl SamlProvider {
             let sig = self.creds.sign_rsa_sha256(query.as_bytes());
             query.push_str(&format!("&Signature={}", enc(&STANDARD.encode(sig))));
         }
-        let sep = if self.sso_url.contains('?') { '&' } else { '?' };
-        Ok((format!("{}{sep}{query}", self.sso_url), req.id))
+        let sep = if idp.sso_url.contains('?') { '&' } else { '?' };
+        Ok((format!("{}{sep}{query}", idp.sso_url), req.id))
     }
 
     /// Validate a SAMLResponse (base64, from the ACS form) for the request `request_id`; returns the
@@ -424,11 +474,12 @@ impl SamlProvider {
         request_id: Option<&str>,
     ) -> Result<(Value, String, i64), ProviderError> {
         let bad = |code: &'static str, m: String| ProviderError::Saml(code, m);
+        let idp = self.idp()?;
         // Solicited: InResponseTo must be the request ID of this login flow. Unsolicited (IdP-initiated):
         // only when the provider allows it, and then the assertion must not answer any request.
         let (sp, ids): (&ServiceProvider, Option<Vec<&str>>) =
-            match (request_id, &self.sp_unsolicited) {
-                (Some(id), _) => (&self.sp, Some(vec![id])),
+            match (request_id, &idp.sp_unsolicited) {
+                (Some(id), _) => (&idp.sp, Some(vec![id])),
                 (None, Some(sp)) => (sp, None),
                 (None, None) => {
                     return Err(bad(
@@ -571,12 +622,7 @@ impl SamlProvider {
     ) -> Result<samael::schema::Assertion, ProviderError> {
         use samael::crypto::{Crypto, CryptoProvider, ReduceMode};
         let bad = |code: &'static str, m: String| ProviderError::Saml(code, m);
-        let certs = self
-            .sp
-            .idp_signing_certs()
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let certs = sp.idp_signing_certs().ok().flatten().unwrap_or_default();
         let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
             xml,
             &certs,
@@ -679,7 +725,7 @@ impl SamlProvider {
     /// SP metadata: entityID, one HTTP-POST ACS, NameID formats, a signing KeyDescriptor.
     pub fn metadata_xml(&self) -> Result<String, ProviderError> {
         let bad = |e: String| ProviderError::Saml("saml_metadata", e);
-        let mut ed = self.sp.metadata().map_err(|e| bad(e.to_string()))?;
+        let mut ed = self.template.metadata().map_err(|e| bad(e.to_string()))?;
         let sign = self.s.saml.as_ref().is_some_and(|s| s.sign_authn_requests);
         for d in ed.sp_sso_descriptors.iter_mut().flatten() {
             // Two KeyDescriptors: signing, and encryption (samael marks both use="signing"; IdPs then

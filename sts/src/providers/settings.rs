@@ -62,6 +62,8 @@ pub struct RawProvider {
     pub clock_skew_seconds: Option<i64>,
     pub per_provider_acs: Option<bool>,
     pub allow_idp_initiated: Option<bool>,
+    pub idp_metadata_url: Option<String>,
+    pub metadata_refresh_seconds: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -121,8 +123,11 @@ pub enum OidcEndpoints {
 /// SAML-specific settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct SamlSettings {
-    /// The IdP metadata document (from `idp_metadata_file` or `idp_metadata_xml`).
+    /// The IdP metadata document (from `idp_metadata_file` or `idp_metadata_xml`; empty when fetched).
     pub idp_metadata_xml: String,
+    /// Fetch the IdP metadata from here at start and every `metadata_refresh_seconds`.
+    pub idp_metadata_url: Option<String>,
+    pub metadata_refresh_seconds: u64,
     /// Our entity ID; default: the SP metadata URL.
     pub sp_entity_id: Option<String>,
     pub sign_authn_requests: bool,
@@ -244,6 +249,11 @@ impl RawProvider {
             (self.clock_skew_seconds.is_some(), "clock_skew_seconds"),
             (self.per_provider_acs.is_some(), "per_provider_acs"),
             (self.allow_idp_initiated.is_some(), "allow_idp_initiated"),
+            (self.idp_metadata_url.is_some(), "idp_metadata_url"),
+            (
+                self.metadata_refresh_seconds.is_some(),
+                "metadata_refresh_seconds",
+            ),
         ] {
             not_for(present, key)?;
         }
@@ -458,32 +468,41 @@ impl RawProvider {
                 "*_endpoint",
             ),
             (self.pkce.is_some(), "pkce"),
-            (
-                self.connect_timeout_ms.is_some() || self.timeout_ms.is_some(),
-                "connect_timeout_ms/timeout_ms",
-            ),
         ] {
             if present {
                 return Err(err(format!("key `{key}` does not apply to type saml")));
             }
         }
+        let sources = [
+            self.idp_metadata_file.is_some(),
+            self.idp_metadata_xml.is_some(),
+            self.idp_metadata_url.is_some(),
+        ];
+        if sources.iter().filter(|x| **x).count() != 1 {
+            return Err(err(
+                "IdP metadata is required: exactly one of `idp_metadata_url`, `idp_metadata_file` or `idp_metadata_xml`".into(),
+            ));
+        }
+        let metadata_url = self
+            .idp_metadata_url
+            .as_deref()
+            .map(|u| endpoint_url(u).map_err(|m| err(format!("`idp_metadata_url`: {m}"))))
+            .transpose()?;
         let xml = match (&self.idp_metadata_file, &self.idp_metadata_xml) {
-            (Some(_), Some(_)) => {
-                return Err(err(
-                    "set `idp_metadata_file` or `idp_metadata_xml`, not both".into(),
-                ));
-            }
-            (Some(path), None) => std::fs::read_to_string(path)
+            (Some(path), _) => std::fs::read_to_string(path)
                 .map_err(|e| err(format!("idp_metadata_file {}: {e}", path.display())))?,
             (None, Some(x)) => x.clone(),
-            (None, None) => {
-                return Err(err(
-                    "IdP metadata is required (`idp_metadata_file` or `idp_metadata_xml`)".into(),
-                ));
-            }
+            // Fetched at start and refreshed; checked the same way each time.
+            (None, None) => String::new(),
         };
         // A SAML provider without IdP signing certificates cannot be saved: samael would skip signature checks.
-        super::saml::parse_idp_metadata(&xml).map_err(|m| err(format!("IdP metadata: {m}")))?;
+        if metadata_url.is_none() {
+            super::saml::parse_idp_metadata(&xml).map_err(|m| err(format!("IdP metadata: {m}")))?;
+        }
+        let refresh = self.metadata_refresh_seconds.unwrap_or(3600);
+        if !(60..=86_400).contains(&refresh) {
+            return Err(err("`metadata_refresh_seconds` must be 60..=86400".into()));
+        }
         let skew = self.clock_skew_seconds.unwrap_or(120);
         if !(0..=600).contains(&skew) {
             return Err(err("`clock_skew_seconds` must be 0..=600".into()));
@@ -524,8 +543,8 @@ impl RawProvider {
             },
             roles: self.roles,
             constraints: self.constraints,
-            connect_timeout_ms: 3000,
-            timeout_ms: 10_000,
+            connect_timeout_ms: self.connect_timeout_ms.unwrap_or(3000).clamp(100, 60_000),
+            timeout_ms: self.timeout_ms.unwrap_or(10_000).clamp(100, 120_000),
             saml: Some(SamlSettings {
                 idp_metadata_xml: xml,
                 sp_entity_id: self.sp_entity_id.clone(),
@@ -536,6 +555,8 @@ impl RawProvider {
                 clock_skew_seconds: skew,
                 per_provider_acs: self.per_provider_acs.unwrap_or(false),
                 allow_idp_initiated: self.allow_idp_initiated.unwrap_or(false),
+                idp_metadata_url: metadata_url,
+                metadata_refresh_seconds: refresh,
             }),
         })
     }
@@ -624,6 +645,14 @@ mod tests {
             (
                 "id = \"s\"\ntype = \"saml\"\nidp_metadata_xml = \"<md:EntityDescriptor xmlns:md='urn:oasis:names:tc:SAML:2.0:metadata' entityID='https://idp'><md:IDPSSODescriptor protocolSupportEnumeration='urn:oasis:names:tc:SAML:2.0:protocol'><md:SingleSignOnService Binding='urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect' Location='https://idp/sso'/></md:IDPSSODescriptor></md:EntityDescriptor>\"\n",
                 "no IdP signing certificate",
+            ),
+            (
+                "id = \"s\"\ntype = \"saml\"\nidp_metadata_url = \"http://idp.example.com/md\"\n",
+                "https",
+            ),
+            (
+                "id = \"s\"\ntype = \"saml\"\nidp_metadata_url = \"https://idp.example.com/md\"\nidp_metadata_xml = \"x\"\n",
+                "exactly one of",
             ),
             (
                 "id = \"s\"\ntype = \"saml\"\nidp_metadata_xml = \"<!DOCTYPE x><x/>\"\n",
