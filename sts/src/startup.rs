@@ -236,6 +236,9 @@ fn spawn_purger(pool: Pool, clock: SharedClock) -> tokio::task::JoinHandle<()> {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tick.tick().await;
+            if let Err(e) = store::saml::purge_assertion_ids(&pool, clock.now()).await {
+                tracing::warn!(error = %e, "purging the SAML replay cache failed");
+            }
             if let Err(e) = store::login::purge_expired(&pool, clock.now()).await {
                 tracing::warn!(error = %e, "purging expired flows and sessions failed");
             }

@@ -319,10 +319,18 @@ async fn saml_login_ends_on_me_with_roles_and_the_sp_metadata_is_served() {
     assert_eq!(v["ok"], true, "{v}");
     let acs = v["acs_url"].as_str().unwrap();
     assert_eq!(acs, format!("{}/sso/sso-saml/acs", app.address));
+    // Posted with the base64 wrapped at 76 columns, as some IdPs do.
+    let wrapped: String = v["saml_response"]
+        .as_str()
+        .unwrap()
+        .as_bytes()
+        .chunks(76)
+        .map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap()))
+        .collect();
     let res = client
         .post(acs)
         .form(&[
-            ("SAMLResponse", v["saml_response"].as_str().unwrap()),
+            ("SAMLResponse", wrapped.as_str()),
             ("RelayState", v["relay_state"].as_str().unwrap()),
         ])
         .send()
@@ -527,7 +535,13 @@ async fn forged_replayed_and_unsolicited_responses_are_refused() {
 
     // Garbage: not base64, base64 of non-XML, oversize; each a page, no panic, no session.
     let big = "A".repeat(600 * 1024);
+    let declined = encode(
+        "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" ID=\"_x\" Version=\"2.0\" \
+         IssueInstant=\"2026-01-01T00:00:00Z\"><samlp:Status><samlp:StatusCode \
+         Value=\"urn:oasis:names:tc:SAML:2.0:status:Responder\"/></samlp:Status></samlp:Response>",
+    );
     for (what, body, code_want) in [
+        ("IdP declined", declined, "saml_idp_status"),
         (
             "not base64",
             "%%%not-base64%%%".to_string(),

@@ -297,6 +297,14 @@ impl Provider {
         }
     }
 
+    /// SAML clock skew in seconds (0 for other kinds).
+    pub fn saml_clock_skew(&self) -> i64 {
+        match &self.imp {
+            Imp::Saml(p) => p.clock_skew(),
+            _ => 0,
+        }
+    }
+
     /// Whether unsolicited responses are accepted for this provider.
     pub fn allows_idp_initiated(&self) -> bool {
         self.settings

@@ -3,24 +3,31 @@
 //! Outbound: an AuthnRequest over HTTP-Redirect with a fresh 128-bit ID; RelayState is our opaque
 //! login-flow state; signed with RSA-SHA256 by the SP key (through aws-lc-rs) unless turned off.
 //!
-//! Inbound (HTTP-POST to the ACS), checks in this order, each with its own reason code:
-//! 1. size (<= 256 KiB decoded), base64, UTF-8 (`saml_malformed`);
-//! 2. parser-differential guards before samael: no `<!DOCTYPE`/`<!ENTITY` (XXE, billion laughs), an XML
-//!    declaration, when present, says version 1.0 (`saml_unsafe_xml`); exactly one Assertion or
-//!    EncryptedAssertion start tag (`saml_assertion_count`);
+//! Inbound (HTTP-POST to the ACS), checks in this order, each with its own reason code (the login flow
+//! named by RelayState has already been consumed by the caller; see `sso::flow::consume_saml`):
+//! 1. size (<= 256 KiB decoded), base64 (line breaks allowed), UTF-8 (`saml_malformed`);
+//! 2. parser-differential guards before samael: no `<!DOCTYPE`/`<!ENTITY` (XXE, billion laughs), no
+//!    comments or processing instructions (comment injection), an XML declaration, when present, says
+//!    version 1.0 (`saml_unsafe_xml`); a Response with no assertion and a non-Success status is reported
+//!    as the IdP's refusal (`saml_idp_status`); exactly one Assertion or EncryptedAssertion start tag
+//!    (`saml_assertion_count`: signature-wrapping variants carry two);
 //! 3. samael + libxmlsec1: the signature (on the Response or on the Assertion) verifies against the
 //!    IdP metadata certificates only, never KeyInfo from the message; only the signed element is kept
-//!    and parsed; signature algorithms RSA/ECDSA with SHA-256 or stronger (SHA-1 only when the provider
-//!    sets `allow_sha1`); then Destination, InResponseTo (equal to the request ID stored in this login
-//!    flow), Issuer, Status, IssueInstant, Conditions NotBefore/NotOnOrAfter and the bearer
+//!    and parsed; signature algorithms RSA/ECDSA with SHA-256 or stronger (`allow_sha1` lifts the
+//!    algorithm allow-list entirely, as samael has no SHA-1 entry); then Destination, InResponseTo (the
+//!    request ID stored in this login flow; for unsolicited responses, allowed per provider, there must be
+//!    none), Issuer, Status, IssueInstant, Conditions NotBefore/NotOnOrAfter and the bearer
 //!    SubjectConfirmationData (Recipient = our ACS, InResponseTo, time window) with the configured skew
 //!    (`saml_invalid`, detail from samael);
-//! 4. our own additions: Conditions with an AudienceRestriction naming our entity ID are required
-//!    (samael skips the audience check when there is none) (`saml_audience`); encrypted assertions are
-//!    refused (not supported yet) (`saml_encrypted_unsupported`);
-//! 5. the assertion ID is single-use: a replay cache keeps it until NotOnOrAfter (`saml_replay`);
-//! 6. values come only from the verified assertion; NameID and attribute values are opaque strings, and
-//!    control or line-separator characters are refused (`invalid_claim_value`).
+//!    an EncryptedAssertion is accepted only inside a Response whose signature verifies; it is decrypted
+//!    with the SP key through aws-lc-rs (RSA-OAEP-MGF1P; AES-CBC or AES-GCM) (`saml_decrypt`), the
+//!    plaintext gets the guards of step 2 and then the checks of step 3;
+//! 4. our own addition: Conditions with AudienceRestriction elements that all name our entity ID are
+//!    required (samael skips the audience check when there is none) (`saml_audience`);
+//! 5. values come only from the verified assertion; NameID and attribute values are opaque strings, and
+//!    control or line-separator characters are refused (`invalid_claim_value`);
+//! 6. the assertion ID is single-use: a replay cache keeps it until NotOnOrAfter plus the clock skew
+//!    (`saml_replay`).
 //!
 //! Requirements at configuration time: IdP metadata with an entity ID, an HTTP-Redirect SSO endpoint,
 //! and at least one signing certificate (samael would skip signature checks without one).
@@ -267,10 +274,15 @@ pub fn parse_idp_metadata(xml: &str) -> Result<EntityDescriptor, String> {
             );
         }
     }
-    if sp.sso_binding_location(HTTP_REDIRECT_BINDING).is_none() {
-        return Err(
-            "the metadata has no SingleSignOnService with the HTTP-Redirect binding".into(),
-        );
+    match sp.sso_binding_location(HTTP_REDIRECT_BINDING) {
+        None => {
+            return Err(
+                "the metadata has no SingleSignOnService with the HTTP-Redirect binding".into(),
+            );
+        }
+        Some(url) => {
+            super::settings::endpoint_url(&url).map_err(|e| format!("SingleSignOnService: {e}"))?;
+        }
     }
     Ok(ed)
 }
@@ -305,6 +317,20 @@ fn xml_declaration_ok(xml: &str) -> bool {
     };
     let decl = &t[..end];
     decl.contains("version=\"1.0\"") || decl.contains("version='1.0'")
+}
+
+/// The Value of the first StatusCode element, if any (for an error message only).
+fn first_status_code(xml: &str) -> Option<String> {
+    let at = xml.find("StatusCode ")?;
+    let rest = &xml[at..];
+    let v = rest.find("Value=\"")? + 7;
+    let end = rest[v..].find('"')?;
+    let value: String = rest[v..v + end]
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(200)
+        .collect();
+    Some(value)
 }
 
 /// Start tags whose local name is exactly `local` (any prefix).
@@ -488,8 +514,13 @@ impl SamlProvider {
                     ));
                 }
             };
+        // Some IdPs wrap the base64 at 64/76 columns.
+        let compact: String = saml_response
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
         let bytes = STANDARD
-            .decode(saml_response.trim())
+            .decode(compact)
             .map_err(|_| bad("saml_malformed", "SAMLResponse is not base64".into()))?;
         if bytes.len() > MAX_RESPONSE_BYTES {
             return Err(bad("saml_malformed", "SAMLResponse is too large".into()));
@@ -505,6 +536,16 @@ impl SamlProvider {
         }
         let assertions = count_start_tags(&xml, "Assertion");
         let encrypted = count_start_tags(&xml, "EncryptedAssertion");
+        if assertions + encrypted == 0
+            && let Some(status) = first_status_code(&xml)
+            && status != "urn:oasis:names:tc:SAML:2.0:status:Success"
+        {
+            // Not trusted (unsigned), only reported: the IdP declined (cancelled, denied, no passive...).
+            return Err(bad(
+                "saml_idp_status",
+                format!("the IdP answered with status {status}"),
+            ));
+        }
         if assertions + encrypted != 1 {
             return Err(bad(
                 "saml_assertion_count",
@@ -544,7 +585,12 @@ impl SamlProvider {
             .audience_restrictions
             .iter()
             .flatten()
-            .any(|r| r.audience.iter().any(|a| a == &self.entity_id));
+            .map(|r| r.audience.iter().any(|a| a == &self.entity_id))
+            // SAML Core 2.5.1.4: every AudienceRestriction must be met; at least one is required.
+            .fold(None, |acc: Option<bool>, ok| {
+                Some(acc.unwrap_or(true) && ok)
+            })
+            .unwrap_or(false);
         if !audience_ok {
             return Err(bad(
                 "saml_audience",
@@ -682,6 +728,22 @@ impl SamlProvider {
                 "the decrypted assertion is not UTF-8".into(),
             )
         })?;
+        if !xml_declaration_ok(&assertion_xml) {
+            return Err(bad(
+                "saml_unsafe_xml",
+                "the decrypted assertion declares another XML version".into(),
+            ));
+        }
+        let assertion_xml = match assertion_xml
+            .trim_start_matches('\u{feff}')
+            .strip_prefix("<?xml")
+        {
+            Some(rest) => rest
+                .split_once("?>")
+                .map(|(_, body)| body.to_string())
+                .unwrap_or_default(),
+            None => assertion_xml,
+        };
         if has_unsafe_xml(&assertion_xml)
             || has_comment_or_pi(&assertion_xml)
             || count_start_tags(&assertion_xml, "Assertion") != 1
@@ -752,6 +814,8 @@ impl SamlProvider {
             }
             d.single_logout_services = None;
             d.authn_requests_signed = Some(sign);
+            // No validUntil: IdPs that enforce it would drop us after samael's default 48 hours.
+            d.valid_until = None;
             d.want_assertions_signed = Some(true);
             d.name_id_formats = Some(vec![
                 "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent".into(),
@@ -760,7 +824,17 @@ impl SamlProvider {
                 "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified".into(),
             ]);
         }
+        ed.valid_until = None;
         ed.to_string().map_err(|e| bad(format!("{e:?}")))
+    }
+
+    /// How long past its own expiry an assertion could still be accepted (the configured clock skew).
+    pub fn clock_skew(&self) -> i64 {
+        self.s
+            .saml
+            .as_ref()
+            .map(|s| s.clock_skew_seconds)
+            .unwrap_or(0)
     }
 
     pub fn entity_id(&self) -> &str {

@@ -564,7 +564,7 @@ async fn consume_saml(
         &st.pool,
         &assertion_id,
         provider.id(),
-        keep_until.max(st.clock.now() + 60),
+        keep_until.max(st.clock.now()) + provider.saml_clock_skew() + 60,
     )
     .await?
     {
