@@ -40,6 +40,16 @@ pub enum Command {
     /// Operator tools for tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// SAML service-provider credentials.
+    #[command(subcommand)]
+    Saml(SamlCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SamlCommand {
+    /// Replace the SAML SP key and certificate with a PKCS#12 keystore (exactly one RSA key pair with
+    /// its certificate). Restart the server to use it; give IdP admins the new metadata.
+    ImportKey(ImportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,7 +107,10 @@ pub enum TokenCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let extra_env: Vec<String> = match &cli.command {
-        Some(Command::Keys(KeysCommand::Import(a))) => a.password_env.iter().cloned().collect(),
+        Some(Command::Keys(KeysCommand::Import(a)))
+        | Some(Command::Saml(SamlCommand::ImportKey(a))) => {
+            a.password_env.iter().cloned().collect()
+        }
         _ => vec![],
     };
     let extra: Vec<&str> = extra_env.iter().map(String::as_str).collect();
@@ -136,6 +149,28 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(k) => keys(k, &config).await,
+        Command::Saml(SamlCommand::ImportKey(args)) => {
+            let password = read_password(&args)?;
+            let data = read_keystore(&args.keystore)?;
+            let service = open_service(&config).await?;
+            let kid = crate::providers::saml::SpCredentials::import_pkcs12(
+                &service,
+                service.pool(),
+                &data,
+                &password,
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "keystore {} refused; SAML SP key unchanged",
+                    args.keystore.display()
+                )
+            })?;
+            println!(
+                "imported the SAML SP key {kid}; restart the server, then give IdP admins the new SP metadata"
+            );
+            Ok(())
+        }
         Command::Token(TokenCommand::Issue {
             sub,
             roles,
@@ -197,16 +232,7 @@ async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
         KeysCommand::Import(args) => {
             // Read and check the inputs before touching the database.
             let password = read_password(&args)?;
-            let meta = std::fs::metadata(&args.keystore)
-                .with_context(|| format!("keystore {}", args.keystore.display()))?;
-            if meta.len() > MAX_KEYSTORE_BYTES as u64 {
-                bail!(
-                    "keystore {}: larger than {MAX_KEYSTORE_BYTES} bytes",
-                    args.keystore.display()
-                );
-            }
-            let data = std::fs::read(&args.keystore)
-                .with_context(|| format!("keystore {}", args.keystore.display()))?;
+            let data = read_keystore(&args.keystore)?;
             let service = open_service(config).await?;
             let info = service
                 .import_pkcs12(&data, &password)
@@ -224,6 +250,18 @@ async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Read a keystore file (bounded size), before anything touches the database.
+fn read_keystore(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).with_context(|| format!("keystore {}", path.display()))?;
+    if meta.len() > MAX_KEYSTORE_BYTES as u64 {
+        bail!(
+            "keystore {}: larger than {MAX_KEYSTORE_BYTES} bytes",
+            path.display()
+        );
+    }
+    std::fs::read(path).with_context(|| format!("keystore {}", path.display()))
 }
 
 fn read_password(args: &ImportArgs) -> anyhow::Result<Zeroizing<String>> {

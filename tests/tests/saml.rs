@@ -113,14 +113,12 @@ async fn spawn_sts(
         .text()
         .await
         .unwrap();
-    let conf_dir = tempfile::tempdir().unwrap();
-    let meta_file = conf_dir.path().join("idp.xml");
-    std::fs::write(&meta_file, idp_xml).unwrap();
-    // `extra` may name the metadata URL itself; otherwise the downloaded file is used.
+    // `extra` may name the metadata URL itself; otherwise the document goes inline into the config.
+    assert!(!idp_xml.contains("\'\'\'"));
     let source = if extra.contains("idp_metadata_url") {
         String::new()
     } else {
-        format!("idp_metadata_file = \"{}\"", meta_file.display())
+        format!("idp_metadata_xml = \'\'\'{idp_xml}\'\'\'")
     };
     let toml = format!(
         r#"
@@ -145,7 +143,6 @@ rules = [ {{ match = "sts-admins", roles = ["admin"] }}, {{ match = "staff", rol
             .map_err(|(_, e)| e)
             .expect("restart"),
     };
-    drop(conf_dir); // read at start only
     app
 }
 
@@ -1044,4 +1041,109 @@ async fn idp_metadata_from_url() {
     )
     .await;
     assert_eq!(status, 303, "{code}");
+}
+
+/// `sts saml import-key`: the SP key and certificate come from a PKCS#12 keystore; after a restart the
+/// SP metadata carries the imported certificate. A keystore without a certificate is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sp_key_imported_from_pkcs12_is_published_after_restart() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sts = format!("http://127.0.0.1:{port}");
+    let idp = start_idp(&bootstrap_sp_metadata(&sts), &[]).await;
+    let app = spawn_sts(listener, &idp, "", None).await;
+
+    let ks = tempfile::tempdir().unwrap();
+    let d = ks.path();
+    let tool = |args: &[&str]| sts_tests::tool("openssl", args, d);
+    tool(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "sp.key",
+        "-out",
+        "sp.pem",
+        "-subj",
+        "/CN=sts-sp-imported",
+        "-days",
+        "30",
+    ]);
+    tool(&[
+        "pkcs12",
+        "-export",
+        "-inkey",
+        "sp.key",
+        "-in",
+        "sp.pem",
+        "-out",
+        "sp.p12",
+        "-passout",
+        "pass:sp-pw",
+    ]);
+    tool(&[
+        "pkcs12",
+        "-export",
+        "-nocerts",
+        "-inkey",
+        "sp.key",
+        "-out",
+        "nocert.p12",
+        "-passout",
+        "pass:sp-pw",
+    ]);
+    tool(&["x509", "-in", "sp.pem", "-outform", "DER", "-out", "sp.der"]);
+    let cert_b64 = STANDARD.encode(std::fs::read(d.join("sp.der")).unwrap());
+
+    let out = app
+        .cli(
+            &[
+                "saml",
+                "import-key",
+                "--keystore",
+                d.join("nocert.p12").to_str().unwrap(),
+                "--password-env",
+                "SP_PW",
+            ],
+            &[("SP_PW", "sp-pw")],
+        )
+        .await;
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("no certificate"), "{}", out.stderr);
+
+    let out = app
+        .cli(
+            &[
+                "saml",
+                "import-key",
+                "--keystore",
+                d.join("sp.p12").to_str().unwrap(),
+                "--password-env",
+                "SP_PW",
+            ],
+            &[("SP_PW", "sp-pw")],
+        )
+        .await
+        .ok();
+    assert!(
+        out.stdout.contains("imported the SAML SP key"),
+        "{}",
+        out.stdout
+    );
+
+    let dir = app.stop().await;
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let app = spawn_sts(listener, &idp, "", Some(dir)).await;
+    let md = reqwest::get(format!("{}/sso/sso-saml/metadata", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        md.replace(['\n', '\r', ' '], "").contains(&cert_b64),
+        "the imported certificate is published: {md}"
+    );
 }

@@ -73,6 +73,32 @@ impl SpCredentials {
         Self::from_parts(cert, &material.pkcs8)
     }
 
+    /// Replace the SP key and certificate with those of a PKCS#12 keystore (the same checks as token-key
+    /// import; a certificate is required, it goes into the SP metadata). Nothing changes on error.
+    /// A running server uses the new key after its next restart.
+    pub async fn import_pkcs12(
+        keys: &KeyService,
+        pool: &crate::store::Pool,
+        data: &[u8],
+        password: &str,
+    ) -> anyhow::Result<String> {
+        let material = crate::keys::import::from_pkcs12(data, password)?;
+        let leaf = material.public.x5c.first().ok_or_else(|| {
+            anyhow::anyhow!("the keystore has no certificate; the SAML SP metadata needs one")
+        })?;
+        Self::from_parts(STANDARD.decode(leaf)?, &material.pkcs8)?;
+        let sealed = keys.seal(&material.pkcs8, SP_KEY_AAD)?;
+        crate::store::saml::replace_sp_credentials(
+            pool,
+            leaf,
+            &sealed,
+            keys.master_key_id(),
+            keys.now(),
+        )
+        .await?;
+        Ok(material.kid())
+    }
+
     /// Load the SP credentials, generating them (RSA 2048 + a 10-year self-signed certificate) the first time.
     pub async fn load_or_create(
         keys: &KeyService,
@@ -197,10 +223,30 @@ mod xmlsec_log {
         tracing::debug!(target: "xmlsec", func = %text(func), object = %text(object), subject = %text(subject), reason, message = %text(msg), "xmlsec");
     }
 
-    pub fn install() {
+    /// Install the callback. samael initialises libxmlsec1 lazily (on the first signature context), and
+    /// that initialisation may reset the callback: force it here with a throw-away verification (whose
+    /// failure is expected), then install the callback again.
+    pub fn install(cert: &samael::crypto::CertificateDer) {
+        use samael::crypto::{Crypto, CryptoProvider, ReduceMode};
         static ONCE: std::sync::Once = std::sync::Once::new();
-        // SAFETY: sets a process-global function pointer to a function with the C signature xmlsec expects.
-        ONCE.call_once(|| unsafe { xmlSecErrorsSetCallback(Some(to_tracing)) });
+        const PROBE: &str = "<a ID=\"p\"><ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:SignedInfo>\
+            <ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>\
+            <ds:SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256\"/>\
+            <ds:Reference URI=\"#p\"><ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/>\
+            <ds:DigestValue>AA==</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>AA==</ds:SignatureValue>\
+            </ds:Signature></a>";
+        ONCE.call_once(|| {
+            // SAFETY: sets a process-global function pointer to a function with the C signature xmlsec expects.
+            unsafe { xmlSecErrorsSetCallback(Some(to_tracing)) };
+            let _ = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+                PROBE,
+                std::slice::from_ref(cert),
+                ReduceMode::default(),
+                None,
+            );
+            // SAFETY: as above.
+            unsafe { xmlSecErrorsSetCallback(Some(to_tracing)) };
+        });
     }
 }
 
@@ -406,7 +452,7 @@ impl SamlProvider {
             allowed_signature_algorithms: allowed,
             ..Default::default()
         };
-        xmlsec_log::install();
+        xmlsec_log::install(&CertificateDer::from(creds.certificate_der.clone()));
         let initial = saml.idp_metadata_xml.clone();
         let provider = Self {
             s,

@@ -39,6 +39,28 @@ pub async fn insert_sp_credentials(
     Ok(())
 }
 
+/// Insert or replace the SP credentials (import).
+pub async fn replace_sp_credentials(
+    pool: &Pool,
+    cert: &str,
+    sealed: &str,
+    master_key_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO saml_sp_credentials (id, certificate_der, private_key_sealed, master_key_id, created_at) \
+         VALUES ('default', ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET certificate_der = excluded.certificate_der, \
+         private_key_sealed = excluded.private_key_sealed, master_key_id = excluded.master_key_id, created_at = excluded.created_at",
+    )
+    .bind(cert)
+    .bind(sealed)
+    .bind(master_key_id)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Record an assertion ID; false when it was seen before (a replay).
 pub async fn consume_assertion_id(
     pool: &Pool,
