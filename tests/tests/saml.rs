@@ -136,17 +136,16 @@ rules = [ {{ match = "sts-admins", roles = ["admin"] }}, {{ match = "staff", rol
 "#,
     );
     let opts = AppOptions::default().config(toml);
-    let app = match dir {
+    match dir {
         None => spawn_app_on(listener, opts).await,
         Some(dir) => sts_tests::try_spawn_on(dir, opts, listener)
             .await
             .map_err(|(_, e)| e)
             .expect("restart"),
-    };
-    app
+    }
 }
 
-/// Start a login at the STS, authenticate at the IdP (login.py), and return (client, acs url, form).
+/// Start a login at the STS, authenticate at the IdP (login.py); returns the client and login.py's verdict.
 async fn idp_login(
     app: &TestApp,
     user: &str,
