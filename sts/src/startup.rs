@@ -91,8 +91,8 @@ impl Application {
                 .and_then(|s| s.idp_metadata_url.clone())
             {
                 // First fetch before serving (a failure leaves the provider unusable until a refresh works).
-                refresh_saml_metadata(p, &url).await;
-                tasks.push(spawn_metadata_refresher(p.clone(), url));
+                let loaded = refresh_saml_metadata(p, &url).await;
+                tasks.push(spawn_metadata_refresher(p.clone(), url, loaded));
             }
         }
 
@@ -214,6 +214,7 @@ async fn refresh_saml_metadata(p: &crate::providers::Provider, url: &str) -> boo
 fn spawn_metadata_refresher(
     p: Arc<crate::providers::Provider>,
     url: String,
+    loaded: bool,
 ) -> tokio::task::JoinHandle<()> {
     let every = p
         .settings
@@ -222,7 +223,7 @@ fn spawn_metadata_refresher(
         .map(|s| s.metadata_refresh_seconds)
         .unwrap_or(3600);
     tokio::spawn(async move {
-        let mut ok = true;
+        let mut ok = loaded;
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(if ok { every } else { 60 })).await;
             ok = refresh_saml_metadata(&p, &url).await;

@@ -607,6 +607,14 @@ impl SamlProvider {
             sp.parse_xml_response(&xml, ids.as_deref())
                 .map_err(|e| bad("saml_invalid", e.to_string()))?
         };
+        // Unsolicited: nothing in it may answer a request (samael does not check the Response's own
+        // InResponseTo in that mode, so any occurrence refuses it).
+        if ids.is_none() && xml.contains("InResponseTo") {
+            return Err(bad(
+                "saml_unsolicited",
+                "an unsolicited response must not answer a request (InResponseTo)".into(),
+            ));
+        }
         if ids.is_none()
             && assertion
                 .subject
