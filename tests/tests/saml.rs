@@ -200,6 +200,44 @@ async fn post_acs(
     (status, code)
 }
 
+/// The IdP's own start of an IdP-initiated login for our SP (SimpleSAMLphp's SSOService `spentityid`).
+fn idp_initiated_url(idp: &Idp, app: &TestApp, relay_state: &str) -> String {
+    let base = idp.metadata_url.trim_end_matches("/saml2/idp/metadata.php");
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let mut url = format!(
+        "{base}/saml2/idp/SSOService.php?spentityid={}",
+        enc(&format!("{}/sso/sso-saml/metadata", app.address))
+    );
+    if !relay_state.is_empty() {
+        url.push_str(&format!("&RelayState={}", enc(relay_state)));
+    }
+    url
+}
+
+/// Post what login.py got from the IdP (response, RelayState) to the ACS it names: (status, reason code).
+async fn post_verdict(client: &reqwest::Client, v: &serde_json::Value) -> (u16, String) {
+    let (status, code, _) = post_verdict_msg(client, v).await;
+    (status, code)
+}
+
+async fn post_verdict_msg(
+    client: &reqwest::Client,
+    v: &serde_json::Value,
+) -> (u16, String, String) {
+    let field = |k: &str| {
+        v[k].as_str()
+            .unwrap_or_else(|| panic!("login.py verdict without {k}: {v}"))
+            .to_string()
+    };
+    post_acs_msg(
+        client,
+        &field("acs_url"),
+        &field("saml_response"),
+        &field("relay_state"),
+    )
+    .await
+}
+
 /// (status, reason code, message) of posting a SAMLResponse to the ACS.
 async fn post_acs_msg(
     client: &reqwest::Client,
@@ -571,18 +609,7 @@ async fn forged_replayed_and_unsolicited_responses_are_refused() {
     assert_eq!((status, code.as_str()), (401, "saml_invalid"));
 
     // IdP-initiated (unsolicited) response: no login flow of ours; refused.
-    let idp_base = s
-        ._idp
-        .metadata_url
-        .trim_end_matches("/saml2/idp/metadata.php")
-        .to_string();
-    let unsolicited = format!(
-        "{idp_base}/saml2/idp/SSOService.php?spentityid={}",
-        url::form_urlencoded::byte_serialize(
-            format!("{}/sso/sso-saml/metadata", app.address).as_bytes()
-        )
-        .collect::<String>()
-    );
+    let unsolicited = idp_initiated_url(&s._idp, app, "");
     let v = run_login_py(&unsolicited, "alice", "alicepw").await;
     assert_eq!(v["ok"], true, "{v}");
     let (status, code) = post_acs(
@@ -608,13 +635,7 @@ async fn unsigned_and_sha1_assertions_are_refused_signed_responses_accepted() {
         let s = setup(&flags, "").await;
         let (client, v) = idp_login(&s.app, "alice", "alicepw").await;
         assert_eq!(v["ok"], true, "{flags:?}: {v}");
-        let (status, code) = post_acs(
-            &client,
-            v["acs_url"].as_str().unwrap(),
-            v["saml_response"].as_str().unwrap(),
-            v["relay_state"].as_str().unwrap(),
-        )
-        .await;
+        let (status, code) = post_verdict(&client, &v).await;
         assert_eq!((status, code.as_str()), want, "{flags:?}");
     }
 }
@@ -633,13 +654,7 @@ async fn wrong_key_audience_and_destination_are_refused() {
     let _rekeyed = start_idp_on(port, &bootstrap_sp_metadata(&sts), &[]).await;
     let (client, v) = idp_login(&app, "alice", "alicepw").await;
     assert_eq!(v["ok"], true, "{v}");
-    let (status, code, message) = post_acs_msg(
-        &client,
-        v["acs_url"].as_str().unwrap(),
-        v["saml_response"].as_str().unwrap(),
-        v["relay_state"].as_str().unwrap(),
-    )
-    .await;
+    let (status, code, message) = post_verdict_msg(&client, &v).await;
     assert_eq!(
         (status, code.as_str()),
         (401, "saml_invalid"),
@@ -679,13 +694,7 @@ async fn wrong_key_audience_and_destination_are_refused() {
         xml.contains("<saml:Audience>https://other-sp.example.com</saml:Audience>"),
         "{xml}"
     );
-    let (status, code, message) = post_acs_msg(
-        &client,
-        v["acs_url"].as_str().unwrap(),
-        v["saml_response"].as_str().unwrap(),
-        v["relay_state"].as_str().unwrap(),
-    )
-    .await;
+    let (status, code, message) = post_verdict_msg(&client, &v).await;
     assert_eq!(
         (status, code.as_str()),
         (401, "saml_invalid"),
@@ -708,13 +717,7 @@ async fn wrong_key_audience_and_destination_are_refused() {
             .unwrap()
             .ends_with("/sso/sso-saml/simplesaml/acs")
     );
-    let (status, code, message) = post_acs_msg(
-        &client,
-        v["acs_url"].as_str().unwrap(),
-        v["saml_response"].as_str().unwrap(),
-        v["relay_state"].as_str().unwrap(),
-    )
-    .await;
+    let (status, code, message) = post_verdict_msg(&client, &v).await;
     assert_eq!(
         (status, code.as_str()),
         (401, "saml_invalid"),
@@ -732,13 +735,7 @@ async fn wrong_key_audience_and_destination_are_refused() {
     })
     .await;
     let (client, v) = idp_login(&s.app, "alice", "alicepw").await;
-    let (status, _) = post_acs(
-        &client,
-        v["acs_url"].as_str().unwrap(),
-        v["saml_response"].as_str().unwrap(),
-        v["relay_state"].as_str().unwrap(),
-    )
-    .await;
+    let (status, _) = post_verdict(&client, &v).await;
     assert_eq!(status, 303, "per-provider ACS");
 }
 
@@ -782,13 +779,7 @@ async fn encrypted_assertions_are_decrypted_only_inside_a_signed_response() {
         xml.contains("EncryptedAssertion") && !xml.contains("<saml:NameID"),
         "the IdP encrypted the assertion"
     );
-    let (status, code, message) = post_acs_msg(
-        &client,
-        v["acs_url"].as_str().unwrap(),
-        v["saml_response"].as_str().unwrap(),
-        v["relay_state"].as_str().unwrap(),
-    )
-    .await;
+    let (status, code, message) = post_verdict_msg(&client, &v).await;
     assert_eq!(status, 303, "{code}: {message}");
     let html = client
         .get(format!("{}/sso/me", app.address))
@@ -808,13 +799,7 @@ async fn encrypted_assertions_are_decrypted_only_inside_a_signed_response() {
     let (app, _idp) = registered_from_our_metadata(&["--encrypt-assertion"]).await;
     let (client, v) = idp_login(&app, "alice", "alicepw").await;
     assert_eq!(v["ok"], true, "{v}");
-    let (status, code, message) = post_acs_msg(
-        &client,
-        v["acs_url"].as_str().unwrap(),
-        v["saml_response"].as_str().unwrap(),
-        v["relay_state"].as_str().unwrap(),
-    )
-    .await;
+    let (status, code, message) = post_verdict_msg(&client, &v).await;
     assert_eq!((status, code.as_str()), (401, "saml_invalid"), "{message}");
     assert!(
         message.contains("signed Response") || message.contains("signed by the IdP"),
@@ -833,13 +818,7 @@ async fn idp_requiring_signed_authn_requests_accepts_ours() {
         v["ok"], true,
         "the IdP refused our signed AuthnRequest: {v}"
     );
-    let (status, _) = post_acs(
-        &client,
-        v["acs_url"].as_str().unwrap(),
-        v["saml_response"].as_str().unwrap(),
-        v["relay_state"].as_str().unwrap(),
-    )
-    .await;
+    let (status, _) = post_verdict(&client, &v).await;
     assert_eq!(status, 303);
 
     // Control: the same request without its signature is refused by the IdP.
@@ -976,18 +955,7 @@ async fn idp_initiated_login_when_allowed_still_refuses_replays() {
     let s = setup(&[], "allow_idp_initiated = true").await;
     let app = &s.app;
     let acs = format!("{}/sso/sso-saml/acs", app.address);
-    let idp_base = s
-        ._idp
-        .metadata_url
-        .trim_end_matches("/saml2/idp/metadata.php")
-        .to_string();
-    let unsolicited = format!(
-        "{idp_base}/saml2/idp/SSOService.php?spentityid={}&RelayState=%2Fsso%2Fme",
-        url::form_urlencoded::byte_serialize(
-            format!("{}/sso/sso-saml/metadata", app.address).as_bytes()
-        )
-        .collect::<String>()
-    );
+    let unsolicited = idp_initiated_url(&s._idp, app, "/sso/me");
     let v = run_login_py(&unsolicited, "alice", "alicepw").await;
     assert_eq!(v["ok"], true, "{v}");
     let response = v["saml_response"].as_str().unwrap().to_string();
@@ -1032,13 +1000,7 @@ async fn idp_metadata_from_url() {
     let app = spawn_sts(listener, &idp, &extra, None).await;
     let (client, v) = idp_login(&app, "alice", "alicepw").await;
     assert_eq!(v["ok"], true, "{v}");
-    let (status, code) = post_acs(
-        &client,
-        v["acs_url"].as_str().unwrap(),
-        v["saml_response"].as_str().unwrap(),
-        v["relay_state"].as_str().unwrap(),
-    )
-    .await;
+    let (status, code) = post_verdict(&client, &v).await;
     assert_eq!(status, 303, "{code}");
 }
 
