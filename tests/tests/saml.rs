@@ -537,6 +537,29 @@ async fn forged_replayed_and_unsolicited_responses_are_refused() {
             "saml_assertion_count",
         ),
         (
+            // xmlsec would read the file (or fetch a URL) before checking the signature value.
+            "Reference to file:///dev/zero",
+            |x| {
+                let at = x.find("<ds:Reference URI=\"").unwrap() + "<ds:Reference URI=\"".len();
+                let end = at + x[at..].find('"').unwrap();
+                format!("{}file:///dev/zero{}", &x[..at], &x[end..])
+            },
+            401,
+            "saml_unsafe_xml",
+        ),
+        (
+            "XSLT transform",
+            |x| {
+                x.replacen(
+                    "http://www.w3.org/2000/09/xmldsig#enveloped-signature",
+                    "http://www.w3.org/TR/1999/REC-xslt-19991116",
+                    1,
+                )
+            },
+            401,
+            "saml_unsafe_xml",
+        ),
+        (
             "comment injected in NameID",
             |x| x.replace(">alice</saml:NameID>", ">ali<!---->ce</saml:NameID>"),
             401,
@@ -576,6 +599,11 @@ async fn forged_replayed_and_unsolicited_responses_are_refused() {
     );
     for (what, body, code_want) in [
         ("IdP declined", declined, "saml_idp_status"),
+        (
+            "a flood of <",
+            encode(&"<".repeat(190_000)),
+            "saml_assertion_count",
+        ),
         (
             "not base64",
             "%%%not-base64%%%".to_string(),

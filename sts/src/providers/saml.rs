@@ -201,6 +201,7 @@ mod xmlsec_log {
     #[link(name = "xmlsec1")]
     unsafe extern "C" {
         fn xmlSecErrorsSetCallback(callback: Option<Callback>);
+        fn xmlSecIOCleanupCallbacks();
     }
 
     unsafe extern "C" fn to_tracing(
@@ -246,6 +247,10 @@ mod xmlsec_log {
             );
             // SAFETY: as above.
             unsafe { xmlSecErrorsSetCallback(Some(to_tracing)) };
+            // Defense in depth: xmlsec may open no URI at all (file:, http:...); same-document
+            // references do not use these callbacks. (Hostile references are also refused before.)
+            // SAFETY: removes xmlsec's registered input callbacks; called once, after initialisation.
+            unsafe { xmlSecIOCleanupCallbacks() };
         });
     }
 }
@@ -362,7 +367,72 @@ fn xml_declaration_ok(xml: &str) -> bool {
         return false;
     };
     let decl = &t[..end];
-    decl.contains("version=\"1.0\"") || decl.contains("version='1.0'")
+    // Exactly one version attribute, and it says 1.0 (`version="1.1" version="1.0"` is refused).
+    decl.matches("version").count() == 1
+        && (decl.contains("version=\"1.0\"") || decl.contains("version='1.0'"))
+}
+
+/// The document without its XML declaration (checked by [`xml_declaration_ok`] first): both parsers
+/// then read it as XML 1.0, whatever a recovering parser would have made of the declaration.
+fn without_declaration(xml: &str) -> &str {
+    let t = xml.trim_start_matches('\u{feff}');
+    match t.strip_prefix("<?xml") {
+        Some(rest) => rest.split_once("?>").map(|(_, body)| body).unwrap_or(""),
+        None => t,
+    }
+}
+
+/// Signature structures a SAML IdP never needs and that make xmlsec fetch or compute on the attacker's
+/// behalf before the signature value is checked: a Reference to anything but this document (`""` or
+/// `#id`: `file:`, `http:`... would be opened), transforms other than enveloped-signature and
+/// canonicalisation (XPath, XSLT...), and Object/Manifest/RetrievalMethod.
+fn unsafe_signature_structure(xml: &str) -> Option<String> {
+    const TRANSFORMS: &[&str] = &[
+        "http://www.w3.org/2000/09/xmldsig#enveloped-signature",
+        "http://www.w3.org/2001/10/xml-exc-c14n#",
+        "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
+        "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
+        "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments",
+        "http://www.w3.org/2006/12/xml-c14n11",
+    ];
+    for local in ["Manifest", "RetrievalMethod", "XPath", "XSLT"] {
+        if count_start_tags(xml, local) > 0 {
+            return Some(format!("{local} in a signature"));
+        }
+    }
+    for (name, head) in start_tags(xml) {
+        let ok = match local_name(name) {
+            "Reference" => attr_value(head, "URI")
+                .as_deref()
+                .is_none_or(|u| u.is_empty() || u.starts_with('#')),
+            "Transform" => attr_value(head, "Algorithm")
+                .as_deref()
+                .is_some_and(|a| TRANSFORMS.contains(&a)),
+            _ => true,
+        };
+        if !ok {
+            return Some(format!(
+                "`{}` in a signature is not allowed",
+                head.chars().take(200).collect::<String>()
+            ));
+        }
+    }
+    None
+}
+
+/// The value of `name="..."` (or single quotes) in a start tag's text.
+fn attr_value(head: &str, name: &str) -> Option<String> {
+    for quote in ['"', '\''] {
+        let needle = format!(" {name}={quote}");
+        if let Some(at) = head.find(&needle).or_else(|| {
+            head.find(&format!("\n{name}={quote}"))
+                .or_else(|| head.find(&format!("\t{name}={quote}")))
+        }) {
+            let v = &head[at + needle.len()..];
+            return v.find(quote).map(|end| v[..end].to_string());
+        }
+    }
+    None
 }
 
 /// The Value of the first StatusCode element, if any (for an error message only).
@@ -379,22 +449,47 @@ fn first_status_code(xml: &str) -> Option<String> {
     Some(value)
 }
 
+/// Start tags as (qualified name, text up to the closing `>`), with bounded look-ahead so the scan stays
+/// linear on hostile input (names are at most 128 bytes, tag heads at most 4 KiB).
+fn start_tags(xml: &str) -> impl Iterator<Item = (&str, &str)> {
+    xml.match_indices('<').filter_map(move |(i, _)| {
+        let rest = &xml[i + 1..];
+        // O(1) bounds (byte length, moved back to a char boundary); each scan below also stops at the
+        // next `<`, so the total work stays linear in the input.
+        let bounded = |n: usize| {
+            let mut end = rest.len().min(n);
+            while !rest.is_char_boundary(end) {
+                end -= 1;
+            }
+            &rest[..end]
+        };
+        let window = bounded(128);
+        let name_end = window
+            .find(|c: char| c.is_whitespace() || c == '>' || c == '/' || c == '<')
+            .unwrap_or(window.len());
+        let name = &rest[..name_end];
+        if name.is_empty()
+            || name.starts_with('/')
+            || name.starts_with('?')
+            || name.starts_with('!')
+        {
+            return None;
+        }
+        let head_window = bounded(4096);
+        let head = &head_window[..head_window.find(['>', '<']).unwrap_or(head_window.len())];
+        Some((name, head))
+    })
+}
+
+fn local_name(qualified: &str) -> &str {
+    qualified.rsplit(':').next().unwrap_or(qualified)
+}
+
 /// Start tags whose local name is exactly `local` (any prefix).
 fn count_start_tags(xml: &str, local: &str) -> usize {
-    let bytes = xml.as_bytes();
-    let mut n = 0;
-    for (i, _) in xml.match_indices('<') {
-        let rest = &xml[i + 1..];
-        let name_end = rest
-            .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
-            .unwrap_or(rest.len());
-        let name = &rest[..name_end];
-        let local_part = name.rsplit(':').next().unwrap_or(name);
-        if local_part == local && !name.starts_with('/') && bytes.get(i + 1) != Some(&b'?') {
-            n += 1;
-        }
-    }
-    n
+    start_tags(xml)
+        .filter(|(name, _)| local_name(name) == local)
+        .count()
 }
 
 pub struct SamlProvider {
@@ -580,6 +675,7 @@ impl SamlProvider {
                     .into(),
             ));
         }
+        let xml = without_declaration(&xml).to_string();
         let assertions = count_start_tags(&xml, "Assertion");
         let encrypted = count_start_tags(&xml, "EncryptedAssertion");
         if assertions + encrypted == 0
@@ -600,6 +696,9 @@ impl SamlProvider {
                     assertions + encrypted
                 ),
             ));
+        }
+        if let Some(why) = unsafe_signature_structure(&xml) {
+            return Err(bad("saml_unsafe_xml", why));
         }
         let assertion = if encrypted == 1 {
             self.decrypt_and_validate(sp, &xml, ids.as_deref())?
@@ -1013,6 +1112,34 @@ mod tests {
         assert!(has_comment_or_pi("<a>ali<!---->ce</a>"));
         assert!(has_comment_or_pi("<a><?evil x?></a>"));
         assert!(!has_comment_or_pi("<?xml version=\"1.0\"?><a>alice</a>"));
+        assert!(!xml_declaration_ok(
+            "<?xml version=\"1.1\" version=\"1.0\"?><a/>"
+        ));
+        assert_eq!(without_declaration("<?xml version=\"1.0\"?><a/>"), "<a/>");
+        let sig = |uri: &str, t: &str| {
+            format!(
+                "<ds:Signature><ds:SignedInfo><ds:Reference URI=\"{uri}\"><ds:Transforms><ds:Transform Algorithm=\"{t}\"/></ds:Transforms></ds:Reference></ds:SignedInfo></ds:Signature>"
+            )
+        };
+        let env = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+        assert_eq!(unsafe_signature_structure(&sig("#_a1", env)), None);
+        assert!(unsafe_signature_structure(&sig("file:///dev/zero", env)).is_some());
+        assert!(unsafe_signature_structure(&sig("http://169.254.169.254/", env)).is_some());
+        assert!(
+            unsafe_signature_structure(&sig("#_a1", "http://www.w3.org/TR/1999/REC-xslt-19991116"))
+                .is_some()
+        );
+        assert!(unsafe_signature_structure("<ds:Manifest/>").is_some());
+        // Linear: a long run of `<` is scanned quickly.
+        let started = std::time::Instant::now();
+        let _ = count_start_tags(&"<".repeat(262_144), "Assertion");
+        let _ = unsafe_signature_structure(&"<a ".repeat(87_381));
+        let _ = unsafe_signature_structure(&format!("<a{}", " ".repeat(262_144)));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(
             count_start_tags(
                 "<saml:Assertion ID=\"a\"><x/></saml:Assertion><Assertion>",

@@ -557,8 +557,12 @@ async fn consume_saml(
         .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or(LoginError::BadRequest)?;
+    // XML signature verification is CPU work: keep it off the async workers.
+    let (p, response) = (provider.clone(), saml_response.to_string());
     let (identity, assertion_id, keep_until) =
-        provider.complete_saml(secrets.as_ref(), saml_response)?;
+        web::block(move || p.complete_saml(secrets.as_ref(), &response))
+            .await
+            .map_err(|_| LoginError::Internal)??;
     // Single use of the assertion ID until it could no longer be valid anyway.
     if !store::saml::consume_assertion_id(
         &st.pool,
