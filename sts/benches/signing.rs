@@ -27,6 +27,7 @@ fn bench_signing(c: &mut Criterion) {
             audience: vec!["https://api.example.com".into()],
             roles: vec!["admin".into(), "developer".into()],
             client_id: "bench".into(),
+            idp: None,
             ttl: None,
         };
         group.bench_function(format!("issue_rs256_rsa{bits}"), |b| {

@@ -198,6 +198,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 audience: vec![aud.unwrap_or_else(|| config.public_url.clone())],
                 roles,
                 client_id: "sts-cli".into(),
+                idp: None,
                 ttl,
             };
             let token = issuer.issue(&req)?;

@@ -9,7 +9,8 @@
 //!    no regular expressions from configuration); every matching rule contributes its STS roles. A value no
 //!    rule matches is dropped or kept as-is (`unmapped`). Default roles are always added.
 //! 3. Constraints (checked by the caller before a session exists): allowed email domains (the email must be
-//!    present and not marked unverified) and required groups (at least one of them).
+//!    present and verified: `email_verified` true, or an attribute in a signed SAML assertion) and
+//!    required groups (at least one of them).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -99,7 +100,9 @@ impl Constraints {
         if !self.allowed_email_domains.is_empty() {
             let allowed = self.allowed_email_domains.join(", ");
             let email = match (email, email_verified) {
-                (Some(e), v) if v != Some(false) => e,
+                // Only an email the IdP says it verified counts (an absent `email_verified` does not:
+                // many IdPs let users type any address).
+                (Some(e), Some(true)) => e,
                 _ => return Err(ConstraintError::NoVerifiedEmail(allowed)),
             };
             let domain = email
@@ -317,7 +320,12 @@ mod tests {
         };
         let staff = vec!["staff".to_string()];
         assert!(c.check(Some("a@Example.com"), Some(true), &staff).is_ok());
-        assert!(c.check(Some("a@example.com"), None, &staff).is_ok());
+        assert_eq!(
+            c.check(Some("a@example.com"), None, &staff)
+                .unwrap_err()
+                .code(),
+            "email_unverified"
+        );
         assert_eq!(
             c.check(Some("a@example.com"), Some(false), &staff)
                 .unwrap_err()

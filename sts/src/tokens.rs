@@ -45,6 +45,9 @@ pub struct TokenRequest {
     pub audience: Vec<String>,
     pub roles: Vec<String>,
     pub client_id: String,
+    /// The identity provider that authenticated the subject (`idp` claim). Subjects are the IdP's own
+    /// identifiers, so `(idp, sub)` is what identifies a user across several providers.
+    pub idp: Option<String>,
     /// Seconds; `None` = the configured default.
     pub ttl: Option<u64>,
 }
@@ -75,6 +78,8 @@ struct Claims<'a> {
     nbf: i64,
     jti: &'a str,
     client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idp: Option<&'a str>,
     roles: &'a [String],
 }
 
@@ -157,6 +162,7 @@ impl TokenIssuer {
             nbf: now,
             jti: &jti,
             client_id: &req.client_id,
+            idp: req.idp.as_deref(),
             roles: &req.roles,
         };
         let mut signing_input =
@@ -228,6 +234,7 @@ mod tests {
             audience: vec!["api".into()],
             roles: vec!["admin".into(), "dev".into()],
             client_id: "cli".into(),
+            idp: None,
             ttl: None,
         }
     }

@@ -190,6 +190,10 @@ async fn oidc_login_ends_on_me_with_mapped_roles_and_a_verifiable_token() {
     assert!(v.ok, "{}", v.json);
     assert_eq!(v.json["claims"]["sub"], "alice");
     assert_eq!(
+        v.json["claims"]["idp"], "corp",
+        "the token names the IdP that authenticated the subject"
+    );
+    assert_eq!(
         v.json["claims"]["roles"],
         serde_json::json!(["employee", "admin", "user"])
     );

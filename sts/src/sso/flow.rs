@@ -333,11 +333,15 @@ async fn finish_login(
     let s = &provider.settings;
     let external = s.roles.external_values(&identity.claims);
     let roles = s.roles.map(&external);
-    let verdict = s.constraints.check(
-        identity.email.as_deref(),
-        identity.email_verified,
-        &identity.groups,
-    );
+    // A SAML IdP asserts the mail attribute in a signed assertion: that is its verification.
+    let email_verified = if s.kind == Kind::Saml {
+        Some(true)
+    } else {
+        identity.email_verified
+    };
+    let verdict = s
+        .constraints
+        .check(identity.email.as_deref(), email_verified, &identity.groups);
     let now = st.clock.now();
     store::login::record_last_login(
         &st.pool,
@@ -405,6 +409,7 @@ pub async fn me(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
         audience: vec![st.issuer.clone()],
         roles: user.roles.clone(),
         client_id: "sts-me".into(),
+        idp: Some(user.provider_id.clone()),
         ttl: None,
     });
     let token = match issued {
