@@ -288,9 +288,9 @@ impl RawProvider {
                 )));
             }
         };
-        if client_secret.is_none() {
+        if client_secret.as_ref().is_none_or(|s| s.expose().is_empty()) {
             return Err(err(
-                "a client secret is required (`client_secret_env` or `client_secret_file`)".into(),
+                "a non-empty client secret is required (`client_secret_env` or `client_secret_file`)".into(),
             ));
         }
         for k in self.auth_params.keys() {
@@ -324,12 +324,11 @@ impl RawProvider {
                             || self.jwks_uri.is_some(),
                         "authorization_endpoint/token_endpoint/jwks_uri (with discovery = true)",
                     )?;
-                    OidcEndpoints::Discover {
-                        refresh_seconds: self
-                            .discovery_refresh_seconds
-                            .unwrap_or(3600)
-                            .clamp(60, 86_400),
+                    let refresh_seconds = self.discovery_refresh_seconds.unwrap_or(3600);
+                    if !(60..=86_400).contains(&refresh_seconds) {
+                        return Err(err("`discovery_refresh_seconds` must be 60..=86400".into()));
                     }
+                    OidcEndpoints::Discover { refresh_seconds }
                 } else {
                     let need = |k: &str, v: &Option<String>| {
                         check_url(k, v)?
@@ -397,9 +396,7 @@ impl RawProvider {
         if kind == Kind::Oidc && !scopes.iter().any(|s| s == "openid") {
             scopes.insert(0, "openid".into());
         }
-        if self.roles.claim.is_empty() {
-            return Err(err("`roles.claim` must not be empty".into()));
-        }
+        validate_roles(&self.roles).map_err(err)?;
         Ok(ProviderSettings {
             display_name: self.display_name.clone().unwrap_or_else(|| id.clone()),
             id: id.clone(),
@@ -503,13 +500,20 @@ impl RawProvider {
         if !(60..=86_400).contains(&refresh) {
             return Err(err("`metadata_refresh_seconds` must be 60..=86400".into()));
         }
+        let (connect_timeout_ms, timeout_ms) = (
+            self.connect_timeout_ms.unwrap_or(3000),
+            self.timeout_ms.unwrap_or(10_000),
+        );
+        if !(100..=60_000).contains(&connect_timeout_ms) || !(100..=120_000).contains(&timeout_ms) {
+            return Err(err(
+                "timeouts must be 100..=60000 ms (connect) and 100..=120000 ms (total)".into(),
+            ));
+        }
         let skew = self.clock_skew_seconds.unwrap_or(120);
         if !(0..=600).contains(&skew) {
             return Err(err("`clock_skew_seconds` must be 0..=600".into()));
         }
-        if self.roles.claim.is_empty() {
-            return Err(err("`roles.claim` must not be empty".into()));
-        }
+        validate_roles(&self.roles).map_err(err)?;
         Ok(ProviderSettings {
             display_name: self.display_name.clone().unwrap_or_else(|| id.clone()),
             id: id.clone(),
@@ -543,8 +547,8 @@ impl RawProvider {
             },
             roles: self.roles,
             constraints: self.constraints,
-            connect_timeout_ms: self.connect_timeout_ms.unwrap_or(3000).clamp(100, 60_000),
-            timeout_ms: self.timeout_ms.unwrap_or(10_000).clamp(100, 120_000),
+            connect_timeout_ms,
+            timeout_ms,
             saml: Some(SamlSettings {
                 idp_metadata_xml: xml,
                 sp_entity_id: self.sp_entity_id.clone(),
@@ -560,6 +564,38 @@ impl RawProvider {
             }),
         })
     }
+}
+
+/// The role claim path must be set; STS role names (rule targets, default roles) must be plain bounded
+/// strings, since they go into every token.
+fn validate_roles(r: &crate::roles::RoleMapping) -> Result<(), String> {
+    if r.claim.is_empty() {
+        return Err("`roles.claim` must not be empty".into());
+    }
+    let bad =
+        |role: &String| role.is_empty() || role.len() > 256 || role.chars().any(char::is_control);
+    if let Some(role) = r
+        .rules
+        .iter()
+        .flat_map(|rule| rule.roles.iter())
+        .chain(r.default_roles.iter())
+        .find(|x| bad(x))
+    {
+        return Err(format!(
+            "role name {role:?} in `roles` must be 1..=256 characters without control characters"
+        ));
+    }
+    if let Some(rule) = r
+        .rules
+        .iter()
+        .find(|rule| rule.pattern.is_empty() || rule.pattern.len() > 256)
+    {
+        return Err(format!(
+            "`roles.rules` match {:?} must be 1..=256 characters",
+            rule.pattern
+        ));
+    }
+    Ok(())
 }
 
 /// An outbound endpoint: https, or http only on a loopback host (local IdPs, tests).
@@ -667,6 +703,33 @@ mod tests {
                 "`force_authn` does not apply",
             ),
         ];
+        let role_cases = [
+            (
+                format!("id = \"r\"\n{base}[roles]\ndefault_roles = [\"\"]\n"),
+                "role name",
+            ),
+            (
+                format!(
+                    "id = \"r\"\n{base}[roles]\nrules = [{{ match = \"g\", roles = [\"a\\nb\"] }}]\n"
+                ),
+                "role name",
+            ),
+            (
+                format!("id = \"r\"\n{base}discovery_refresh_seconds = 5\n"),
+                "discovery_refresh_seconds",
+            ),
+        ];
+        for (text, needle) in role_cases {
+            let e = raw(&text).validate(&env()).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}\n=> {e}");
+        }
+        let mut empty = env();
+        empty.insert("SECRET".into(), String::new());
+        let e = raw(&format!("id = \"e\"\n{base}"))
+            .validate(&empty)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("non-empty client secret"), "{e}");
         for (text, needle) in saml_cases {
             let e = raw(text).validate(&env()).unwrap_err().to_string();
             assert!(e.contains(needle), "{text}\n=> {e}");
