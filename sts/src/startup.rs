@@ -20,7 +20,6 @@ use crate::tokens::TokenIssuer;
 pub struct Application {
     port: u16,
     server: Server,
-    keys: Arc<KeyRing>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -142,7 +141,6 @@ impl Application {
         Ok(Self {
             port,
             server,
-            keys,
             tasks,
         })
     }
@@ -153,10 +151,6 @@ impl Application {
 
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
-    }
-
-    pub fn keys(&self) -> Arc<KeyRing> {
-        self.keys.clone()
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {

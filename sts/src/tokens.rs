@@ -115,10 +115,6 @@ impl TokenIssuer {
         }
     }
 
-    pub fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
     pub fn issue(&self, req: &TokenRequest) -> Result<IssuedToken, TokenError> {
         check_text("sub", &req.subject)?;
         check_text("client_id", &req.client_id)?;

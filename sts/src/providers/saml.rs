@@ -88,12 +88,13 @@ impl SpCredentials {
         })?;
         Self::from_parts(STANDARD.decode(leaf)?, &material.pkcs8)?;
         let sealed = keys.seal(&material.pkcs8, SP_KEY_AAD)?;
-        crate::store::saml::replace_sp_credentials(
+        crate::store::saml::store_sp_credentials(
             pool,
             leaf,
             &sealed,
             keys.master_key_id(),
             keys.now(),
+            true,
         )
         .await?;
         Ok(material.kid())
@@ -108,12 +109,13 @@ impl SpCredentials {
             let material = tokio::task::spawn_blocking(|| KeyMaterial::generate(2048)).await??;
             let cert = self_signed_certificate(&material.pkcs8)?;
             let sealed = keys.seal(&material.pkcs8, SP_KEY_AAD)?;
-            crate::store::saml::insert_sp_credentials(
+            crate::store::saml::store_sp_credentials(
                 pool,
                 &STANDARD.encode(&cert),
                 &sealed,
                 keys.master_key_id(),
                 keys.now(),
+                false,
             )
             .await?;
             tracing::info!("generated the SAML SP key pair and certificate");

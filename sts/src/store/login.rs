@@ -180,12 +180,6 @@ pub async fn delete_session(pool: &Pool, id_hash: &str) -> Result<bool, sqlx::Er
         > 0)
 }
 
-pub async fn count_sessions(pool: &Pool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM sso_sessions")
-        .fetch_one(pool)
-        .await
-}
-
 /// Remove expired flows and sessions.
 pub async fn purge_expired(pool: &Pool, now: i64) -> Result<u64, sqlx::Error> {
     let a = sqlx::query("DELETE FROM login_flows WHERE expires_at <= ?")
@@ -229,24 +223,4 @@ pub async fn record_last_login(pool: &Pool, l: &LastLogin<'_>) -> Result<(), sql
     .execute(pool)
     .await?;
     Ok(())
-}
-
-/// (subject, outcome, claims JSON, external values JSON, roles JSON) of the last login through a provider.
-pub async fn last_login(
-    pool: &Pool,
-    provider_id: &str,
-) -> Result<Option<(Option<String>, String, String, String, String)>, sqlx::Error> {
-    let r = sqlx::query("SELECT subject, outcome, claims, external_values, roles FROM provider_last_logins WHERE provider_id = ?")
-        .bind(provider_id)
-        .fetch_optional(pool)
-        .await?;
-    Ok(r.map(|r| {
-        (
-            r.get("subject"),
-            r.get("outcome"),
-            r.get("claims"),
-            r.get("external_values"),
-            r.get("roles"),
-        )
-    }))
 }

@@ -18,46 +18,29 @@ pub async fn sp_credentials(pool: &Pool) -> Result<Option<(String, String, Strin
     }))
 }
 
-/// Insert the SP credentials unless another process did first (then theirs are kept).
-pub async fn insert_sp_credentials(
+/// Store the SP credentials: `replace` = false keeps existing ones (first start, racing processes keep the
+/// winner's); true overwrites them (import).
+pub async fn store_sp_credentials(
     pool: &Pool,
     cert: &str,
     sealed: &str,
     master_key_id: &str,
     now: i64,
+    replace: bool,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO saml_sp_credentials (id, certificate_der, private_key_sealed, master_key_id, created_at) \
-         VALUES ('default', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(cert)
-    .bind(sealed)
-    .bind(master_key_id)
-    .bind(now)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// Insert or replace the SP credentials (import).
-pub async fn replace_sp_credentials(
-    pool: &Pool,
-    cert: &str,
-    sealed: &str,
-    master_key_id: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO saml_sp_credentials (id, certificate_der, private_key_sealed, master_key_id, created_at) \
+    const KEEP: &str = "INSERT INTO saml_sp_credentials (id, certificate_der, private_key_sealed, master_key_id, created_at) \
+         VALUES ('default', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING";
+    const REPLACE: &str = "INSERT INTO saml_sp_credentials (id, certificate_der, private_key_sealed, master_key_id, created_at) \
          VALUES ('default', ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET certificate_der = excluded.certificate_der, \
-         private_key_sealed = excluded.private_key_sealed, master_key_id = excluded.master_key_id, created_at = excluded.created_at",
-    )
-    .bind(cert)
-    .bind(sealed)
-    .bind(master_key_id)
-    .bind(now)
-    .execute(pool)
-    .await?;
+         private_key_sealed = excluded.private_key_sealed, master_key_id = excluded.master_key_id, \
+         created_at = excluded.created_at";
+    sqlx::query(if replace { REPLACE } else { KEEP })
+        .bind(cert)
+        .bind(sealed)
+        .bind(master_key_id)
+        .bind(now)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
