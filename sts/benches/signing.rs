@@ -29,6 +29,7 @@ fn bench_signing(c: &mut Criterion) {
             client_id: "bench".into(),
             idp: None,
             ttl: None,
+            extra: Default::default(),
         };
         group.bench_function(format!("issue_rs256_rsa{bits}"), |b| {
             b.iter(|| issuer.issue(&req).expect("signed"))

@@ -43,6 +43,25 @@ pub enum Command {
     /// SAML service-provider credentials.
     #[command(subcommand)]
     Saml(SamlCommand),
+    /// Registered applications (OAuth clients).
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientsCommand {
+    /// List applications: id, name, type, grant types, secret set, source.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a new secret for a confidential client and print it once; the previous secret stops
+    /// working (a running server notices within keys.reload_interval_seconds). Only its keyed hash is stored.
+    Secret {
+        /// The client id.
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,6 +168,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(k) => keys(k, &config).await,
+        Command::Clients(c) => clients(c, &config).await,
         Command::Saml(SamlCommand::ImportKey(args)) => {
             let password = read_password(&args)?;
             let data = read_keystore(&args.keystore)?;
@@ -200,6 +220,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 client_id: "sts-cli".into(),
                 idp: None,
                 ttl,
+                extra: Default::default(),
             };
             let token = issuer.issue(&req)?;
             println!("{}", token.token);
@@ -211,6 +232,84 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 async fn open_service(config: &Config) -> anyhow::Result<KeyService> {
     let pool = store::connect(config).await?;
     Ok(KeyService::open(pool, config, clock::system(), "cli").await?)
+}
+
+async fn clients(cmd: ClientsCommand, config: &Config) -> anyhow::Result<()> {
+    use crate::oauth::clients::{AuthMethod, ClientRegistry, SecretHasher, generate_secret};
+    let service = open_service(config).await?;
+    let pool = service.pool().clone();
+    crate::startup::sync_clients(&pool, config, service.now()).await?;
+    let registry = ClientRegistry::load(pool.clone(), SecretHasher::new(&service)).await?;
+    match cmd {
+        ClientsCommand::List { json } => {
+            let rows = store::oauth::load_clients(&pool).await?;
+            let list: Vec<serde_json::Value> = rows
+                .iter()
+                .filter_map(|r| {
+                    let s: crate::oauth::clients::ClientSettings =
+                        serde_json::from_str(&r.settings).ok()?;
+                    Some(serde_json::json!({
+                        "id": s.id,
+                        "name": s.name,
+                        "type": s.client_type,
+                        "grant_types": s.grant_types,
+                        "auth_method": s.auth_method.as_str(),
+                        "secret_set": r.secret_hash.is_some(),
+                        "enabled": r.enabled,
+                        "managed_by": r.managed_by,
+                    }))
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:<24} {:<13} {:<20} {:<7} {:<8} SOURCE",
+                    "ID", "TYPE", "AUTH", "SECRET", "ENABLED"
+                );
+                for c in &list {
+                    println!(
+                        "{:<24} {:<13} {:<20} {:<7} {:<8} {}",
+                        c["id"].as_str().unwrap_or(""),
+                        c["type"].as_str().unwrap_or(""),
+                        c["auth_method"].as_str().unwrap_or(""),
+                        if c["secret_set"] == true { "yes" } else { "no" },
+                        if c["enabled"] == true { "yes" } else { "no" },
+                        c["managed_by"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        ClientsCommand::Secret { id } => {
+            let rows = store::oauth::load_clients(&pool).await?;
+            let Some(row) = rows.iter().find(|r| r.client_id == id) else {
+                bail!("no client `{id}` (declare it in [[clients]] of the configuration)");
+            };
+            let s: crate::oauth::clients::ClientSettings = serde_json::from_str(&row.settings)?;
+            if !matches!(
+                s.auth_method,
+                AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+            ) {
+                bail!(
+                    "client `{id}` authenticates with {}: it has no secret",
+                    s.auth_method.as_str()
+                );
+            }
+            let secret = generate_secret();
+            let hash = registry.hasher.hash(&secret);
+            store::oauth::set_client_secret(
+                &pool,
+                &id,
+                &hash,
+                registry.hasher.key_id(),
+                service.now(),
+            )
+            .await?;
+            tracing::info!(client = %id, "client secret replaced");
+            println!("{}", secret.as_str());
+        }
+    }
+    Ok(())
 }
 
 async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {

@@ -76,6 +76,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("environment variable {name}: {message}")]
     Env { name: String, message: String },
+    #[error("clients: {0}")]
+    Client(String),
     #[error("providers: {0}")]
     Provider(String),
     #[error("configuration key `{key}`: {message}")]
@@ -102,6 +104,7 @@ struct RawConfig {
     log: RawLog,
     sessions: RawSessions,
     providers: Vec<crate::providers::RawProvider>,
+    clients: Vec<crate::oauth::clients::RawClient>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -291,6 +294,8 @@ pub struct Config {
     pub login_flow_ttl: u64,
     /// Identity providers declared in the config file (secrets resolved, validated without network).
     pub providers: Vec<crate::providers::ProviderSettings>,
+    /// Applications (OAuth clients) declared in the config file; their secrets live in the database.
+    pub clients: Vec<crate::oauth::clients::ClientSettings>,
 }
 
 impl Config {
@@ -557,12 +562,36 @@ impl Config {
             }
             providers.push(settings);
         }
+        let mut clients: Vec<crate::oauth::clients::ClientSettings> = Vec::new();
+        for c in raw.clients {
+            let c = c
+                .validate(max_lifetime)
+                .map_err(|e| ConfigError::Client(e.to_string()))?;
+            if clients.iter().any(|q| q.id == c.id) {
+                return Err(ConfigError::Client(format!(
+                    "client `{}` is declared twice",
+                    c.id
+                )));
+            }
+            if let Some(p) = c
+                .providers
+                .iter()
+                .find(|p| !providers.iter().any(|q| &q.id == *p))
+            {
+                return Err(ConfigError::Client(format!(
+                    "client `{}`: provider `{p}` is not declared in [[providers]]",
+                    c.id
+                )));
+            }
+            clients.push(c);
+        }
 
         Ok(Config {
             session_idle_timeout: session_idle,
             session_absolute_timeout: session_abs,
             login_flow_ttl: flow_ttl,
             providers,
+            clients,
             source,
             listen,
             public_url,

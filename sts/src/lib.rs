@@ -7,6 +7,8 @@
 //! - [`keys`]: signing keys (generate, import PKCS#12, encrypt at rest, rotate, JWKS).
 //! - [`tokens`]: the token issuer (RS256 JWTs signed through aws-lc-rs).
 //! - [`http`]: routes, request ids, security headers.
+//! - [`sso`]: browser login through identity providers, the SSO session.
+//! - [`oauth`]: the STS as OpenID Provider / OAuth 2.0 server for applications and machines.
 //! - [`startup`]: `Application::build` / `run_until_stopped` (binds first, so port 0 works).
 //! - [`cli`]: the `sts` command line.
 
@@ -15,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod oauth;
 pub mod providers;
 pub mod roles;
 pub mod sso;

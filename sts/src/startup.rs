@@ -80,8 +80,17 @@ impl Application {
             config.token_lifetime,
             config.token_max_lifetime,
         ));
+        sync_clients(&pool, &config, clock.now()).await?;
+        let clients = Arc::new(
+            crate::oauth::clients::ClientRegistry::load(
+                pool.clone(),
+                crate::oauth::clients::SecretHasher::new(&service),
+            )
+            .await?,
+        );
+        let client_reloader = clients.spawn_reloader(config.key_reload_interval);
         let purger = spawn_purger(pool.clone(), clock.clone());
-        let mut tasks = vec![reloader, purger];
+        let mut tasks = vec![reloader, client_reloader, purger];
         for p in providers.all().filter(|p| p.settings.enabled) {
             if let Some(url) = p
                 .settings
@@ -102,6 +111,7 @@ impl Application {
             jwks_uri: config.jwks_uri(),
             pool,
             providers,
+            clients,
             tokens,
             clock,
             web: WebSettings {
@@ -182,6 +192,23 @@ async fn sync_providers(pool: &Pool, config: &Config, now: i64) -> anyhow::Resul
     Ok(())
 }
 
+/// Record the config-declared applications (their secrets are set with `sts clients secret`).
+pub async fn sync_clients(pool: &Pool, config: &Config, now: i64) -> anyhow::Result<()> {
+    let rows: Vec<(String, String, bool)> = config
+        .clients
+        .iter()
+        .map(|c| {
+            (
+                c.id.clone(),
+                serde_json::to_string(c).expect("serialisable"),
+                c.enabled,
+            )
+        })
+        .collect();
+    store::oauth::sync_config_clients(pool, &rows, now).await?;
+    Ok(())
+}
+
 /// Fetch a SAML provider's IdP metadata (timeouts, no redirects, size limit) and install it if usable.
 async fn refresh_saml_metadata(p: &crate::providers::Provider, url: &str) -> bool {
     let http =
@@ -236,6 +263,9 @@ fn spawn_purger(pool: Pool, clock: SharedClock) -> tokio::task::JoinHandle<()> {
             }
             if let Err(e) = store::login::purge_expired(&pool, clock.now()).await {
                 tracing::warn!(error = %e, "purging expired flows and sessions failed");
+            }
+            if let Err(e) = store::oauth::purge_expired(&pool, clock.now()).await {
+                tracing::warn!(error = %e, "purging expired codes and tokens failed");
             }
         }
     })

@@ -19,12 +19,15 @@ use crate::keys::{ALG, KeyRing};
 pub enum TokenKind {
     /// RFC 9068 access token (`typ: at+jwt`).
     Access,
+    /// OpenID Connect ID token (`typ: JWT`): no `client_id`; `roles` only when asked for.
+    Id,
 }
 
 impl TokenKind {
-    fn typ(self) -> &'static str {
+    pub fn typ(self) -> &'static str {
         match self {
             TokenKind::Access => "at+jwt",
+            TokenKind::Id => "JWT",
         }
     }
 }
@@ -50,6 +53,8 @@ pub struct TokenRequest {
     pub idp: Option<String>,
     /// Seconds; `None` = the configured default.
     pub ttl: Option<u64>,
+    /// Further claims (`scope`, `sid`, `auth_time`, `nonce`, ...); they cannot replace the ones above.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,11 +82,30 @@ struct Claims<'a> {
     iat: i64,
     nbf: i64,
     jti: &'a str,
-    client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     idp: Option<&'a str>,
-    roles: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roles: Option<&'a [String]>,
+    #[serde(flatten)]
+    extra: &'a serde_json::Map<String, serde_json::Value>,
 }
+
+/// Claims the issuer sets itself; `extra` may not carry them.
+const RESERVED: [&str; 11] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "client_id",
+    "idp",
+    "roles",
+    "typ",
+];
 
 fn one_or_many<S: serde::Serializer>(v: &&[String], s: S) -> Result<S::Ok, S::Error> {
     match v {
@@ -130,6 +154,12 @@ impl TokenIssuer {
         for r in &req.roles {
             check_text("roles", r)?;
         }
+        if let Some(k) = req.extra.keys().find(|k| RESERVED.contains(&k.as_str())) {
+            return Err(TokenError::Invalid {
+                field: "extra",
+                reason: format!("`{k}` is set by the issuer"),
+            });
+        }
         let ttl = req.ttl.unwrap_or(self.default_ttl);
         if ttl == 0 || ttl > self.max_ttl {
             return Err(TokenError::Invalid {
@@ -157,9 +187,11 @@ impl TokenIssuer {
             iat: now,
             nbf: now,
             jti: &jti,
-            client_id: &req.client_id,
+            client_id: (req.kind == TokenKind::Access).then_some(req.client_id.as_str()),
             idp: req.idp.as_deref(),
-            roles: &req.roles,
+            roles: (req.kind == TokenKind::Access || !req.roles.is_empty())
+                .then_some(req.roles.as_slice()),
+            extra: &req.extra,
         };
         let mut signing_input =
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("serialisable"));
@@ -232,6 +264,7 @@ mod tests {
             client_id: "cli".into(),
             idp: None,
             ttl: None,
+            extra: Default::default(),
         }
     }
 

@@ -444,8 +444,19 @@ pub mod verifiers {
         parse("PyJWT", out)
     }
 
-    /// npm `jose` with createRemoteJWKSet.
+    /// npm `jose` with createRemoteJWKSet, requiring `typ: at+jwt`.
     pub fn jose(jwks_url: &str, token: &str, issuer: &str, audience: &str) -> Verdict {
+        jose_typ(jwks_url, token, issuer, audience, "at+jwt")
+    }
+
+    /// npm `jose` with createRemoteJWKSet, requiring the given `typ` header (ID tokens: `JWT`).
+    pub fn jose_typ(
+        jwks_url: &str,
+        token: &str,
+        issuer: &str,
+        audience: &str,
+        typ: &str,
+    ) -> Verdict {
         let dir = repo_root().join("tests/peers/node");
         assert!(
             dir.join("node_modules/jose").is_dir(),
@@ -454,7 +465,7 @@ pub mod verifiers {
         let out = std::process::Command::new(node_bin())
             .current_dir(&dir)
             .arg("verify-jose.mjs")
-            .args([jwks_url, token, issuer, audience])
+            .args([jwks_url, token, issuer, audience, typ])
             .output()
             .expect("node is not available; scripts/install-deps --peers installs it");
         parse("jose", out)

@@ -26,6 +26,7 @@ pub struct AppState {
     pub jwks_uri: String,
     pub pool: Pool,
     pub providers: Arc<Registry>,
+    pub clients: Arc<crate::oauth::clients::ClientRegistry>,
     pub tokens: Arc<TokenIssuer>,
     pub clock: SharedClock,
     pub web: WebSettings,
@@ -58,6 +59,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(|| async { HttpResponse::NoContent().finish() }),
         )
         .configure(crate::sso::routes)
+        .configure(crate::oauth::routes)
         .default_service(web::to(not_found));
 }
 

@@ -39,15 +39,53 @@ fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
         })
 }
 
-/// `GET /.well-known/openid-configuration`: what exists today, truthfully (it grows with later work).
+/// `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0, RFC 8414): exactly what the
+/// endpoints implement.
 pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
     let max_age = state.keys.current().jwks.max_age;
+    let base = &state.issuer;
+    let auth_methods = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+        "none",
+    ];
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, format!("public, max-age={max_age}")))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .json(serde_json::json!({
-            "issuer": state.issuer,
+            "issuer": base,
             "jwks_uri": state.jwks_uri,
+            "authorization_endpoint": format!("{base}/sso/authorize"),
+            "token_endpoint": format!("{base}/sso/token"),
+            "userinfo_endpoint": format!("{base}/sso/userinfo"),
+            "introspection_endpoint": format!("{base}/sso/introspect"),
+            "revocation_endpoint": format!("{base}/sso/revoke"),
+            "end_session_endpoint": format!("{base}/sso/logout"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query", "form_post"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "token_endpoint_auth_methods_supported": auth_methods,
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256"],
+            "introspection_endpoint_auth_methods_supported": &auth_methods[..3],
+            "introspection_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256"],
+            "revocation_endpoint_auth_methods_supported": auth_methods,
+            "revocation_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256"],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": crate::oauth::clients::STANDARD_SCOPES,
+            "claims_supported": [
+                "iss", "sub", "aud", "exp", "iat", "nbf", "auth_time", "nonce", "acr", "amr", "azp", "at_hash",
+                "sid", "idp", "name", "preferred_username", "email", "email_verified", "roles"
+            ],
+            "prompt_values_supported": ["none", "login", "consent", "select_account"],
+            "authorization_response_iss_parameter_supported": true,
+            "request_parameter_supported": false,
+            "request_uri_parameter_supported": false,
+            "claims_parameter_supported": false,
+            "frontchannel_logout_supported": false,
+            "backchannel_logout_supported": false,
         }))
 }
 

@@ -154,6 +154,16 @@ impl MasterKey {
         &self.origin
     }
 
+    /// A 256-bit key for another purpose, derived with HMAC-SHA256(master, label): the master key itself is
+    /// never used for two things.
+    pub fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.bytes.as_ref());
+        let tag = aws_lc_rs::hmac::sign(&key, label.as_bytes());
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
     /// AES-256-GCM with a random 96-bit nonce; `aad` binds the ciphertext to its row (e.g. the kid).
     /// Output: base64url(nonce || ciphertext || tag).
     pub fn seal(&self, plaintext: &[u8], aad: &str) -> Result<String, MasterKeyError> {

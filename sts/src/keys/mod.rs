@@ -253,6 +253,11 @@ impl KeyService {
         Ok(self.master.open(sealed, aad)?)
     }
 
+    /// A purpose-bound key derived from the master key (see [`MasterKey::derive`]).
+    pub fn derive_key(&self, label: &str) -> zeroize::Zeroizing<[u8; 32]> {
+        self.master.derive(label)
+    }
+
     pub fn master_key_id(&self) -> &str {
         self.master.id()
     }

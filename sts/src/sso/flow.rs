@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
-use super::pages::{self, ChooserEntry, ChooserPage, LoggedOutPage, MePage};
+use super::pages::{self, ChooserEntry, ChooserPage, MePage};
 use super::session::{self, BROWSER_COOKIE, SESSION_COOKIE, SessionIdentity};
 use super::{hash, random_token, valid_return_to};
 use crate::http::AppState;
@@ -359,10 +359,33 @@ async fn finish_login(
     verdict?;
 
     // A fresh session id at every login; the previous session of this browser ends.
-    if let Some(old) = req.cookie(SESSION_COOKIE) {
-        store::login::delete_session(&st.pool, &hash(old.value())).await?;
+    if let Some(old) = req.cookie(SESSION_COOKIE)
+        && let Some(sid) = store::login::delete_session(&st.pool, &hash(old.value())).await?
+    {
+        store::oauth::revoke_session_tokens(&st.pool, &sid, now).await?;
     }
     let session_id = random_token();
+    let sid = random_token();
+    // How the user authenticated, as the upstream OpenID Provider said (passed on in our ID tokens).
+    let acr = identity
+        .claims
+        .get("acr")
+        .and_then(|v| v.as_str())
+        .filter(|v| v.len() <= 256)
+        .map(str::to_string);
+    let amr = identity
+        .claims
+        .get("amr")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str())
+                .filter(|x| x.len() <= 64)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|a| !a.is_empty())
+        .map(|a| serde_json::to_string(&a).expect("serialisable"));
     let ident = SessionIdentity {
         username: identity.username.clone(),
         email: identity.email.clone(),
@@ -378,6 +401,9 @@ async fn finish_login(
             provider_id: provider.id(),
             identity: &serde_json::to_string(&ident).expect("serialisable"),
             roles: &serde_json::to_string(&roles).expect("serialisable"),
+            sid: &sid,
+            acr: acr.as_deref(),
+            amr: amr.as_deref(),
             now,
             idle_expires_at: now + st.web.session_idle as i64,
             expires_at: now + st.web.session_absolute as i64,
@@ -411,6 +437,7 @@ pub async fn me(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
         client_id: "sts-me".into(),
         idp: Some(user.provider_id.clone()),
         ttl: None,
+        extra: Default::default(),
     });
     let token = match issued {
         Ok(t) => t.token,
@@ -426,6 +453,20 @@ pub async fn me(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
         .unwrap_or_default();
+    let apps = match store::oauth::session_clients(&st.pool, &user.sid).await {
+        Ok(list) => list
+            .into_iter()
+            .map(|(id, _)| {
+                let name = st
+                    .clients
+                    .get(&id)
+                    .map(|c| c.settings.name.clone())
+                    .unwrap_or_else(|| id.clone());
+                (name, id)
+            })
+            .collect(),
+        Err(e) => return LoginError::from(e).page(Some(&user.provider_id)),
+    };
     let expires = time::OffsetDateTime::from_unix_timestamp(user.expires_at)
         .ok()
         .and_then(|d| {
@@ -446,24 +487,9 @@ pub async fn me(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
             token: &token,
             claims: &claims,
             session_expires: &expires,
+            apps,
         },
     )
-}
-
-/// `GET /sso/logout`: end the SSO session.
-pub async fn logout(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
-    if let Some(c) = req.cookie(SESSION_COOKIE)
-        && let Err(e) = store::login::delete_session(&st.pool, &hash(c.value())).await
-    {
-        return LoginError::from(e).page(None);
-    }
-    let mut resp = pages::render(StatusCode::OK, &LoggedOutPage);
-    let _ = resp.add_cookie(&session::removal(
-        SESSION_COOKIE,
-        "/",
-        st.web.secure_cookies,
-    ));
-    resp
 }
 
 #[derive(Deserialize)]

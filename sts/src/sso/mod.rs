@@ -47,9 +47,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(flow::saml_metadata),
         )
         .route("/sso/me", web::get().to(flow::me))
-        .route("/sso/logout", web::get().to(flow::logout))
         .route("/sso/static/sts.css", web::get().to(pages::css))
         .route("/sso/static/sts.js", web::get().to(pages::js));
+}
+
+/// An HTML error page (auto-escaped, strict CSP, not cached).
+pub fn error_page(
+    status: actix_web::http::StatusCode,
+    title: &str,
+    message: &str,
+    code: &str,
+) -> actix_web::HttpResponse {
+    pages::error(status, title, message, code)
+}
+
+/// The signed-out page.
+pub fn logged_out_page() -> actix_web::HttpResponse {
+    pages::render(actix_web::http::StatusCode::OK, &pages::LoggedOutPage)
 }
 
 /// Random 256-bit value, base64url.

@@ -40,6 +40,8 @@ pub struct MePage<'a> {
     pub token: &'a str,
     pub claims: &'a str,
     pub session_expires: &'a str,
+    /// Applications given tokens in this session: (name, client id).
+    pub apps: Vec<(String, String)>,
 }
 
 #[derive(Template)]

@@ -28,6 +28,11 @@ pub struct SessionUser {
     pub provider_id: String,
     pub identity: SessionIdentity,
     pub roles: Vec<String>,
+    /// Public id of the session (`sid` claim); never the cookie value.
+    pub sid: String,
+    pub acr: Option<String>,
+    pub amr: Option<Vec<String>>,
+    /// When the user authenticated (`auth_time`).
     pub created_at: i64,
     pub expires_at: i64,
 }
@@ -80,6 +85,9 @@ pub async fn current(req: &HttpRequest, st: &AppState) -> Result<Option<SessionU
         Some(SessionUser {
             identity: serde_json::from_str(&r.identity).ok()?,
             roles: serde_json::from_str(&r.roles).ok()?,
+            sid: r.sid?,
+            acr: r.acr,
+            amr: r.amr.and_then(|a| serde_json::from_str(&a).ok()),
             subject: r.subject,
             provider_id: r.provider_id,
             created_at: r.created_at,

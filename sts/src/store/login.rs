@@ -108,6 +108,9 @@ pub struct NewSession<'a> {
     pub provider_id: &'a str,
     pub identity: &'a str,
     pub roles: &'a str,
+    pub sid: &'a str,
+    pub acr: Option<&'a str>,
+    pub amr: Option<&'a str>,
     pub now: i64,
     pub idle_expires_at: i64,
     pub expires_at: i64,
@@ -115,14 +118,17 @@ pub struct NewSession<'a> {
 
 pub async fn insert_session(pool: &Pool, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO sso_sessions (id_hash, subject, provider_id, identity, roles, created_at, last_seen_at, idle_expires_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO sso_sessions (id_hash, subject, provider_id, identity, roles, sid, acr, amr, created_at, last_seen_at, idle_expires_at, expires_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(s.id_hash)
     .bind(s.subject)
     .bind(s.provider_id)
     .bind(s.identity)
     .bind(s.roles)
+    .bind(s.sid)
+    .bind(s.acr)
+    .bind(s.amr)
     .bind(s.now)
     .bind(s.now)
     .bind(s.idle_expires_at)
@@ -137,6 +143,9 @@ pub struct Session {
     pub provider_id: String,
     pub identity: String,
     pub roles: String,
+    pub sid: Option<String>,
+    pub acr: Option<String>,
+    pub amr: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
 }
@@ -151,7 +160,7 @@ pub async fn touch_session(
     let row = sqlx::query(
         "UPDATE sso_sessions SET last_seen_at = ?, idle_expires_at = CASE WHEN ? < expires_at THEN ? ELSE expires_at END \
          WHERE id_hash = ? AND idle_expires_at > ? AND expires_at > ? \
-         RETURNING subject, provider_id, identity, roles, created_at, expires_at",
+         RETURNING subject, provider_id, identity, roles, sid, acr, amr, created_at, expires_at",
     )
     .bind(now)
     .bind(new_idle)
@@ -166,18 +175,23 @@ pub async fn touch_session(
         provider_id: r.get("provider_id"),
         identity: r.get("identity"),
         roles: r.get("roles"),
+        sid: r.get("sid"),
+        acr: r.get("acr"),
+        amr: r.get("amr"),
         created_at: r.get("created_at"),
         expires_at: r.get("expires_at"),
     }))
 }
 
-pub async fn delete_session(pool: &Pool, id_hash: &str) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM sso_sessions WHERE id_hash = ?")
-        .bind(id_hash)
-        .execute(pool)
-        .await?
-        .rows_affected()
-        > 0)
+/// End a session; returns its `sid` when there was one.
+pub async fn delete_session(pool: &Pool, id_hash: &str) -> Result<Option<String>, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, Option<String>>(
+        "DELETE FROM sso_sessions WHERE id_hash = ? RETURNING sid",
+    )
+    .bind(id_hash)
+    .fetch_optional(pool)
+    .await?
+    .flatten())
 }
 
 /// Remove expired flows and sessions.

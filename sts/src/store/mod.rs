@@ -3,6 +3,7 @@
 
 pub mod keys;
 pub mod login;
+pub mod oauth;
 pub mod saml;
 
 use std::str::FromStr;

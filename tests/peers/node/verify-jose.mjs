@@ -1,16 +1,16 @@
 // Independent verifier: npm `jose` with createRemoteJWKSet against the live JWKS URL.
-// usage: node verify-jose.mjs JWKS_URL TOKEN ISSUER AUDIENCE
+// usage: node verify-jose.mjs JWKS_URL TOKEN ISSUER AUDIENCE [TYP]   (TYP: required `typ` header, default at+jwt)
 // Prints one JSON line; exit 0 when the token verifies, 1 when it is refused.
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 
-const [jwksUrl, token, issuer, audience] = process.argv.slice(2);
+const [jwksUrl, token, issuer, audience, typ = 'at+jwt'] = process.argv.slice(2);
 const JWKS = createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: 0 });
 try {
   const { payload, protectedHeader } = await jwtVerify(token, JWKS, {
     issuer,
     audience,
     algorithms: ['RS256'],
-    typ: 'at+jwt',
+    typ,
     requiredClaims: ['exp', 'iat', 'nbf', 'iss', 'aud', 'sub', 'jti'],
   });
   console.log(JSON.stringify({ ok: true, header: protectedHeader, claims: payload }));

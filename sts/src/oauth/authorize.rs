@@ -1,0 +1,576 @@
+//! `GET|POST /sso/authorize` and `GET /sso/authorize/resume`.
+//!
+//! Order of checks: parameters well-formed (no duplicates) → client known and enabled → `redirect_uri`
+//! registered (exact string; loopback port only for public clients). Until here every failure is an error
+//! page. From here failures go back to the client's redirect URI with `error`, `state` and `iss`:
+//! `request`/`request_uri` unsupported → `response_type=code` → grant allowed → scopes allowed → PKCE
+//! (S256 only; required for public clients) → `prompt`, `max_age`, `nonce`, `login_hint` → session.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CACHE_CONTROL, LOCATION};
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::{Deserialize, Serialize};
+
+use super::clients::{Client, ClientType, GrantType, redirect_uri_matches};
+use super::{CODE_TTL, GrantData, parse_params, with_params};
+use crate::http::AppState;
+use crate::sso::session::{self, SessionUser};
+use crate::sso::{hash, random_token};
+use crate::store;
+
+/// A pending request waits this long for the user to log in (seconds).
+const PENDING_TTL: i64 = 900;
+
+/// A validated authorization request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AuthRequest {
+    client_id: String,
+    redirect_uri: String,
+    state: Option<String>,
+    response_mode: ResponseMode,
+    scope: Vec<String>,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    prompt: Vec<String>,
+    max_age: Option<i64>,
+    login_hint: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ResponseMode {
+    Query,
+    FormPost,
+}
+
+/// Where an error goes: a page (no trustworthy redirect URI yet) or back to the client.
+enum Failure {
+    Page(StatusCode, String),
+    Redirect(Box<Target>, &'static str, String),
+}
+
+struct Target {
+    redirect_uri: String,
+    state: Option<String>,
+    mode: ResponseMode,
+}
+
+pub async fn get(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    handle(&req, &st, req.query_string().as_bytes()).await
+}
+
+pub async fn post(req: HttpRequest, body: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+    let form_ok = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form_ok {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "the body must be application/x-www-form-urlencoded",
+        );
+    }
+    handle(&req, &st, &body).await
+}
+
+async fn handle(req: &HttpRequest, st: &AppState, raw: &[u8]) -> HttpResponse {
+    let result = match parse_params(raw) {
+        Ok(p) => match validate(st, &p) {
+            Ok((client, ar)) => decide(req, st, &client, ar, None).await,
+            Err(f) => Err(f),
+        },
+        Err(e) => Err(Failure::Page(StatusCode::BAD_REQUEST, e)),
+    };
+    result.unwrap_or_else(|f| fail(st, f))
+}
+
+#[derive(Deserialize)]
+pub struct ResumeQuery {
+    id: String,
+}
+
+/// `GET /sso/authorize/resume?id=...`: back from the login the request was waiting for.
+pub async fn resume(
+    req: HttpRequest,
+    q: web::Query<ResumeQuery>,
+    st: web::Data<AppState>,
+) -> HttpResponse {
+    let now = st.clock.now();
+    let pending = match store::oauth::consume_authorize_request(&st.pool, &hash(&q.id), now).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "this sign-in request is unknown, was already used or has expired; go back to the application and start again",
+            );
+        }
+        Err(e) => return fail(&st, db(e)),
+    };
+    let Ok(ar) = serde_json::from_str::<AuthRequest>(&pending.0) else {
+        return page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+    };
+    // The client may have changed meanwhile: check it again.
+    let Some(client) = st.clients.get(&ar.client_id) else {
+        return page(StatusCode::BAD_REQUEST, "unknown or disabled client");
+    };
+    if !redirect_uri_matches(&client.settings, &ar.redirect_uri) {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "redirect_uri is not registered for this client",
+        );
+    }
+    decide(&req, &st, &client, ar, Some(pending.1))
+        .await
+        .unwrap_or_else(|f| fail(&st, f))
+}
+
+fn db(e: sqlx::Error) -> Failure {
+    tracing::error!(error = %e, "database error in /sso/authorize");
+    Failure::Page(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+}
+
+fn validate(
+    st: &AppState,
+    p: &HashMap<String, String>,
+) -> Result<(std::sync::Arc<Client>, AuthRequest), Failure> {
+    let bad_page = |m: &str| Failure::Page(StatusCode::BAD_REQUEST, m.to_string());
+    let client_id = p
+        .get("client_id")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| bad_page("client_id is missing"))?;
+    let client = st
+        .clients
+        .get(client_id)
+        .ok_or_else(|| bad_page("unknown or disabled client"))?;
+    let redirect_uri = p
+        .get("redirect_uri")
+        .ok_or_else(|| bad_page("redirect_uri is missing"))?;
+    if !redirect_uri_matches(&client.settings, redirect_uri) {
+        return Err(bad_page("redirect_uri is not registered for this client"));
+    }
+    let state = p.get("state").cloned();
+    if state.as_ref().is_some_and(|s| s.len() > 2048) {
+        return Err(bad_page("state is longer than 2048 bytes"));
+    }
+    let mode = match p.get("response_mode").map(String::as_str) {
+        None | Some("query") => ResponseMode::Query,
+        Some("form_post") => ResponseMode::FormPost,
+        Some(_) => ResponseMode::Query,
+    };
+    let target = Target {
+        redirect_uri: redirect_uri.clone(),
+        state: state.clone(),
+        mode,
+    };
+    let back = |e: &'static str, d: &str| {
+        Failure::Redirect(
+            Box::new(Target {
+                ..clone_target(&target)
+            }),
+            e,
+            d.to_string(),
+        )
+    };
+    if let Some(m) = p.get("response_mode")
+        && m != "query"
+        && m != "form_post"
+    {
+        return Err(back(
+            "invalid_request",
+            "response_mode must be query or form_post",
+        ));
+    }
+    if p.contains_key("request") {
+        return Err(back(
+            "request_not_supported",
+            "request objects are not supported",
+        ));
+    }
+    if p.contains_key("request_uri") {
+        return Err(back(
+            "request_uri_not_supported",
+            "request_uri is not supported",
+        ));
+    }
+    match p.get("response_type").map(String::as_str) {
+        Some("code") => {}
+        None => return Err(back("invalid_request", "response_type is missing")),
+        Some(_) => {
+            return Err(back(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            ));
+        }
+    }
+    let s = &client.settings;
+    if !s.allows(GrantType::AuthorizationCode) {
+        return Err(back(
+            "unauthorized_client",
+            "this client may not use the authorization code flow",
+        ));
+    }
+    let mut scope: Vec<String> = Vec::new();
+    for t in p
+        .get("scope")
+        .map(String::as_str)
+        .unwrap_or("")
+        .split(' ')
+        .filter(|t| !t.is_empty())
+    {
+        if !s.scopes.iter().any(|a| a == t) {
+            return Err(back(
+                "invalid_scope",
+                &format!(
+                    "scope `{}` is not allowed for this client",
+                    t.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+        if !scope.iter().any(|x| x == t) {
+            scope.push(t.to_string());
+        }
+    }
+    let code_challenge = match (
+        p.get("code_challenge"),
+        p.get("code_challenge_method").map(String::as_str),
+    ) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(back(
+                "invalid_request",
+                "code_challenge_method without code_challenge",
+            ));
+        }
+        (Some(c), Some("S256")) => Some(c.clone()),
+        (Some(_), None | Some("plain")) => {
+            return Err(back(
+                "invalid_request",
+                "code_challenge_method must be S256 (plain is not accepted)",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(back(
+                "invalid_request",
+                "code_challenge_method must be S256",
+            ));
+        }
+    };
+    if let Some(c) = &code_challenge
+        && (c.len() != 43
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return Err(back(
+            "invalid_request",
+            "code_challenge must be a base64url SHA-256 (43 characters)",
+        ));
+    }
+    if code_challenge.is_none() && s.client_type == ClientType::Public {
+        return Err(back(
+            "invalid_request",
+            "PKCE (code_challenge, S256) is required for public clients",
+        ));
+    }
+    let prompt: Vec<String> = p
+        .get("prompt")
+        .map(|v| {
+            v.split(' ')
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(x) = prompt
+        .iter()
+        .find(|x| !["none", "login", "consent", "select_account"].contains(&x.as_str()))
+    {
+        return Err(back(
+            "invalid_request",
+            &format!(
+                "prompt value `{}` is not supported",
+                x.chars().take(32).collect::<String>()
+            ),
+        ));
+    }
+    if prompt.iter().any(|x| x == "none") && prompt.len() > 1 {
+        return Err(back(
+            "invalid_request",
+            "prompt=none cannot be combined with other values",
+        ));
+    }
+    let max_age = match p.get("max_age") {
+        None => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Some(n),
+            _ => {
+                return Err(back(
+                    "invalid_request",
+                    "max_age must be a non-negative integer",
+                ));
+            }
+        },
+    };
+    let nonce = p.get("nonce").cloned();
+    if nonce
+        .as_ref()
+        .is_some_and(|n| n.is_empty() || n.len() > 512 || n.chars().any(char::is_control))
+    {
+        return Err(back("invalid_request", "nonce must be 1..=512 characters"));
+    }
+    let login_hint = p.get("login_hint").cloned();
+    if login_hint
+        .as_ref()
+        .is_some_and(|h| h.len() > 256 || h.chars().any(char::is_control))
+    {
+        return Err(back(
+            "invalid_request",
+            "login_hint is too long or has control characters",
+        ));
+    }
+    Ok((
+        client.clone(),
+        AuthRequest {
+            client_id: client_id.clone(),
+            redirect_uri: redirect_uri.clone(),
+            state,
+            response_mode: mode,
+            scope,
+            nonce,
+            code_challenge,
+            prompt,
+            max_age,
+            login_hint,
+        },
+    ))
+}
+
+fn clone_target(t: &Target) -> Target {
+    Target {
+        redirect_uri: t.redirect_uri.clone(),
+        state: t.state.clone(),
+        mode: t.mode,
+    }
+}
+
+fn target_of(ar: &AuthRequest) -> Box<Target> {
+    Box::new(Target {
+        redirect_uri: ar.redirect_uri.clone(),
+        state: ar.state.clone(),
+        mode: ar.response_mode,
+    })
+}
+
+/// With a suitable session: a code at once. Otherwise a login, then `resume`. `authenticated_after`: set
+/// on resume when the request demanded a fresh login (prompt=login, max_age); the session must be newer.
+async fn decide(
+    req: &HttpRequest,
+    st: &AppState,
+    client: &Client,
+    ar: AuthRequest,
+    resumed_at: Option<i64>,
+) -> Result<HttpResponse, Failure> {
+    let now = st.clock.now();
+    let user = session::current(req, st).await.map_err(db)?;
+    let s = &client.settings;
+    let provider_ok =
+        |u: &SessionUser| s.providers.is_empty() || s.providers.contains(&u.provider_id);
+    let fresh_login_needed = ar
+        .prompt
+        .iter()
+        .any(|p| p == "login" || p == "select_account");
+    let usable = |u: &SessionUser| -> bool {
+        match resumed_at {
+            // Back from the login this request asked for: the session must come from it.
+            Some(t) => u.created_at >= t,
+            None => !fresh_login_needed && ar.max_age.is_none_or(|m| now - u.created_at <= m),
+        }
+    };
+    match user {
+        Some(u) if usable(&u) && provider_ok(&u) => issue_code(st, client, &ar, &u, now).await,
+        Some(u) if usable(&u) => {
+            // The user logged in with a provider this client does not accept.
+            if resumed_at.is_some() || ar.prompt.iter().any(|p| p == "none") {
+                Err(Failure::Redirect(
+                    target_of(&ar),
+                    if resumed_at.is_some() {
+                        "access_denied"
+                    } else {
+                        "login_required"
+                    },
+                    format!(
+                        "this application accepts sign-in only through: {}",
+                        s.providers.join(", ")
+                    ),
+                ))
+            } else {
+                start_login(st, client, ar, now).await
+            }
+        }
+        _ if resumed_at.is_some() => Err(Failure::Redirect(
+            target_of(&ar),
+            "login_required",
+            "the sign-in did not complete".into(),
+        )),
+        _ if ar.prompt.iter().any(|p| p == "none") => Err(Failure::Redirect(
+            target_of(&ar),
+            "login_required",
+            "no single sign-on session (prompt=none)".into(),
+        )),
+        _ => start_login(st, client, ar, now).await,
+    }
+}
+
+async fn start_login(
+    st: &AppState,
+    client: &Client,
+    ar: AuthRequest,
+    now: i64,
+) -> Result<HttpResponse, Failure> {
+    let id = random_token();
+    let params = serde_json::to_string(&ar).expect("serialisable");
+    store::oauth::insert_authorize_request(&st.pool, &hash(&id), &params, now, now + PENDING_TTL)
+        .await
+        .map_err(db)?;
+    let return_to = format!("/sso/authorize/resume?id={id}");
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("return_to", &return_to);
+    if let [only] = client.settings.providers.as_slice() {
+        q.append_pair("provider", only);
+    }
+    if let Some(h) = &ar.login_hint {
+        q.append_pair("login_hint", h);
+    }
+    Ok(redirect(&format!("/sso/login?{}", q.finish())))
+}
+
+async fn issue_code(
+    st: &AppState,
+    client: &Client,
+    ar: &AuthRequest,
+    u: &SessionUser,
+    now: i64,
+) -> Result<HttpResponse, Failure> {
+    let code = random_token();
+    let grant = GrantData {
+        redirect_uri: ar.redirect_uri.clone(),
+        scope: ar.scope.clone(),
+        nonce: ar.nonce.clone(),
+        code_challenge: ar.code_challenge.clone(),
+        subject: u.subject.clone(),
+        idp: u.provider_id.clone(),
+        roles: u.roles.clone(),
+        identity: u.identity.clone(),
+        auth_time: u.created_at,
+        acr: u.acr.clone(),
+        amr: u.amr.clone(),
+        sid: u.sid.clone(),
+    };
+    store::oauth::insert_code(
+        &st.pool,
+        &hash(&code),
+        &client.settings.id,
+        &u.sid,
+        &serde_json::to_string(&grant).expect("serialisable"),
+        now,
+        now + CODE_TTL,
+    )
+    .await
+    .map_err(db)?;
+    store::oauth::touch_session_client(&st.pool, &u.sid, &client.settings.id, now)
+        .await
+        .map_err(db)?;
+    tracing::info!(client = %client.settings.id, subject = %u.subject, "authorization code issued");
+    let mut params: Vec<(&str, &str)> = vec![("code", &code)];
+    if let Some(s) = &ar.state {
+        params.push(("state", s));
+    }
+    params.push(("iss", &st.issuer));
+    Ok(respond(&target_of(ar), &params))
+}
+
+fn respond(t: &Target, params: &[(&str, &str)]) -> HttpResponse {
+    match t.mode {
+        ResponseMode::Query => redirect(&with_params(&t.redirect_uri, params)),
+        ResponseMode::FormPost => form_post(&t.redirect_uri, params),
+    }
+}
+
+fn fail(st: &AppState, f: Failure) -> HttpResponse {
+    match f {
+        Failure::Page(status, message) => {
+            tracing::info!(reason = %message, "authorization request refused");
+            page(status, &message)
+        }
+        Failure::Redirect(t, error, description) => {
+            tracing::info!(error, reason = %description, "authorization request answered with an error");
+            let mut params: Vec<(&str, &str)> =
+                vec![("error", error), ("error_description", &description)];
+            if let Some(s) = &t.state {
+                params.push(("state", s));
+            }
+            params.push(("iss", &st.issuer));
+            respond(&t, &params)
+        }
+    }
+}
+
+fn redirect(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, location.to_string()))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+fn page(status: StatusCode, message: &str) -> HttpResponse {
+    crate::sso::error_page(
+        status,
+        "This application's sign-in request was refused",
+        message,
+        "invalid_authorization_request",
+    )
+}
+
+#[derive(Template)]
+#[template(path = "form_post.html")]
+struct FormPostPage<'a> {
+    action: &'a str,
+    fields: Vec<(&'a str, &'a str)>,
+}
+
+/// OAuth 2.0 Form Post Response Mode: an auto-submitting form (same-origin script, no inline code).
+fn form_post(action: &str, params: &[(&str, &str)]) -> HttpResponse {
+    let html = match (FormPostPage {
+        action,
+        fields: params.to_vec(),
+    })
+    .render()
+    {
+        Ok(h) => h,
+        Err(_) => return HttpResponse::InternalServerError().body("internal error"),
+    };
+    let target = url::Url::parse(action)
+        .map(|u| match u.scheme() {
+            "http" | "https" => u.origin().ascii_serialization(),
+            s => format!("{s}:"),
+        })
+        .unwrap_or_else(|_| "'none'".into());
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Content-Security-Policy", format!(
+            "default-src 'none'; script-src 'self'; style-src 'self'; form-action {target}; frame-ancestors 'none'; base-uri 'none'"
+        )))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .body(html)
+}
+
+pub async fn form_post_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((CACHE_CONTROL, "public, max-age=3600"))
+        .body("document.addEventListener('DOMContentLoaded',function(){document.forms[0].submit();});\n")
+}

@@ -1,0 +1,631 @@
+//! `POST /sso/token`, and client authentication (shared with introspection and revocation).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use sha2::Digest;
+
+use super::clients::{AuthMethod, Client, ClientType, GrantType};
+use super::{GrantData, OAuthError, form_body, json_no_store};
+use crate::http::AppState;
+use crate::providers::oidc::constant_time_eq;
+use crate::sso::{hash, random_token};
+use crate::store;
+use crate::tokens::{TokenKind, TokenRequest};
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// A client assertion may live at most this long (seconds).
+const MAX_ASSERTION_LIFETIME: i64 = 300;
+
+pub async fn token(req: HttpRequest, body: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+    match handle(&req, &body, &st).await {
+        Ok(r) => r,
+        Err(e) => e.response(),
+    }
+}
+
+async fn handle(req: &HttpRequest, body: &[u8], st: &AppState) -> Result<HttpResponse, OAuthError> {
+    let p = form_body(req, body)?;
+    let grant = p
+        .get("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is missing"))?;
+    let client = authenticate(req, &p, st).await?;
+    match grant.as_str() {
+        "authorization_code" => authorization_code(&p, st, &client).await,
+        "refresh_token" => refresh_token(&p, st, &client).await,
+        "client_credentials" => client_credentials(&p, st, &client),
+        _ => Err(OAuthError::new(
+            "unsupported_grant_type",
+            "grant_type must be authorization_code, refresh_token or client_credentials",
+        )),
+    }
+}
+
+/// Authenticate the client by exactly one method: HTTP Basic, `client_secret` in the form,
+/// `client_assertion` (private_key_jwt), or — public clients only — `client_id` alone.
+pub async fn authenticate(
+    req: &HttpRequest,
+    p: &HashMap<String, String>,
+    st: &AppState,
+) -> Result<Arc<Client>, OAuthError> {
+    let basic = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(s, _)| s.eq_ignore_ascii_case("basic"))
+                .map(|(_, c)| c.trim().to_string())
+        });
+    let methods = usize::from(basic.is_some())
+        + usize::from(p.contains_key("client_secret"))
+        + usize::from(p.contains_key("client_assertion"));
+    if methods > 1 {
+        return Err(OAuthError::invalid_request(
+            "use exactly one client authentication method",
+        ));
+    }
+    let fail = |d: &str, basic_used: bool| {
+        let mut e = OAuthError::invalid_client(d);
+        e.basic_challenge = basic_used;
+        e
+    };
+    if let Some(creds) = basic {
+        // RFC 6749 2.3.1: client_id and secret are form-encoded before base64.
+        let decoded = STANDARD
+            .decode(creds.as_bytes())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| fail("malformed Basic credentials", true))?;
+        let (id, secret) = decoded
+            .split_once(':')
+            .ok_or_else(|| fail("malformed Basic credentials", true))?;
+        let id = form_decode(id);
+        let secret = form_decode(secret);
+        if p.get("client_id").is_some_and(|c| *c != id) {
+            return Err(OAuthError::invalid_request(
+                "client_id in the body differs from the authenticated client",
+            ));
+        }
+        return check_secret(st, &id, &secret).map_err(|d| fail(d, true));
+    }
+    let id = p.get("client_id").cloned().filter(|c| !c.is_empty());
+    if let Some(secret) = p.get("client_secret") {
+        let id = id.ok_or_else(|| fail("client_id is missing", false))?;
+        return check_secret(st, &id, secret).map_err(|d| fail(d, false));
+    }
+    if let Some(assertion) = p.get("client_assertion") {
+        if p.get("client_assertion_type").map(String::as_str) != Some(ASSERTION_TYPE) {
+            return Err(OAuthError::invalid_request(format!(
+                "client_assertion_type must be {ASSERTION_TYPE}"
+            )));
+        }
+        return check_assertion(st, id.as_deref(), assertion)
+            .await
+            .map_err(|d| match d {
+                AssertionFailure::Client(d) => fail(&d, false),
+                AssertionFailure::Db(e) => e.into(),
+            });
+    }
+    let id = id.ok_or_else(|| fail("client authentication is missing", false))?;
+    match st.clients.get(&id) {
+        Some(c) if c.settings.client_type == ClientType::Public => Ok(c),
+        _ => Err(fail("unknown client or authentication required", false)),
+    }
+}
+
+fn form_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn check_secret(st: &AppState, id: &str, secret: &str) -> Result<Arc<Client>, &'static str> {
+    let Some(client) = st.clients.get(id) else {
+        // Same work as a known client, so timing does not tell which ids exist.
+        let _ = st.clients.hasher.verify(secret, &"0".repeat(64));
+        return Err("unknown client or wrong secret");
+    };
+    if !client.settings.auth_method.uses_secret() {
+        return Err("this client does not authenticate with a secret");
+    }
+    match &client.secret_hash {
+        Some(h) if st.clients.hasher.verify(secret, h) => Ok(client),
+        Some(_) => Err("unknown client or wrong secret"),
+        None => Err("this client has no secret yet (sts clients secret ID)"),
+    }
+}
+
+enum AssertionFailure {
+    Client(String),
+    Db(sqlx::Error),
+}
+
+/// private_key_jwt (RFC 7523): signed by a key in the client's JWKS with RS256, PS256 or ES256; `iss` and
+/// `sub` are the client id; `aud` names our token endpoint or issuer; short-lived; `jti` single-use.
+async fn check_assertion(
+    st: &AppState,
+    form_id: Option<&str>,
+    assertion: &str,
+) -> Result<Arc<Client>, AssertionFailure> {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, jwk::Jwk};
+    let bad = |m: &str| AssertionFailure::Client(format!("client_assertion: {m}"));
+    if assertion.len() > 8192 {
+        return Err(bad("too large"));
+    }
+    let header = decode_header(assertion).map_err(|_| bad("not a JWT"))?;
+    if !matches!(
+        header.alg,
+        Algorithm::RS256 | Algorithm::PS256 | Algorithm::ES256
+    ) {
+        return Err(bad("algorithm not allowed (RS256, PS256, ES256)"));
+    }
+    // The issuer (unverified yet) names the client whose keys must verify it.
+    let payload = assertion
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .ok_or_else(|| bad("unreadable claims"))?;
+    let iss = payload["iss"].as_str().ok_or_else(|| bad("no iss"))?;
+    if form_id.is_some_and(|f| f != iss) {
+        return Err(bad("client_id differs from the assertion's issuer"));
+    }
+    let client = st
+        .clients
+        .get(iss)
+        .filter(|c| c.settings.auth_method == AuthMethod::PrivateKeyJwt)
+        .ok_or_else(|| bad("unknown client, or it does not use private_key_jwt"))?;
+    let keys = client
+        .settings
+        .jwks
+        .as_ref()
+        .and_then(|j| j["keys"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    let candidates: Vec<&serde_json::Value> = keys
+        .iter()
+        .filter(|k| match &header.kid {
+            Some(kid) => k["kid"].as_str() == Some(kid),
+            None => true,
+        })
+        .collect();
+    let token_endpoint = format!("{}/sso/token", st.issuer);
+    let mut last = String::from("no registered key matches");
+    for k in candidates {
+        let Ok(jwk) = serde_json::from_value::<Jwk>(k.clone()) else {
+            continue;
+        };
+        let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+            continue;
+        };
+        let mut v = Validation::new(header.alg);
+        v.set_issuer(&[iss]);
+        v.sub = Some(iss.to_string());
+        v.set_audience(&[token_endpoint.as_str(), st.issuer.as_str()]);
+        v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        v.leeway = 30;
+        match decode::<serde_json::Value>(assertion, &key, &v) {
+            Ok(data) => {
+                let now = st.clock.now();
+                let exp = data.claims["exp"].as_i64().unwrap_or(0);
+                if exp <= now - 30 {
+                    return Err(bad("expired"));
+                }
+                if exp > now + MAX_ASSERTION_LIFETIME {
+                    return Err(bad(&format!(
+                        "exp is more than {MAX_ASSERTION_LIFETIME} s ahead"
+                    )));
+                }
+                let jti = data.claims["jti"]
+                    .as_str()
+                    .filter(|j| !j.is_empty() && j.len() <= 256)
+                    .ok_or_else(|| bad("jti is required"))?;
+                if !store::oauth::consume_assertion_jti(&st.pool, iss, jti, exp + 60)
+                    .await
+                    .map_err(AssertionFailure::Db)?
+                {
+                    return Err(bad("this assertion was already used (jti replay)"));
+                }
+                return Ok(client);
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(bad(&last))
+}
+
+// ------------------------------------------------------------------------------------------ grants
+
+async fn authorization_code(
+    p: &HashMap<String, String>,
+    st: &AppState,
+    client: &Client,
+) -> Result<HttpResponse, OAuthError> {
+    if !client.settings.allows(GrantType::AuthorizationCode) {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "this client may not use authorization_code",
+        ));
+    }
+    let code = p
+        .get("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
+    let now = st.clock.now();
+    let code_hash = hash(code);
+    let row = match store::oauth::redeem_code(&st.pool, &code_hash, now).await? {
+        store::oauth::Redeem::Ok(r) => r,
+        store::oauth::Redeem::Reused {
+            access_jti,
+            access_exp,
+            family_id,
+        } => {
+            // RFC 6749 4.1.2 / 10.5: a code used twice revokes what it produced.
+            if let (Some(j), Some(e)) = (access_jti, access_exp) {
+                store::oauth::revoke_access(&st.pool, &j, e).await?;
+            }
+            if let Some(f) = family_id {
+                store::oauth::revoke_family(&st.pool, &f, now).await?;
+            }
+            tracing::warn!(client = %client.settings.id, reason = "code_reuse", "authorization code presented twice: its tokens are revoked");
+            return Err(OAuthError::invalid_grant("the code was already used"));
+        }
+        store::oauth::Redeem::Unknown => {
+            return Err(OAuthError::invalid_grant("unknown or expired code"));
+        }
+    };
+    if row.client_id != client.settings.id {
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        ));
+    }
+    if row.expires_at <= now {
+        return Err(OAuthError::invalid_grant("the code has expired"));
+    }
+    let grant: GrantData = serde_json::from_str(&row.grant_data)
+        .map_err(|e| OAuthError::new("server_error", format!("stored grant unreadable: {e}")))?;
+    match p.get("redirect_uri") {
+        Some(r) if *r == grant.redirect_uri => {}
+        Some(_) => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri differs from the authorization request",
+            ));
+        }
+        None => return Err(OAuthError::invalid_request("redirect_uri is required")),
+    }
+    match (&grant.code_challenge, p.get("code_verifier")) {
+        (Some(challenge), Some(verifier)) => {
+            if verifier.len() < 43
+                || verifier.len() > 128
+                || !verifier
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            {
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier is malformed (RFC 7636 4.1)",
+                ));
+            }
+            let computed = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+            if !constant_time_eq(computed.as_bytes(), challenge.as_bytes()) {
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier does not match the code_challenge",
+                ));
+            }
+        }
+        (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required")),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier given but no code_challenge was sent",
+            ));
+        }
+        (None, None) => {}
+    }
+    if !store::oauth::session_alive(&st.pool, &row.sid, now).await? {
+        return Err(OAuthError::invalid_grant(
+            "the single sign-on session has ended",
+        ));
+    }
+    let family = client
+        .settings
+        .allows(GrantType::RefreshToken)
+        .then(random_token);
+    let refresh_expires = now + client.settings.refresh_token_lifetime as i64;
+    let (body, access_jti, access_exp, refresh) =
+        user_tokens(st, client, &grant, true, family.is_some())?;
+    if let (Some(f), Some(r)) = (&family, &refresh) {
+        store::oauth::insert_refresh(
+            &st.pool,
+            &store::oauth::NewRefresh {
+                token_hash: &hash(r),
+                family_id: f,
+                client_id: &client.settings.id,
+                sid: &grant.sid,
+                grant_data: &row.grant_data,
+                now,
+                expires_at: refresh_expires,
+                access_jti: &access_jti,
+                access_exp,
+            },
+        )
+        .await?;
+    }
+    store::oauth::record_code_result(
+        &st.pool,
+        &code_hash,
+        &access_jti,
+        access_exp,
+        family.as_deref(),
+    )
+    .await?;
+    store::oauth::touch_session_client(&st.pool, &grant.sid, &client.settings.id, now).await?;
+    tracing::info!(client = %client.settings.id, subject = %grant.subject, "tokens issued (authorization_code)");
+    Ok(json_no_store(body))
+}
+
+async fn refresh_token(
+    p: &HashMap<String, String>,
+    st: &AppState,
+    client: &Client,
+) -> Result<HttpResponse, OAuthError> {
+    if !client.settings.allows(GrantType::RefreshToken) {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "this client may not use refresh_token",
+        ));
+    }
+    let presented = p
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
+    let now = st.clock.now();
+    let token_hash = hash(presented);
+    let Some(row) = store::oauth::find_refresh(&st.pool, &token_hash).await? else {
+        return Err(OAuthError::invalid_grant("unknown refresh token"));
+    };
+    if row.client_id != client.settings.id {
+        return Err(OAuthError::invalid_grant(
+            "the refresh token was issued to another client",
+        ));
+    }
+    if row.revoked_at.is_some() {
+        return Err(OAuthError::invalid_grant("the refresh token was revoked"));
+    }
+    if row.used_at.is_some() {
+        return Err(reuse(st, &row.family_id, client, now).await);
+    }
+    if row.expires_at <= now {
+        return Err(OAuthError::invalid_grant("the refresh token has expired"));
+    }
+    if !store::oauth::session_alive(&st.pool, &row.sid, now).await? {
+        return Err(OAuthError::invalid_grant(
+            "the single sign-on session has ended",
+        ));
+    }
+    let mut grant: GrantData = serde_json::from_str(&row.grant_data)
+        .map_err(|e| OAuthError::new("server_error", format!("stored grant unreadable: {e}")))?;
+    if let Some(scope) = p.get("scope") {
+        let asked: Vec<String> = scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        if let Some(x) = asked.iter().find(|s| !grant.scope.contains(s)) {
+            return Err(OAuthError::new(
+                "invalid_scope",
+                format!(
+                    "scope `{}` was not granted",
+                    x.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+        grant.scope = asked;
+    }
+    // Rotation: whoever marks it used first wins; a concurrent second use is a reuse.
+    if store::oauth::use_refresh(&st.pool, &token_hash, now)
+        .await?
+        .is_none()
+    {
+        return Err(reuse(st, &row.family_id, client, now).await);
+    }
+    let (body, access_jti, access_exp, refresh) = user_tokens(st, client, &grant, false, true)?;
+    let r = refresh.expect("refresh requested");
+    store::oauth::insert_refresh(
+        &st.pool,
+        &store::oauth::NewRefresh {
+            token_hash: &hash(&r),
+            family_id: &row.family_id,
+            client_id: &client.settings.id,
+            sid: &row.sid,
+            grant_data: &serde_json::to_string(&grant).expect("serialisable"),
+            now,
+            // Rotation never extends the grant.
+            expires_at: row.expires_at.max(row.created_at),
+            access_jti: &access_jti,
+            access_exp,
+        },
+    )
+    .await?;
+    store::oauth::touch_session_client(&st.pool, &row.sid, &client.settings.id, now).await?;
+    Ok(json_no_store(body))
+}
+
+async fn reuse(st: &AppState, family: &str, client: &Client, now: i64) -> OAuthError {
+    if let Err(e) = store::oauth::revoke_family(&st.pool, family, now).await {
+        return e.into();
+    }
+    tracing::warn!(client = %client.settings.id, reason = "refresh_token_reuse", "a rotated refresh token was presented again: its family is revoked");
+    OAuthError::invalid_grant("the refresh token was already used; its grant is revoked")
+}
+
+fn client_credentials(
+    p: &HashMap<String, String>,
+    st: &AppState,
+    client: &Client,
+) -> Result<HttpResponse, OAuthError> {
+    let s = &client.settings;
+    if !s.allows(GrantType::ClientCredentials) || s.client_type != ClientType::Confidential {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "this client may not use client_credentials",
+        ));
+    }
+    let mut scope: Vec<&str> = Vec::new();
+    if let Some(asked) = p.get("scope") {
+        for t in asked.split(' ').filter(|t| !t.is_empty()) {
+            if t == "openid" || t == "offline_access" || !s.scopes.iter().any(|a| a == t) {
+                return Err(OAuthError::new(
+                    "invalid_scope",
+                    format!(
+                        "scope `{}` is not allowed for this client",
+                        t.chars().take(64).collect::<String>()
+                    ),
+                ));
+            }
+            if !scope.contains(&t) {
+                scope.push(t);
+            }
+        }
+    }
+    let mut extra = serde_json::Map::new();
+    let scope_text = scope.join(" ");
+    if !scope_text.is_empty() {
+        extra.insert("scope".into(), scope_text.clone().into());
+    }
+    let issued = st
+        .tokens
+        .issue(&TokenRequest {
+            kind: TokenKind::Access,
+            subject: s.id.clone(),
+            audience: s.audience.clone(),
+            roles: s.roles.clone(),
+            client_id: s.id.clone(),
+            idp: None,
+            ttl: s.access_token_lifetime,
+            extra,
+        })
+        .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
+    let mut body = serde_json::json!({
+        "access_token": issued.token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_at - st.clock.now(),
+    });
+    if !scope_text.is_empty() {
+        body["scope"] = scope_text.into();
+    }
+    Ok(json_no_store(body))
+}
+
+/// Access token (+ ID token when `openid` was granted, + a new refresh token when asked).
+/// Returns (response body, access jti, access exp, refresh token).
+fn user_tokens(
+    st: &AppState,
+    client: &Client,
+    g: &GrantData,
+    with_nonce: bool,
+    with_refresh: bool,
+) -> Result<(serde_json::Value, String, i64, Option<String>), OAuthError> {
+    let s = &client.settings;
+    let scope = g.scope.join(" ");
+    let mut extra = serde_json::Map::new();
+    if !scope.is_empty() {
+        extra.insert("scope".into(), scope.clone().into());
+    }
+    extra.insert("sid".into(), g.sid.clone().into());
+    extra.insert("auth_time".into(), g.auth_time.into());
+    let access = st
+        .tokens
+        .issue(&TokenRequest {
+            kind: TokenKind::Access,
+            subject: g.subject.clone(),
+            audience: s.audience.clone(),
+            roles: g.roles.clone(),
+            client_id: s.id.clone(),
+            idp: Some(g.idp.clone()),
+            ttl: s.access_token_lifetime,
+            extra,
+        })
+        .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
+    let now = st.clock.now();
+    let mut body = serde_json::json!({
+        "access_token": access.token,
+        "token_type": "Bearer",
+        "expires_in": access.expires_at - now,
+    });
+    if !scope.is_empty() {
+        body["scope"] = scope.clone().into();
+    }
+    if g.scope.iter().any(|x| x == "openid") {
+        let mut extra = user_claims(&g.scope, &g.identity);
+        extra.insert("sid".into(), g.sid.clone().into());
+        extra.insert("auth_time".into(), g.auth_time.into());
+        extra.insert("azp".into(), s.id.clone().into());
+        let digest = sha2::Sha256::digest(access.token.as_bytes());
+        extra.insert(
+            "at_hash".into(),
+            URL_SAFE_NO_PAD.encode(&digest[..16]).into(),
+        );
+        if with_nonce && let Some(n) = &g.nonce {
+            extra.insert("nonce".into(), n.clone().into());
+        }
+        if let Some(a) = &g.acr {
+            extra.insert("acr".into(), a.clone().into());
+        }
+        if let Some(a) = &g.amr {
+            extra.insert("amr".into(), a.clone().into());
+        }
+        let id = st
+            .tokens
+            .issue(&TokenRequest {
+                kind: TokenKind::Id,
+                subject: g.subject.clone(),
+                audience: vec![s.id.clone()],
+                roles: if g.scope.iter().any(|x| x == "roles") {
+                    g.roles.clone()
+                } else {
+                    vec![]
+                },
+                client_id: s.id.clone(),
+                idp: Some(g.idp.clone()),
+                ttl: s.access_token_lifetime,
+                extra,
+            })
+            .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
+        body["id_token"] = id.token.into();
+    }
+    let refresh = with_refresh.then(random_token);
+    if let Some(r) = &refresh {
+        body["refresh_token"] = r.clone().into();
+    }
+    Ok((body, access.jti, access.expires_at, refresh))
+}
+
+/// Profile and email claims by scope (ID token and userinfo).
+pub fn user_claims(
+    scope: &[String],
+    identity: &crate::sso::session::SessionIdentity,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    let has = |s: &str| scope.iter().any(|x| x == s);
+    if has("profile") {
+        m.insert(
+            "preferred_username".into(),
+            identity.username.clone().into(),
+        );
+        if let Some(n) = &identity.display_name {
+            m.insert("name".into(), n.clone().into());
+        }
+    }
+    if has("email")
+        && let Some(e) = &identity.email
+    {
+        m.insert("email".into(), e.clone().into());
+        m.insert(
+            "email_verified".into(),
+            identity.email_verified.unwrap_or(false).into(),
+        );
+    }
+    m
+}

@@ -1,0 +1,500 @@
+//! SQL for the OpenID Provider: clients, pending authorization requests, codes, refresh tokens, the
+//! applications of a session, revoked access tokens and single-use client assertions.
+
+use sqlx::Row;
+
+use super::Pool;
+
+pub struct ClientRow {
+    pub client_id: String,
+    pub settings: String,
+    pub managed_by: String,
+    pub enabled: bool,
+    pub secret_hash: Option<String>,
+    pub secret_key_id: Option<String>,
+}
+
+/// Upsert the clients declared in the configuration (secrets are kept); config-managed clients no longer
+/// declared are disabled. `rows`: (client_id, settings JSON, enabled).
+pub async fn sync_config_clients(
+    pool: &Pool,
+    rows: &[(String, String, bool)],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for (id, settings, enabled) in rows {
+        sqlx::query(
+            "INSERT INTO oauth_clients (client_id, settings, managed_by, enabled, created_at, updated_at) \
+             VALUES (?, ?, 'config', ?, ?, ?) \
+             ON CONFLICT (client_id) DO UPDATE SET settings = excluded.settings, managed_by = 'config', \
+             enabled = excluded.enabled, updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(settings)
+        .bind(i64::from(*enabled))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT client_id FROM oauth_clients WHERE managed_by = 'config' AND enabled = 1",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for id in ids.iter().filter(|id| !rows.iter().any(|r| &r.0 == *id)) {
+        sqlx::query("UPDATE oauth_clients SET enabled = 0, updated_at = ? WHERE client_id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tracing::warn!(client = %id, "client no longer in the configuration: disabled");
+    }
+    tx.commit().await
+}
+
+pub async fn load_clients(pool: &Pool) -> Result<Vec<ClientRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT client_id, settings, managed_by, enabled, secret_hash, secret_key_id FROM oauth_clients ORDER BY client_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ClientRow {
+            client_id: r.get("client_id"),
+            settings: r.get("settings"),
+            managed_by: r.get("managed_by"),
+            enabled: r.get::<i64, _>("enabled") == 1,
+            secret_hash: r.get("secret_hash"),
+            secret_key_id: r.get("secret_key_id"),
+        })
+        .collect())
+}
+
+/// Store a new secret hash; false when there is no such client.
+pub async fn set_client_secret(
+    pool: &Pool,
+    client_id: &str,
+    hash: &str,
+    key_id: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE oauth_clients SET secret_hash = ?, secret_key_id = ?, secret_created_at = ?, updated_at = ? WHERE client_id = ?",
+    )
+    .bind(hash)
+    .bind(key_id)
+    .bind(now)
+    .bind(now)
+    .bind(client_id)
+    .execute(pool)
+    .await?
+    .rows_affected()
+        > 0)
+}
+
+// ------------------------------------------------------------------ pending authorization requests
+
+pub async fn insert_authorize_request(
+    pool: &Pool,
+    id_hash: &str,
+    params: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO authorize_requests (id_hash, params, created_at, expires_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(id_hash)
+    .bind(params)
+    .bind(now)
+    .bind(expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Delete and return (params, created_at) of an unexpired pending request.
+pub async fn consume_authorize_request(
+    pool: &Pool,
+    id_hash: &str,
+    now: i64,
+) -> Result<Option<(String, i64)>, sqlx::Error> {
+    let row = sqlx::query(
+        "DELETE FROM authorize_requests WHERE id_hash = ? RETURNING params, created_at, expires_at",
+    )
+    .bind(id_hash)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row
+        .filter(|r| r.get::<i64, _>("expires_at") > now)
+        .map(|r| (r.get("params"), r.get("created_at"))))
+}
+
+// ------------------------------------------------------------------ authorization codes
+
+pub async fn insert_code(
+    pool: &Pool,
+    code_hash: &str,
+    client_id: &str,
+    sid: &str,
+    grant_data: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO authorization_codes (code_hash, client_id, sid, grant_data, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(code_hash)
+    .bind(client_id)
+    .bind(sid)
+    .bind(grant_data)
+    .bind(now)
+    .bind(expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub struct CodeRow {
+    pub client_id: String,
+    pub sid: String,
+    pub grant_data: String,
+    pub expires_at: i64,
+}
+
+pub enum Redeem {
+    Ok(CodeRow),
+    /// Already redeemed: what it produced, to revoke.
+    Reused {
+        access_jti: Option<String>,
+        access_exp: Option<i64>,
+        family_id: Option<String>,
+    },
+    Unknown,
+}
+
+/// Mark a code used; whoever marks it first owns it.
+pub async fn redeem_code(pool: &Pool, code_hash: &str, now: i64) -> Result<Redeem, sqlx::Error> {
+    if let Some(r) = sqlx::query(
+        "UPDATE authorization_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL \
+         RETURNING client_id, sid, grant_data, expires_at",
+    )
+    .bind(now)
+    .bind(code_hash)
+    .fetch_optional(pool)
+    .await?
+    {
+        return Ok(Redeem::Ok(CodeRow {
+            client_id: r.get("client_id"),
+            sid: r.get("sid"),
+            grant_data: r.get("grant_data"),
+            expires_at: r.get("expires_at"),
+        }));
+    }
+    let used = sqlx::query(
+        "SELECT access_jti, access_exp, family_id FROM authorization_codes WHERE code_hash = ?",
+    )
+    .bind(code_hash)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match used {
+        Some(r) => Redeem::Reused {
+            access_jti: r.get("access_jti"),
+            access_exp: r.get("access_exp"),
+            family_id: r.get("family_id"),
+        },
+        None => Redeem::Unknown,
+    })
+}
+
+/// Remember what a code produced (revoked if the code is presented again).
+pub async fn record_code_result(
+    pool: &Pool,
+    code_hash: &str,
+    access_jti: &str,
+    access_exp: i64,
+    family_id: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE authorization_codes SET access_jti = ?, access_exp = ?, family_id = ? WHERE code_hash = ?",
+    )
+    .bind(access_jti)
+    .bind(access_exp)
+    .bind(family_id)
+    .bind(code_hash)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------ refresh tokens
+
+pub struct NewRefresh<'a> {
+    pub token_hash: &'a str,
+    pub family_id: &'a str,
+    pub client_id: &'a str,
+    pub sid: &'a str,
+    pub grant_data: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+    pub access_jti: &'a str,
+    pub access_exp: i64,
+}
+
+pub async fn insert_refresh(pool: &Pool, r: &NewRefresh<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, family_id, client_id, sid, grant_data, created_at, expires_at, access_jti, access_exp) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(r.token_hash)
+    .bind(r.family_id)
+    .bind(r.client_id)
+    .bind(r.sid)
+    .bind(r.grant_data)
+    .bind(r.now)
+    .bind(r.expires_at)
+    .bind(r.access_jti)
+    .bind(r.access_exp)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub struct RefreshRow {
+    pub family_id: String,
+    pub client_id: String,
+    pub sid: String,
+    pub grant_data: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+fn refresh_row(r: sqlx::sqlite::SqliteRow) -> RefreshRow {
+    RefreshRow {
+        family_id: r.get("family_id"),
+        client_id: r.get("client_id"),
+        sid: r.get("sid"),
+        grant_data: r.get("grant_data"),
+        created_at: r.get("created_at"),
+        expires_at: r.get("expires_at"),
+        used_at: r.get("used_at"),
+        revoked_at: r.get("revoked_at"),
+    }
+}
+
+pub async fn find_refresh(
+    pool: &Pool,
+    token_hash: &str,
+) -> Result<Option<RefreshRow>, sqlx::Error> {
+    Ok(sqlx::query(
+        "SELECT family_id, client_id, sid, grant_data, created_at, expires_at, used_at, revoked_at FROM refresh_tokens WHERE token_hash = ?",
+    )
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?
+    .map(refresh_row))
+}
+
+/// Mark an unused, unrevoked refresh token used (rotation); None when someone else got there first.
+pub async fn use_refresh(
+    pool: &Pool,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<RefreshRow>, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND revoked_at IS NULL \
+         RETURNING family_id, client_id, sid, grant_data, created_at, expires_at, used_at, revoked_at",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?
+    .map(refresh_row))
+}
+
+/// Revoke every refresh token of a family and the access tokens they were issued with.
+pub async fn revoke_family(pool: &Pool, family_id: &str, now: i64) -> Result<u64, sqlx::Error> {
+    revoke_refresh_where(pool, Scope::Family, family_id, now).await
+}
+
+/// Revoke every refresh token bound to an SSO session and its unused codes (logout).
+pub async fn revoke_session_tokens(pool: &Pool, sid: &str, now: i64) -> Result<u64, sqlx::Error> {
+    sqlx::query("DELETE FROM authorization_codes WHERE sid = ? AND used_at IS NULL")
+        .bind(sid)
+        .execute(pool)
+        .await?;
+    revoke_refresh_where(pool, Scope::Session, sid, now).await
+}
+
+enum Scope {
+    Family,
+    Session,
+}
+
+async fn revoke_refresh_where(
+    pool: &Pool,
+    scope: Scope,
+    value: &str,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let (select, update) = match scope {
+        Scope::Family => (
+            "SELECT access_jti, access_exp FROM refresh_tokens WHERE family_id = ?",
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
+        ),
+        Scope::Session => (
+            "SELECT access_jti, access_exp FROM refresh_tokens WHERE sid = ?",
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL",
+        ),
+    };
+    let mut tx = pool.begin().await?;
+    let jtis: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(select)
+        .bind(value)
+        .fetch_all(&mut *tx)
+        .await?;
+    for (jti, exp) in jtis {
+        if let (Some(jti), Some(exp)) = (jti, exp)
+            && exp > now
+        {
+            sqlx::query(
+                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
+            )
+            .bind(jti)
+            .bind(exp)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    let n = sqlx::query(update)
+        .bind(now)
+        .bind(value)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(n)
+}
+
+// ------------------------------------------------------------------ access tokens, sessions, assertions
+
+pub async fn revoke_access(pool: &Pool, jti: &str, expires_at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(jti)
+    .bind(expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn is_revoked(pool: &Pool, jti: &str) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM revoked_tokens WHERE jti = ?")
+            .bind(jti)
+            .fetch_one(pool)
+            .await?
+            > 0,
+    )
+}
+
+/// Is the SSO session with this `sid` still alive?
+pub async fn session_alive(pool: &Pool, sid: &str, now: i64) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM sso_sessions WHERE sid = ? AND idle_expires_at > ? AND expires_at > ?",
+    )
+    .bind(sid)
+    .bind(now)
+    .bind(now)
+    .fetch_one(pool)
+    .await?
+        > 0)
+}
+
+/// (subject, identity JSON, roles JSON) of a live session by its `sid`.
+pub async fn session_by_sid(
+    pool: &Pool,
+    sid: &str,
+    now: i64,
+) -> Result<Option<(String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT subject, identity, roles FROM sso_sessions WHERE sid = ? AND idle_expires_at > ? AND expires_at > ?",
+    )
+    .bind(sid)
+    .bind(now)
+    .bind(now)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Remember that a client was given tokens in a session.
+pub async fn touch_session_client(
+    pool: &Pool,
+    sid: &str,
+    client_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO session_clients (sid, client_id, first_at, last_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (sid, client_id) DO UPDATE SET last_at = excluded.last_at",
+    )
+    .bind(sid)
+    .bind(client_id)
+    .bind(now)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn session_clients(pool: &Pool, sid: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT client_id, first_at FROM session_clients WHERE sid = ? ORDER BY first_at",
+    )
+    .bind(sid)
+    .fetch_all(pool)
+    .await
+}
+
+/// Record a client assertion's `jti`; false when it was seen before (a replay).
+pub async fn consume_assertion_jti(
+    pool: &Pool,
+    client_id: &str,
+    jti: &str,
+    expires_at: i64,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(client_id)
+    .bind(jti)
+    .bind(expires_at)
+    .execute(pool)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Remove expired rows. Used codes are kept until they expire (reuse detection), refresh tokens until theirs.
+pub async fn purge_expired(pool: &Pool, now: i64) -> Result<u64, sqlx::Error> {
+    let mut n = 0;
+    for sql in [
+        "DELETE FROM authorize_requests WHERE expires_at <= ?",
+        "DELETE FROM authorization_codes WHERE expires_at + 3600 <= ?", // reuse detection outlives the code
+        "DELETE FROM refresh_tokens WHERE expires_at <= ?",
+        "DELETE FROM revoked_tokens WHERE expires_at <= ?",
+        "DELETE FROM client_assertion_jtis WHERE expires_at <= ?",
+        "DELETE FROM session_clients WHERE sid NOT IN (SELECT sid FROM sso_sessions WHERE sid IS NOT NULL) AND last_at <= ?",
+    ] {
+        n += sqlx::query(sql)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected();
+    }
+    Ok(n)
+}
