@@ -284,6 +284,11 @@ pub fn node_bin() -> String {
 
 /// Start `tests/peers/node/<script>` with `args` and wait for its `READY <issuer>` line.
 pub async fn start_node_peer(script: &str, args: &[&str]) -> Peer {
+    start_node_peer_env(script, args, &[]).await
+}
+
+/// [`start_node_peer`] with extra environment variables (e.g. NODE_EXTRA_CA_CERTS).
+pub async fn start_node_peer_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> Peer {
     use tokio::io::AsyncBufReadExt;
     let dir = repo_root().join("tests/peers/node");
     assert!(
@@ -294,6 +299,7 @@ pub async fn start_node_peer(script: &str, args: &[&str]) -> Peer {
         .current_dir(&dir)
         .arg(script)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
