@@ -864,6 +864,52 @@ async fn unregistered_redirect_uris_and_unknown_clients_get_a_page_not_a_redirec
         assert_eq!(res.status(), 400, "{q}");
         assert!(res.headers().get("location").is_none());
     }
+    // A request waiting for a login can only be resumed by the browser that started it, once.
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "code"),
+            ("client_id", "app"),
+            ("redirect_uri", APP_CB),
+            ("scope", "openid"),
+            ("state", "w"),
+        ])
+        .finish();
+    let res = client
+        .get(format!("{}/sso/authorize?{q}", s.app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let login = res
+        .url()
+        .join(res.headers()["location"].to_str().unwrap())
+        .unwrap();
+    assert_eq!(login.path(), "/sso/login");
+    let return_to = login
+        .query_pairs()
+        .find(|(k, _)| k == "return_to")
+        .unwrap()
+        .1
+        .into_owned();
+    assert!(
+        return_to.starts_with("/sso/authorize/resume?id="),
+        "{return_to}"
+    );
+    let other = browser();
+    let res = other
+        .get(format!("{}{return_to}", s.app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "another browser");
+    assert!(res.headers().get("location").is_none());
+    let res = client
+        .get(format!("{}{return_to}", s.app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "consumed by the first attempt");
+
     // response_mode=form_post answers with an auto-submitting form to the registered URI only.
     let q = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs([

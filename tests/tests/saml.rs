@@ -100,13 +100,18 @@ async fn setup_with(idp_flags: &[&str], extra: &str, sp_md: fn(&str) -> String) 
     Setup { app, _idp: idp }
 }
 
-/// The STS with one SAML provider for `idp`, on `listener` (and on `dir` when given: a restart).
+/// The STS with one SAML provider for `idp`, on `listener` (and on `dir` when given: a restart). `extra`
+/// goes into the provider's table; from a `[[clients]]` line on, it goes after it (applications).
 async fn spawn_sts(
     listener: TcpListener,
     idp: &Idp,
     extra: &str,
     dir: Option<tempfile::TempDir>,
 ) -> TestApp {
+    let (extra, clients) = match extra.find("[[clients]]") {
+        Some(i) => (&extra[..i], &extra[i..]),
+        None => (extra, ""),
+    };
     let idp_xml = reqwest::get(&idp.metadata_url)
         .await
         .unwrap()
@@ -133,9 +138,11 @@ display_name = "SimpleSAMLphp"
 claim = "groups"
 default_roles = ["user"]
 rules = [ {{ match = "sts-admins", roles = ["admin"] }}, {{ match = "staff", roles = ["employee"] }} ]
-"#,
+{clients}"#,
     );
-    let opts = AppOptions::default().config(toml);
+    let opts = AppOptions::default()
+        .with("STS_KEY_RELOAD_INTERVAL", "1")
+        .config(toml);
     match dir {
         None => spawn_app_on(listener, opts).await,
         Some(dir) => sts_tests::try_spawn_on(dir, opts, listener)
@@ -1134,5 +1141,126 @@ async fn sp_key_imported_from_pkcs12_is_published_after_restart() {
     assert!(
         md.replace(['\n', '\r', ' '], "").contains(&cert_b64),
         "the imported certificate is published: {md}"
+    );
+}
+
+/// SimpleSAMLphp as the upstream of the STS as OpenID Provider: an application's authorization request
+/// goes through a SAML login and comes back with a code; the tokens carry the SAML user and mapped roles.
+#[tokio::test]
+async fn saml_upstream_login_completes_an_authorization_code_flow() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::Digest;
+    const CB: &str = "https://app.example.com/cb";
+    let s = setup(
+        &[],
+        &format!(
+            r#"[[clients]]
+id = "app"
+type = "confidential"
+redirect_uris = ["{CB}"]
+"#
+        ),
+    )
+    .await;
+    let app = &s.app;
+    let secret = app
+        .cli(&["clients", "secret", "app"], &[])
+        .await
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    let client = browser();
+    let verifier = format!("{}-verifier", sts::sso::random_token());
+    let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "code"),
+            ("client_id", "app"),
+            ("redirect_uri", CB),
+            ("scope", "openid profile email roles"),
+            ("state", "saml-1"),
+            ("nonce", "n-saml"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ])
+        .finish();
+    // authorize -> /sso/login -> the IdP's SSO service (signed AuthnRequest).
+    let mut url = format!("{}/sso/authorize?{q}", app.address);
+    let mut authn_url = None;
+    for _ in 0..5 {
+        let res = client.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), 303, "{url}");
+        let loc = res.headers()["location"].to_str().unwrap().to_string();
+        let next = res.url().join(&loc).unwrap().to_string();
+        if !next.starts_with(&app.address) {
+            authn_url = Some(next);
+            break;
+        }
+        url = next;
+    }
+    let authn_url = authn_url.expect("the STS sent the browser to the IdP");
+    assert!(authn_url.contains("SAMLRequest="), "{authn_url}");
+    let v = run_login_py(&authn_url, "alice", "alicepw").await;
+    assert_eq!(v["ok"], true, "{v}");
+    let res = client
+        .post(v["acs_url"].as_str().unwrap())
+        .form(&[
+            ("SAMLResponse", v["saml_response"].as_str().unwrap()),
+            ("RelayState", v["relay_state"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "ACS: {}", res.text().await.unwrap());
+    let resume = res
+        .url()
+        .join(res.headers()["location"].to_str().unwrap())
+        .unwrap()
+        .to_string();
+    assert!(resume.contains("/sso/authorize/resume?id="), "{resume}");
+    let res = client.get(&resume).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let to = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(to.starts_with(CB), "{to}");
+    let params: std::collections::HashMap<String, String> = url::Url::parse(&to)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(params["state"], "saml-1");
+    assert_eq!(params["iss"], app.address);
+
+    let tokens: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/sso/token", app.address))
+        .basic_auth("app", Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &params["code"]),
+            ("redirect_uri", CB),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id_token = tokens["id_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{tokens}"));
+    let access = tokens["access_token"].as_str().unwrap();
+    let v = pyjwt(&app.jwks_url(), id_token, &app.address, "app");
+    assert!(v.ok, "{}", v.json);
+    assert_eq!(v.json["claims"]["nonce"], "n-saml");
+    assert_eq!(v.json["claims"]["idp"], "simplesaml");
+    let v = pyjwt(&app.jwks_url(), access, &app.address, "app");
+    assert!(v.ok, "{}", v.json);
+    let roles = v.json["claims"]["roles"].as_array().unwrap().clone();
+    assert!(
+        roles.contains(&"admin".into()) && roles.contains(&"user".into()),
+        "{roles:?}"
     );
 }

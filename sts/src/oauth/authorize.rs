@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use super::clients::{Client, ClientType, GrantType, redirect_uri_matches};
 use super::{CODE_TTL, GrantData, parse_params, with_params};
 use crate::http::AppState;
-use crate::sso::session::{self, SessionUser};
+use crate::providers::oidc::constant_time_eq;
+use crate::sso::session::{self, BROWSER_COOKIE, SessionUser};
 use crate::sso::{hash, random_token};
 use crate::store;
 
@@ -37,6 +38,9 @@ struct AuthRequest {
     prompt: Vec<String>,
     max_age: Option<i64>,
     login_hint: Option<String>,
+    /// Set while the request waits for a login: the browser that must come back with it.
+    #[serde(default)]
+    browser_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,9 +114,24 @@ pub async fn resume(
         }
         Err(e) => return fail(&st, db(e)),
     };
-    let Ok(ar) = serde_json::from_str::<AuthRequest>(&pending.0) else {
+    let Ok(mut ar) = serde_json::from_str::<AuthRequest>(&pending.0) else {
         return page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
+    // Only the browser that started the request may finish it.
+    let browser = req
+        .cookie(BROWSER_COOKIE)
+        .map(|c| hash(c.value()))
+        .unwrap_or_default();
+    if !ar
+        .browser_hash
+        .take()
+        .is_some_and(|h| constant_time_eq(h.as_bytes(), browser.as_bytes()))
+    {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "this sign-in request was started in another browser; go back to the application and start again",
+        );
+    }
     // The client may have changed meanwhile: check it again.
     let Some(client) = st.clients.get(&ar.client_id) else {
         return page(StatusCode::BAD_REQUEST, "unknown or disabled client");
@@ -167,13 +186,7 @@ fn validate(
         mode,
     };
     let back = |e: &'static str, d: &str| {
-        Failure::Redirect(
-            Box::new(Target {
-                ..clone_target(&target)
-            }),
-            e,
-            d.to_string(),
-        )
+        Failure::Redirect(Box::new(clone_target(&target)), e, d.to_string())
     };
     if let Some(m) = p.get("response_mode")
         && m != "query"
@@ -345,6 +358,7 @@ fn validate(
             prompt,
             max_age,
             login_hint,
+            browser_hash: None,
         },
     ))
 }
@@ -408,7 +422,7 @@ async fn decide(
                     ),
                 ))
             } else {
-                start_login(st, client, ar, now).await
+                start_login(req, st, client, ar, now).await
             }
         }
         _ if resumed_at.is_some() => Err(Failure::Redirect(
@@ -421,16 +435,22 @@ async fn decide(
             "login_required",
             "no single sign-on session (prompt=none)".into(),
         )),
-        _ => start_login(st, client, ar, now).await,
+        _ => start_login(req, st, client, ar, now).await,
     }
 }
 
 async fn start_login(
+    req: &HttpRequest,
     st: &AppState,
     client: &Client,
-    ar: AuthRequest,
+    mut ar: AuthRequest,
     now: i64,
 ) -> Result<HttpResponse, Failure> {
+    let (browser_id, new_browser) = match req.cookie(BROWSER_COOKIE) {
+        Some(c) if c.value().len() == 43 => (c.value().to_string(), false),
+        _ => (random_token(), true),
+    };
+    ar.browser_hash = Some(hash(&browser_id));
     let id = random_token();
     let params = serde_json::to_string(&ar).expect("serialisable");
     store::oauth::insert_authorize_request(&st.pool, &hash(&id), &params, now, now + PENDING_TTL)
@@ -445,7 +465,17 @@ async fn start_login(
     if let Some(h) = &ar.login_hint {
         q.append_pair("login_hint", h);
     }
-    Ok(redirect(&format!("/sso/login?{}", q.finish())))
+    let mut resp = redirect(&format!("/sso/login?{}", q.finish()));
+    if new_browser {
+        let _ = resp.add_cookie(&session::cookie(
+            BROWSER_COOKIE,
+            browser_id,
+            "/sso",
+            st.web.secure_cookies,
+            None,
+        ));
+    }
+    Ok(resp)
 }
 
 async fn issue_code(
