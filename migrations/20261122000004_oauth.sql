@@ -17,6 +17,7 @@ CREATE TABLE oauth_clients (
 ALTER TABLE sso_sessions ADD COLUMN sid TEXT;
 ALTER TABLE sso_sessions ADD COLUMN acr TEXT;
 ALTER TABLE sso_sessions ADD COLUMN amr TEXT;
+ALTER TABLE sso_sessions ADD COLUMN auth_time BIGINT;            -- when the user authenticated upstream
 CREATE UNIQUE INDEX sso_sessions_sid ON sso_sessions (sid);
 
 -- An authorization request waiting for the user to log in (prompt=login, max_age, no session).
@@ -41,6 +42,7 @@ CREATE TABLE authorization_codes (
     family_id       TEXT
 );
 CREATE INDEX authorization_codes_expires ON authorization_codes (expires_at);
+CREATE INDEX authorization_codes_sid ON authorization_codes (sid);
 
 CREATE TABLE refresh_tokens (
     token_hash      TEXT PRIMARY KEY,

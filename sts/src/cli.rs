@@ -238,7 +238,9 @@ async fn clients(cmd: ClientsCommand, config: &Config) -> anyhow::Result<()> {
     use crate::oauth::clients::{AuthMethod, ClientRegistry, SecretHasher, generate_secret};
     let service = open_service(config).await?;
     let pool = service.pool().clone();
-    crate::startup::sync_clients(&pool, config, service.now()).await?;
+    if matches!(cmd, ClientsCommand::Secret { .. }) {
+        crate::startup::sync_clients(&pool, config, service.now(), false).await?;
+    }
     let registry = ClientRegistry::load(pool.clone(), SecretHasher::new(&service)).await?;
     match cmd {
         ClientsCommand::List { json } => {

@@ -80,7 +80,7 @@ impl Application {
             config.token_lifetime,
             config.token_max_lifetime,
         ));
-        sync_clients(&pool, &config, clock.now()).await?;
+        sync_clients(&pool, &config, clock.now(), true).await?;
         let clients = Arc::new(
             crate::oauth::clients::ClientRegistry::load(
                 pool.clone(),
@@ -193,7 +193,14 @@ async fn sync_providers(pool: &Pool, config: &Config, now: i64) -> anyhow::Resul
 }
 
 /// Record the config-declared applications (their secrets are set with `sts clients secret`).
-pub async fn sync_clients(pool: &Pool, config: &Config, now: i64) -> anyhow::Result<()> {
+/// `disable_missing`: config-managed clients no longer declared are disabled (the server does this; the
+/// CLI, which may run with another file, only adds and updates).
+pub async fn sync_clients(
+    pool: &Pool,
+    config: &Config,
+    now: i64,
+    disable_missing: bool,
+) -> anyhow::Result<()> {
     let rows: Vec<(String, String, bool)> = config
         .clients
         .iter()
@@ -205,7 +212,7 @@ pub async fn sync_clients(pool: &Pool, config: &Config, now: i64) -> anyhow::Res
             )
         })
         .collect();
-    store::oauth::sync_config_clients(pool, &rows, now).await?;
+    store::oauth::sync_config_clients(pool, &rows, now, disable_missing).await?;
     Ok(())
 }
 

@@ -226,6 +226,24 @@ fn check_text(field: &'static str, v: &str) -> Result<(), TokenError> {
     Ok(())
 }
 
+/// The `sub` of tokens that represent a user: `<provider id>|<subject at that provider>`. A subject is
+/// unique only within its identity provider; qualifying it means two providers can never produce the
+/// same `sub` (otherwise a user of one IdP could pick the subject of a user of another). Provider ids are
+/// `a-z 0-9 -` and client ids never contain `|`, so user and machine subjects cannot collide either. Kept
+/// within OIDC's 255 ASCII characters: a longer or non-ASCII subject becomes a SHA-256 of itself.
+pub fn public_subject(provider_id: &str, subject: &str) -> String {
+    let plain = format!("{provider_id}|{subject}");
+    if plain.len() <= 255 && plain.bytes().all(|b| b.is_ascii_graphic()) {
+        plain
+    } else {
+        use sha2::Digest;
+        format!(
+            "{provider_id}|sha256:{}",
+            hex::encode(sha2::Sha256::digest(subject.as_bytes()))
+        )
+    }
+}
+
 /// 128 random bits, base64url.
 fn new_jti() -> String {
     let mut b = [0u8; 16];
@@ -311,6 +329,22 @@ mod tests {
             iss.issue(&r),
             Err(TokenError::Invalid { field: "aud", .. })
         ));
+    }
+
+    #[test]
+    fn public_subjects_are_qualified_and_bounded() {
+        assert_eq!(public_subject("corp", "alice"), "corp|alice");
+        assert_ne!(
+            public_subject("corp", "alice"),
+            public_subject("git", "alice")
+        );
+        let long = public_subject("corp", &"x".repeat(300));
+        assert!(
+            long.len() <= 255 && long.starts_with("corp|sha256:"),
+            "{long}"
+        );
+        assert!(public_subject("corp", "j\u{f6}rg").starts_with("corp|sha256:"));
+        assert!(public_subject("corp", "a b").starts_with("corp|sha256:"));
     }
 
     #[test]

@@ -188,7 +188,10 @@ async fn oidc_login_ends_on_me_with_mapped_roles_and_a_verifiable_token() {
     let token = element(&html, "access-token");
     let v = pyjwt(&app.jwks_url(), &token, &app.address, &app.address);
     assert!(v.ok, "{}", v.json);
-    assert_eq!(v.json["claims"]["sub"], "alice");
+    assert_eq!(
+        v.json["claims"]["sub"], "corp|alice",
+        "user subjects are qualified by their provider"
+    );
     assert_eq!(
         v.json["claims"]["idp"], "corp",
         "the token names the IdP that authenticated the subject"
@@ -202,13 +205,46 @@ async fn oidc_login_ends_on_me_with_mapped_roles_and_a_verifiable_token() {
     let (res, _) = login(app, &client, "corp", "alice").await;
     assert_eq!(res.status(), 200);
 
-    // Logout ends the session.
+    // A bare GET /sso/logout (a link anyone can send) only asks for confirmation.
     let res = client
         .get(format!("{}/sso/logout", app.address))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    let confirm = res.text().await.unwrap();
+    assert!(confirm.contains("id=\"confirm-logout\""), "{confirm}");
+    let res = client
+        .get(format!("{}/sso/me", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "still signed in");
+    let me = res.text().await.unwrap();
+    // A POST without the page's token is not a confirmation either.
+    let res = client
+        .post(format!("{}/sso/logout", app.address))
+        .form(&[("confirm", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("confirm-logout"));
+    // The Sign out form of /sso/me ends the session.
+    let token = me
+        .split("name=\"confirm\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("sign-out form on /sso/me")
+        .to_string();
+    let res = client
+        .post(format!("{}/sso/logout", app.address))
+        .form(&[("confirm", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("signed out"));
     let res = client
         .get(format!("{}/sso/me", app.address))
         .send()

@@ -91,7 +91,7 @@ async fn setup(extra_clients: &str) -> Setup {
 [[providers]]
 id = "corp"
 type = "oidc"
-issuer = "{}"
+issuer = "{0}"
 client_id = "sts"
 client_secret_env = "CORP_SECRET"
 scopes = ["openid", "email", "profile", "groups"]
@@ -100,9 +100,10 @@ scopes = ["openid", "email", "profile", "groups"]
 claim = "groups"
 default_roles = ["user"]
 rules = [ {{ match = "sts-admins", roles = ["admin"] }}, {{ match = "staff", roles = ["employee"] }} ]
-{}"#,
+
+{1}"#,
         idp.issuer,
-        clients_toml(extra_clients)
+        clients_toml(&extra_clients.replace("ISSUER", &idp.issuer))
     );
     let opts = AppOptions::default()
         .with("CORP_SECRET", UPSTREAM_SECRET)
@@ -255,9 +256,13 @@ async fn redeem(s: &Setup, run: &CodeRun) -> (u16, serde_json::Value) {
 }
 
 async fn introspect(s: &Setup, token: &str) -> serde_json::Value {
+    introspect_as(s, "app", token).await
+}
+
+async fn introspect_as(s: &Setup, client: &str, token: &str) -> serde_json::Value {
     let res = reqwest::Client::new()
         .post(format!("{}/sso/introspect", s.app.address))
-        .basic_auth("app", Some(&s.secrets["app"]))
+        .basic_auth(client, Some(&s.secrets[client]))
         .form(&[("token", token)])
         .send()
         .await
@@ -319,7 +324,7 @@ async fn code_flow_with_sso_userinfo_refresh_and_logout() {
     assert_eq!(header(access)["typ"], "at+jwt");
     assert_eq!(header(id_token)["typ"], "JWT");
     let a = claims(access);
-    assert_eq!(a["sub"], "alice");
+    assert_eq!(a["sub"], "corp|alice", "provider-qualified subject");
     assert_eq!(a["client_id"], "app");
     assert_eq!(a["scope"], "openid profile email roles");
     let mut roles: Vec<String> = serde_json::from_value(a["roles"].clone()).unwrap();
@@ -343,7 +348,7 @@ async fn code_flow_with_sso_userinfo_refresh_and_logout() {
     // Userinfo.
     let (st, info, _) = userinfo(&s, access).await;
     assert_eq!(st, 200, "{info}");
-    assert_eq!(info["sub"], "alice");
+    assert_eq!(info["sub"], "corp|alice");
     assert_eq!(info["email"], "alice@example.com");
     assert_eq!(info["email_verified"], true);
     assert!(info["roles"].as_array().unwrap().contains(&"admin".into()));
@@ -388,7 +393,7 @@ async fn code_flow_with_sso_userinfo_refresh_and_logout() {
     let refresh2 = r1["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(refresh2, refresh);
     let new_id = claims(r1["id_token"].as_str().unwrap());
-    assert_eq!(new_id["sub"], "alice");
+    assert_eq!(new_id["sub"], "corp|alice");
     assert_eq!(
         new_id["auth_time"], i["auth_time"],
         "auth_time is the original login"
@@ -441,7 +446,7 @@ async fn code_flow_with_sso_userinfo_refresh_and_logout() {
     let access2 = tokens2["access_token"].as_str().unwrap();
     let active = introspect(&s, access2).await;
     assert_eq!(active["active"], true, "{active}");
-    assert_eq!(active["sub"], "alice");
+    assert_eq!(active["sub"], "corp|alice");
     assert_eq!(active["client_id"], "app");
 
     // RP-initiated logout with id_token_hint and a registered post_logout_redirect_uri.
@@ -864,6 +869,28 @@ async fn unregistered_redirect_uris_and_unknown_clients_get_a_page_not_a_redirec
         assert_eq!(res.status(), 400, "{q}");
         assert!(res.headers().get("location").is_none());
     }
+    // POST /sso/authorize is answered as the same request by GET (the SameSite=Lax session cookie
+    // only comes with the GET).
+    let res = client
+        .post(format!("{}/sso/authorize", s.app.address))
+        .form(&[
+            ("response_type", "code"),
+            ("client_id", "app"),
+            ("redirect_uri", APP_CB),
+            ("state", "p"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let loc = res.headers()["location"].to_str().unwrap();
+    assert!(
+        loc.starts_with("/sso/authorize?")
+            && loc.contains("client_id=app")
+            && loc.contains("state=p"),
+        "{loc}"
+    );
+
     // A request waiting for a login can only be resumed by the browser that started it, once.
     let q = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs([
@@ -932,7 +959,10 @@ async fn unregistered_redirect_uris_and_unknown_clients_get_a_page_not_a_redirec
         .to_str()
         .unwrap()
         .to_string();
-    assert!(csp.contains("form-action https://app.example.com"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     let html = res.text().await.unwrap();
     assert!(
         html.contains(&format!("action=\"{APP_CB}\""))
@@ -977,10 +1007,15 @@ async fn client_credentials_tokens_introspection_and_revocation() {
         "audience is enforced by verifiers"
     );
 
-    let i = introspect(&s, access).await;
+    let i = introspect_as(&s, "machine", access).await;
     assert_eq!(i["active"], true, "{i}");
     assert_eq!(i["client_id"], "machine");
     assert_eq!(i["aud"], "orders-api");
+    // Another client (neither the token's client nor its audience) learns nothing.
+    assert_eq!(
+        introspect(&s, access).await,
+        serde_json::json!({"active": false})
+    );
 
     // Revocation by its client makes it inactive; revocation by another client changes nothing.
     let revoke = |id: &'static str, token: String| {
@@ -998,9 +1033,9 @@ async fn client_credentials_tokens_introspection_and_revocation() {
         }
     };
     assert_eq!(revoke("app", access.to_string()).await, 200);
-    assert_eq!(introspect(&s, access).await["active"], true);
+    assert_eq!(introspect_as(&s, "machine", access).await["active"], true);
     assert_eq!(revoke("machine", access.to_string()).await, 200);
-    assert_eq!(introspect(&s, access).await["active"], false);
+    assert_eq!(introspect_as(&s, "machine", access).await["active"], false);
     assert_eq!(revoke("machine", "no-such-token".into()).await, 200);
 
     // Expiry.
@@ -1008,9 +1043,9 @@ async fn client_credentials_tokens_introspection_and_revocation() {
     assert_eq!(st, 200);
     assert_eq!(short["expires_in"], 2);
     let token = short["access_token"].as_str().unwrap();
-    assert_eq!(introspect(&s, token).await["active"], true);
+    assert_eq!(introspect_as(&s, "short", token).await["active"], true);
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
-    assert_eq!(introspect(&s, token).await["active"], false);
+    assert_eq!(introspect_as(&s, "short", token).await["active"], false);
 
     // What the client may not do.
     for (id, form, error) in [
@@ -1226,4 +1261,199 @@ async fn discovery_lists_what_exists() {
         assert_ne!(res.status(), 404, "{k} {url}");
         assert_ne!(res.status(), 405, "{k} {url}");
     }
+}
+
+#[tokio::test]
+async fn prompt_login_max_age_and_provider_restrictions_force_a_new_login() {
+    // A second provider (same upstream IdP) and an application that accepts only it.
+    let s = setup(
+        r#"
+[[providers]]
+id = "corp2"
+type = "oidc"
+issuer = "ISSUER"
+client_id = "sts"
+client_secret_env = "CORP_SECRET"
+
+[providers.roles]
+claim = "groups"
+
+[[clients]]
+id = "only-corp2"
+type = "confidential"
+redirect_uris = ["https://strict.example.com/cb"]
+providers = ["corp2"]
+"#,
+    )
+    .await;
+    let browser = browser();
+    // Two providers: without a session the user would get a chooser page; sign in with `corp` first.
+    let (res, _) = follow(
+        &browser,
+        &format!(
+            "{}/sso/login?provider=corp&login_hint=alice&return_to=%2Fsso%2Fme",
+            s.app.address
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let first = code_for(&s, &browser, "alice").await;
+    let (_, t1) = redeem(&s, &first).await;
+    let auth_time_1 = claims(t1["id_token"].as_str().unwrap())["auth_time"]
+        .as_i64()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    let base = |extra: &[(&'static str, &'static str)]| {
+        let mut p: Vec<(&str, &str)> = vec![
+            ("response_type", "code"),
+            ("client_id", "app"),
+            ("redirect_uri", APP_CB),
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+        ];
+        p.extend_from_slice(extra);
+        p
+    };
+    // prompt=login: through the IdP again, and auth_time moves.
+    let (to, visited) = authorize(&s, &browser, &base(&[("prompt", "login")]), APP_CB).await;
+    assert!(
+        visited.iter().any(|u| u.starts_with(&s.idp.issuer)),
+        "prompt=login re-authenticates: {visited:?}"
+    );
+    let code = query_of(&to)["code"].clone();
+    let (st, t2, _) = token_request(
+        &s,
+        "app",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", APP_CB),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{t2}");
+    let auth_time_2 = claims(t2["id_token"].as_str().unwrap())["auth_time"]
+        .as_i64()
+        .unwrap();
+    assert!(auth_time_2 > auth_time_1, "{auth_time_1} -> {auth_time_2}");
+    // Signing in again as the same user keeps the session id and the other grants.
+    assert_eq!(
+        claims(t2["id_token"].as_str().unwrap())["sid"],
+        claims(t1["id_token"].as_str().unwrap())["sid"]
+    );
+    assert_eq!(
+        introspect(&s, t1["refresh_token"].as_str().unwrap()).await["active"],
+        true
+    );
+
+    // max_age: a recent enough login is reused; max_age=0 needs a new one; with prompt=none that is an error.
+    let (_, visited) = authorize(&s, &browser, &base(&[("max_age", "3600")]), APP_CB).await;
+    assert!(
+        !visited.iter().any(|u| u.starts_with(&s.idp.issuer)),
+        "{visited:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (to, _) = authorize(
+        &s,
+        &browser,
+        &base(&[("max_age", "0"), ("prompt", "none")]),
+        APP_CB,
+    )
+    .await;
+    assert_eq!(query_of(&to)["error"], "login_required", "{to}");
+    let (to, visited) = authorize(&s, &browser, &base(&[("max_age", "0")]), APP_CB).await;
+    assert!(
+        visited.iter().any(|u| u.starts_with(&s.idp.issuer)),
+        "max_age=0 re-authenticates: {visited:?}"
+    );
+    assert!(query_of(&to).contains_key("code"), "{to}");
+
+    // The session came from provider `corp`: an application that accepts only `corp2` gets a new login there.
+    let strict = "https://strict.example.com/cb";
+    let p = |prompt: Option<&'static str>| {
+        let mut p: Vec<(&str, &str)> = vec![
+            ("response_type", "code"),
+            ("client_id", "only-corp2"),
+            ("redirect_uri", strict),
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+        ];
+        if let Some(x) = prompt {
+            p.push(("prompt", x));
+        }
+        p
+    };
+    let (to, _) = authorize(&s, &browser, &p(Some("none")), strict).await;
+    assert_eq!(query_of(&to)["error"], "login_required", "{to}");
+    let (to, visited) = authorize(&s, &browser, &p(None), strict).await;
+    assert!(
+        visited
+            .iter()
+            .any(|u| u.contains("/sso/login?") && u.contains("provider=corp2")),
+        "{visited:?}"
+    );
+    let code = query_of(&to)
+        .get("code")
+        .cloned()
+        .unwrap_or_else(|| panic!("{to}"));
+    let secret = s
+        .app
+        .cli(&["clients", "secret", "only-corp2"], &[])
+        .await
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let res: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/sso/token", s.app.address))
+        .basic_auth("only-corp2", Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", strict),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        claims(res["id_token"].as_str().unwrap_or_else(|| panic!("{res}")))["idp"],
+        "corp2"
+    );
+
+    // `sts clients list` shows the registered applications.
+    let list: serde_json::Value = serde_json::from_str(
+        &s.app
+            .cli(&["clients", "list", "--json"], &[])
+            .await
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"machine") && ids.contains(&"only-corp2"),
+        "{ids:?}"
+    );
+    let machine = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "machine")
+        .unwrap();
+    assert_eq!(machine["secret_set"], true);
+    let out = s.app.cli(&["clients", "secret", "native"], &[]).await;
+    assert_ne!(out.status, 0, "a public client has no secret");
+    let out = s.app.cli(&["clients", "secret", "nobody"], &[]).await;
+    assert_ne!(out.status, 0);
 }

@@ -1256,6 +1256,10 @@ redirect_uris = ["{CB}"]
     assert!(v.ok, "{}", v.json);
     assert_eq!(v.json["claims"]["nonce"], "n-saml");
     assert_eq!(v.json["claims"]["idp"], "simplesaml");
+    assert_eq!(
+        v.json["claims"]["email_verified"], true,
+        "a signed SAML mail attribute counts as verified"
+    );
     let v = pyjwt(&app.jwks_url(), access, &app.address, "app");
     assert!(v.ok, "{}", v.json);
     let roles = v.json["claims"]["roles"].as_array().unwrap().clone();

@@ -216,7 +216,7 @@ post_logout_redirect_uris = ["{app_b}/logged-out"]
     assert!(out.status.success());
 
     // 1. App A: through the STS and the IdP, back as alice with her mapped roles (from the verified token).
-    assert_eq!(r["aUser"], "alice", "{r:#}");
+    assert_eq!(r["aUser"], "corp|alice", "{r:#}");
     assert!(
         r["aVisitedIdp"].as_bool().unwrap(),
         "the first login goes through the IdP: {r:#}"
@@ -225,7 +225,7 @@ post_logout_redirect_uris = ["{app_b}/logged-out"]
     roles.sort();
     assert_eq!(roles, ["admin", "employee", "user"]);
     // 2. App B: signed in without any IdP page or STS login.
-    assert_eq!(r["bUser"], "alice", "{r:#}");
+    assert_eq!(r["bUser"], "corp|alice", "{r:#}");
     assert_eq!(
         r["bVisitedIdp"], false,
         "single sign-on must not visit the IdP: {r:#}"
@@ -240,7 +240,7 @@ post_logout_redirect_uris = ["{app_b}/logged-out"]
         "refresh tokens rotate"
     );
     assert_eq!(r["userinfoStatus"], 200, "{r:#}");
-    assert_eq!(r["userinfo"]["sub"], "alice");
+    assert_eq!(r["userinfo"]["sub"], "corp|alice");
     assert_eq!(r["userinfo"]["email"], "alice@example.com");
     // 4. RP-initiated logout from A, back to A's registered post-logout URI with its state.
     assert_eq!(r["stateOk"], true, "{r:#}");

@@ -79,7 +79,9 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
                 "iss", "sub", "aud", "exp", "iat", "nbf", "auth_time", "nonce", "acr", "amr", "azp", "at_hash",
                 "sid", "idp", "name", "preferred_username", "email", "email_verified", "roles"
             ],
-            "prompt_values_supported": ["none", "login", "consent", "select_account"],
+            // consent and select_account are accepted (no consent screen: applications are registered by
+            // an admin; select_account acts as login) but not advertised as implemented.
+            "prompt_values_supported": ["none", "login"],
             "authorization_response_iss_parameter_supported": true,
             "request_parameter_supported": false,
             "request_uri_parameter_supported": false,

@@ -38,9 +38,15 @@ struct AuthRequest {
     prompt: Vec<String>,
     max_age: Option<i64>,
     login_hint: Option<String>,
+    /// `sub` of a valid `id_token_hint` ("" when the hint did not verify: it matches nobody).
+    #[serde(default)]
+    hint_sub: Option<String>,
     /// Set while the request waits for a login: the browser that must come back with it.
     #[serde(default)]
     browser_hash: Option<String>,
+    /// Set while the request waits for a login: that login must be a fresh authentication.
+    #[serde(default)]
+    fresh: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,19 +72,34 @@ pub async fn get(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     handle(&req, &st, req.query_string().as_bytes()).await
 }
 
-pub async fn post(req: HttpRequest, body: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+pub async fn post(req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let form_ok = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
     if !form_ok {
         return page(
             StatusCode::BAD_REQUEST,
             "the body must be application/x-www-form-urlencoded",
         );
     }
-    handle(&req, &st, &body).await
+    // The session cookie is SameSite=Lax: a cross-site POST does not carry it, the GET it is redirected
+    // to does. So a POSTed request is answered as the same request by GET.
+    match parse_params(&body) {
+        Ok(p) => {
+            let q = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(p.iter())
+                .finish();
+            redirect(&format!("/sso/authorize?{q}"))
+        }
+        Err(e) => page(StatusCode::BAD_REQUEST, &e),
+    }
 }
 
 async fn handle(req: &HttpRequest, st: &AppState, raw: &[u8]) -> HttpResponse {
@@ -237,10 +258,7 @@ fn validate(
         if !s.scopes.iter().any(|a| a == t) {
             return Err(back(
                 "invalid_scope",
-                &format!(
-                    "scope `{}` is not allowed for this client",
-                    t.chars().take(64).collect::<String>()
-                ),
+                "a requested scope is not allowed for this client",
             ));
         }
         if !scope.iter().any(|x| x == t) {
@@ -298,16 +316,13 @@ fn validate(
                 .collect()
         })
         .unwrap_or_default();
-    if let Some(x) = prompt
+    if prompt
         .iter()
-        .find(|x| !["none", "login", "consent", "select_account"].contains(&x.as_str()))
+        .any(|x| !["none", "login", "consent", "select_account"].contains(&x.as_str()))
     {
         return Err(back(
             "invalid_request",
-            &format!(
-                "prompt value `{}` is not supported",
-                x.chars().take(32).collect::<String>()
-            ),
+            "prompt must be none, login, consent or select_account",
         ));
     }
     if prompt.iter().any(|x| x == "none") && prompt.len() > 1 {
@@ -335,6 +350,12 @@ fn validate(
     {
         return Err(back("invalid_request", "nonce must be 1..=512 characters"));
     }
+    let hint_sub = p.get("id_token_hint").map(|h| {
+        super::verify_own(st, h, "JWT", true)
+            .ok()
+            .and_then(|c| c["sub"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    });
     let login_hint = p.get("login_hint").cloned();
     if login_hint
         .as_ref()
@@ -358,7 +379,9 @@ fn validate(
             prompt,
             max_age,
             login_hint,
+            hint_sub,
             browser_hash: None,
+            fresh: false,
         },
     ))
 }
@@ -379,72 +402,103 @@ fn target_of(ar: &AuthRequest) -> Box<Target> {
     })
 }
 
-/// With a suitable session: a code at once. Otherwise a login, then `resume`. `authenticated_after`: set
-/// on resume when the request demanded a fresh login (prompt=login, max_age); the session must be newer.
+/// With a suitable session: a code at once. Otherwise a login, then `resume`. `resumed_at`: set on resume
+/// (when the pending request was made); if the request demanded a fresh authentication (prompt=login,
+/// max_age), the session's `auth_time` must be from after it, else the client gets `login_required`.
 async fn decide(
     req: &HttpRequest,
     st: &AppState,
     client: &Client,
-    ar: AuthRequest,
+    mut ar: AuthRequest,
     resumed_at: Option<i64>,
 ) -> Result<HttpResponse, Failure> {
     let now = st.clock.now();
     let user = session::current(req, st).await.map_err(db)?;
     let s = &client.settings;
+    let prompt = |x: &str| ar.prompt.iter().any(|p| p == x);
+    let prompt_login = prompt("login") || prompt("select_account");
+    let prompt_none = prompt("none");
     let provider_ok =
         |u: &SessionUser| s.providers.is_empty() || s.providers.contains(&u.provider_id);
-    let fresh_login_needed = ar
-        .prompt
-        .iter()
-        .any(|p| p == "login" || p == "select_account");
-    let usable = |u: &SessionUser| -> bool {
-        match resumed_at {
-            // Back from the login this request asked for: the session must come from it.
-            Some(t) => u.created_at >= t,
-            None => !fresh_login_needed && ar.max_age.is_none_or(|m| now - u.created_at <= m),
-        }
+    let hint_ok = |u: &SessionUser| {
+        ar.hint_sub
+            .as_deref()
+            .is_none_or(|h| h == public_subject(&u.provider_id, &u.subject))
     };
-    match user {
-        Some(u) if usable(&u) && provider_ok(&u) => issue_code(st, client, &ar, &u, now).await,
-        Some(u) if usable(&u) => {
-            // The user logged in with a provider this client does not accept.
-            if resumed_at.is_some() || ar.prompt.iter().any(|p| p == "none") {
-                Err(Failure::Redirect(
-                    target_of(&ar),
-                    if resumed_at.is_some() {
-                        "access_denied"
-                    } else {
-                        "login_required"
-                    },
-                    format!(
-                        "this application accepts sign-in only through: {}",
-                        s.providers.join(", ")
-                    ),
-                ))
-            } else {
-                start_login(req, st, client, ar, now).await
-            }
+    let fresh_enough = |u: &SessionUser| match resumed_at {
+        // A few seconds of slack for the upstream IdP's clock.
+        Some(t) => !ar.fresh || u.auth_time >= t - 5,
+        None => !prompt_login && ar.max_age.is_none_or(|m| now - u.auth_time <= m),
+    };
+    let back = |e: &'static str, d: &str| Failure::Redirect(target_of(&ar), e, d.to_string());
+    match &user {
+        Some(u) if fresh_enough(u) && provider_ok(u) && hint_ok(u) => {
+            return issue_code(st, client, &ar, u, now).await;
         }
-        _ if resumed_at.is_some() => Err(Failure::Redirect(
-            target_of(&ar),
-            "login_required",
-            "the sign-in did not complete".into(),
-        )),
-        _ if ar.prompt.iter().any(|p| p == "none") => Err(Failure::Redirect(
-            target_of(&ar),
-            "login_required",
-            "no single sign-on session (prompt=none)".into(),
-        )),
-        _ => start_login(req, st, client, ar, now).await,
+        Some(u) if prompt_none => {
+            return Err(back(
+                "login_required",
+                if !provider_ok(u) {
+                    "this application does not accept the provider of the current session"
+                } else if !hint_ok(u) {
+                    "the current session is not the user of id_token_hint"
+                } else {
+                    "a new authentication is required (max_age)"
+                },
+            ));
+        }
+        Some(u) if resumed_at.is_some() => {
+            return Err(if !provider_ok(u) {
+                back(
+                    "access_denied",
+                    "this application does not accept the identity provider used",
+                )
+            } else {
+                back(
+                    "login_required",
+                    "the identity provider did not authenticate the user again",
+                )
+            });
+        }
+        None if resumed_at.is_some() => {
+            return Err(back("login_required", "the sign-in did not complete"));
+        }
+        None if prompt_none => {
+            return Err(back(
+                "login_required",
+                "no single sign-on session (prompt=none)",
+            ));
+        }
+        _ => {}
     }
+    // A fresh authentication is needed when asked for, or when the session is too old for max_age.
+    ar.fresh = prompt_login
+        || user
+            .as_ref()
+            .is_some_and(|u| ar.max_age.is_some_and(|m| now - u.auth_time > m));
+    // Re-authenticating a user goes back to the provider they used, when this application accepts it.
+    let provider = match client.settings.providers.as_slice() {
+        [only] => Some(only.clone()),
+        _ => user
+            .as_ref()
+            .filter(|u| provider_ok(u))
+            .map(|u| u.provider_id.clone()),
+    };
+    start_login(req, st, ar, now, provider).await
+}
+
+/// The `sub` of user tokens: the provider id and the provider's subject, so that two providers can never
+/// issue the same `sub` (a subject is only unique within its IdP).
+pub fn public_subject(provider_id: &str, subject: &str) -> String {
+    crate::tokens::public_subject(provider_id, subject)
 }
 
 async fn start_login(
     req: &HttpRequest,
     st: &AppState,
-    client: &Client,
     mut ar: AuthRequest,
     now: i64,
+    provider: Option<String>,
 ) -> Result<HttpResponse, Failure> {
     let (browser_id, new_browser) = match req.cookie(BROWSER_COOKIE) {
         Some(c) if c.value().len() == 43 => (c.value().to_string(), false),
@@ -459,11 +513,14 @@ async fn start_login(
     let return_to = format!("/sso/authorize/resume?id={id}");
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair("return_to", &return_to);
-    if let [only] = client.settings.providers.as_slice() {
-        q.append_pair("provider", only);
+    if let Some(p) = &provider {
+        q.append_pair("provider", p);
     }
     if let Some(h) = &ar.login_hint {
         q.append_pair("login_hint", h);
+    }
+    if ar.fresh {
+        q.append_pair("force", "1");
     }
     let mut resp = redirect(&format!("/sso/login?{}", q.finish()));
     if new_browser {
@@ -491,11 +548,11 @@ async fn issue_code(
         scope: ar.scope.clone(),
         nonce: ar.nonce.clone(),
         code_challenge: ar.code_challenge.clone(),
-        subject: u.subject.clone(),
+        subject: public_subject(&u.provider_id, &u.subject),
         idp: u.provider_id.clone(),
         roles: u.roles.clone(),
         identity: u.identity.clone(),
-        auth_time: u.created_at,
+        auth_time: u.auth_time,
         acr: u.acr.clone(),
         amr: u.amr.clone(),
         sid: u.sid.clone(),
@@ -583,17 +640,14 @@ fn form_post(action: &str, params: &[(&str, &str)]) -> HttpResponse {
         Ok(h) => h,
         Err(_) => return HttpResponse::InternalServerError().body("internal error"),
     };
-    let target = url::Url::parse(action)
-        .map(|u| match u.scheme() {
-            "http" | "https" => u.origin().ascii_serialization(),
-            s => format!("{s}:"),
-        })
-        .unwrap_or_else(|_| "'none'".into());
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .insert_header(("Content-Security-Policy", format!(
-            "default-src 'none'; script-src 'self'; style-src 'self'; form-action {target}; frame-ancestors 'none'; base-uri 'none'"
-        )))
+        // No form-action: browsers apply it to the redirects after the POST too, which would break
+        // applications whose callback redirects elsewhere; the action is the registered URI anyway.
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'none'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ))
         .insert_header((CACHE_CONTROL, "no-store"))
         .body(html)
 }

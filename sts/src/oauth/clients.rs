@@ -70,8 +70,9 @@ impl AuthMethod {
     }
 }
 
-/// Scopes every client may be given unless it lists its own.
-pub const STANDARD_SCOPES: [&str; 5] = ["openid", "profile", "email", "roles", "offline_access"];
+/// Scopes every client may be given unless it lists its own. (No `offline_access`: refresh tokens are bound
+/// to the SSO session and never outlive it.)
+pub const STANDARD_SCOPES: [&str; 4] = ["openid", "profile", "email", "roles"];
 
 /// A validated application.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -87,7 +87,12 @@ async fn userinfo(req: &HttpRequest, st: &AppState, form_token: Option<String>) 
         Ok(c) => c,
         Err(Inactive::Db(e)) => return OAuthError::from(e).response(),
         Err(Inactive::Reason(r)) => {
-            return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", &r);
+            tracing::info!(reason = %r, "userinfo: token refused");
+            return bearer_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the access token is invalid, expired or revoked",
+            );
         }
     };
     let scope: Vec<String> = claims["scope"]
@@ -122,13 +127,16 @@ async fn userinfo(req: &HttpRequest, st: &AppState, form_token: Option<String>) 
         }
         Err(e) => return OAuthError::from(e).response(),
     };
-    let (subject, identity, roles) = row;
+    let (provider_id, subject, identity, roles) = row;
     let identity: SessionIdentity = match serde_json::from_str(&identity) {
         Ok(i) => i,
         Err(_) => return OAuthError::new("server_error", "stored session unreadable").response(),
     };
     let mut body = user_claims(&scope, &identity);
-    body.insert("sub".into(), subject.into());
+    body.insert(
+        "sub".into(),
+        crate::tokens::public_subject(&provider_id, &subject).into(),
+    );
     if scope.iter().any(|s| s == "roles") {
         let roles: Vec<String> = serde_json::from_str(&roles).unwrap_or_default();
         body.insert("roles".into(), roles.into());
@@ -166,8 +174,9 @@ async fn access_token_claims(st: &AppState, token: &str) -> Result<serde_json::V
 
 // ------------------------------------------------------------------------------------------ introspection
 
-/// `POST /sso/introspect`: confidential clients only. Access tokens of any client; refresh tokens only of
-/// the calling client. Anything else is `{"active": false}`.
+/// `POST /sso/introspect`: confidential clients only. Access tokens issued to the caller or naming it in
+/// `aud` (a resource server registered as a client); refresh tokens only of the calling client. Anything
+/// else is `{"active": false}`.
 pub async fn introspect(
     req: HttpRequest,
     body: web::Bytes,
@@ -195,6 +204,8 @@ async fn do_introspect(
     let inactive = || json_no_store(serde_json::json!({"active": false}));
     if token.matches('.').count() == 2 {
         return match access_token_claims(st, token).await {
+            // Only the client it was issued to and the audiences it is for may learn about a token.
+            Ok(c) if !token_concerns(&c, &client.settings.id) => Ok(inactive()),
             Ok(c) => {
                 let mut out = serde_json::json!({"active": true, "token_type": "Bearer"});
                 for k in [
@@ -247,6 +258,16 @@ async fn do_introspect(
         "exp": row.expires_at,
         "sid": grant.sid,
     })))
+}
+
+/// Is `client_id` the token's client or one of its audiences?
+fn token_concerns(claims: &serde_json::Value, client_id: &str) -> bool {
+    claims["client_id"].as_str() == Some(client_id)
+        || match &claims["aud"] {
+            serde_json::Value::String(a) => a == client_id,
+            serde_json::Value::Array(a) => a.iter().any(|x| x.as_str() == Some(client_id)),
+            _ => false,
+        }
 }
 
 fn token_param(p: &HashMap<String, String>) -> Result<&str, OAuthError> {

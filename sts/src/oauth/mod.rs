@@ -15,6 +15,8 @@ mod endpoints;
 mod logout;
 mod token;
 
+pub use logout::confirmation_token as logout_confirmation_token;
+
 use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
@@ -125,7 +127,8 @@ impl OAuthError {
 
 impl From<sqlx::Error> for OAuthError {
     fn from(e: sqlx::Error) -> Self {
-        OAuthError::new("server_error", format!("database: {e}"))
+        tracing::error!(error = %e, "database error in an OAuth endpoint");
+        OAuthError::new("server_error", "internal error")
     }
 }
 
@@ -214,7 +217,8 @@ pub fn verify_own(
     let mut v = Validation::new(Algorithm::RS256);
     v.set_issuer(&[&st.issuer]);
     v.validate_aud = false;
-    v.leeway = 0;
+    // `nbf`/`iat` may be a little ahead on another replica; `exp` is checked below without leeway.
+    v.leeway = 30;
     v.validate_exp = !allow_expired;
     v.validate_nbf = !allow_expired;
     v.set_required_spec_claims(&["exp", "iss", "sub"]);

@@ -189,9 +189,10 @@ async fn check_assertion(
         .unwrap_or_default();
     let candidates: Vec<&serde_json::Value> = keys
         .iter()
-        .filter(|k| match &header.kid {
-            Some(kid) => k["kid"].as_str() == Some(kid),
-            None => true,
+        .filter(|k| match (&header.kid, k["kid"].as_str()) {
+            // A kid names one key; registered keys without a kid are tried for any assertion.
+            (Some(kid), Some(k)) => k == kid,
+            _ => true,
         })
         .collect();
     let token_endpoint = format!("{}/sso/token", st.issuer);
@@ -257,7 +258,18 @@ async fn authorization_code(
         .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
     let now = st.clock.now();
     let code_hash = hash(code);
-    let row = match store::oauth::redeem_code(&st.pool, &code_hash, now).await? {
+    // The refresh-token family is fixed when the code is marked used, so a concurrent second redemption
+    // (a reuse) can revoke it even before the first one has finished issuing.
+    let family = random_token();
+    let row = match store::oauth::redeem_code(
+        &st.pool,
+        &code_hash,
+        &client.settings.id,
+        &family,
+        now,
+    )
+    .await?
+    {
         store::oauth::Redeem::Ok(r) => r,
         store::oauth::Redeem::Reused {
             access_jti,
@@ -279,15 +291,12 @@ async fn authorization_code(
         }
     };
     if row.client_id != client.settings.id {
-        return Err(OAuthError::invalid_grant(
-            "the code was issued to another client",
-        ));
+        return Err(OAuthError::invalid_grant("unknown or expired code"));
     }
     if row.expires_at <= now {
         return Err(OAuthError::invalid_grant("the code has expired"));
     }
-    let grant: GrantData = serde_json::from_str(&row.grant_data)
-        .map_err(|e| OAuthError::new("server_error", format!("stored grant unreadable: {e}")))?;
+    let grant: GrantData = serde_json::from_str(&row.grant_data).map_err(unreadable)?;
     match p.get("redirect_uri") {
         Some(r) if *r == grant.redirect_uri => {}
         Some(_) => {
@@ -332,7 +341,7 @@ async fn authorization_code(
     let family = client
         .settings
         .allows(GrantType::RefreshToken)
-        .then(random_token);
+        .then_some(family);
     let refresh_expires = now + client.settings.refresh_token_lifetime as i64;
     let (body, access_jti, access_exp, refresh) =
         user_tokens(st, client, &grant, true, family.is_some())?;
@@ -353,14 +362,7 @@ async fn authorization_code(
         )
         .await?;
     }
-    store::oauth::record_code_result(
-        &st.pool,
-        &code_hash,
-        &access_jti,
-        access_exp,
-        family.as_deref(),
-    )
-    .await?;
+    store::oauth::record_code_result(&st.pool, &code_hash, &access_jti, access_exp).await?;
     store::oauth::touch_session_client(&st.pool, &grant.sid, &client.settings.id, now).await?;
     tracing::info!(client = %client.settings.id, subject = %grant.subject, "tokens issued (authorization_code)");
     Ok(json_no_store(body))
@@ -399,57 +401,71 @@ async fn refresh_token(
     if row.expires_at <= now {
         return Err(OAuthError::invalid_grant("the refresh token has expired"));
     }
-    if !store::oauth::session_alive(&st.pool, &row.sid, now).await? {
+    // An application refreshing its tokens keeps the SSO session alive (idle timeout), never past its
+    // absolute end.
+    if !store::oauth::touch_session_by_sid(
+        &st.pool,
+        &row.sid,
+        now,
+        now + st.web.session_idle as i64,
+    )
+    .await?
+    {
         return Err(OAuthError::invalid_grant(
             "the single sign-on session has ended",
         ));
     }
-    let mut grant: GrantData = serde_json::from_str(&row.grant_data)
-        .map_err(|e| OAuthError::new("server_error", format!("stored grant unreadable: {e}")))?;
+    let mut grant: GrantData = serde_json::from_str(&row.grant_data).map_err(unreadable)?;
     if let Some(scope) = p.get("scope") {
         let asked: Vec<String> = scope
             .split(' ')
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        if let Some(x) = asked.iter().find(|s| !grant.scope.contains(s)) {
+        if asked.iter().any(|s| !grant.scope.contains(s)) {
             return Err(OAuthError::new(
                 "invalid_scope",
-                format!(
-                    "scope `{}` was not granted",
-                    x.chars().take(64).collect::<String>()
-                ),
+                "the requested scope exceeds the scope originally granted",
             ));
         }
+        // Only these tokens are narrowed; the new refresh token keeps the original grant (RFC 6749 6).
         grant.scope = asked;
-    }
-    // Rotation: whoever marks it used first wins; a concurrent second use is a reuse.
-    if store::oauth::use_refresh(&st.pool, &token_hash, now)
-        .await?
-        .is_none()
-    {
-        return Err(reuse(st, &row.family_id, client, now).await);
     }
     let (body, access_jti, access_exp, refresh) = user_tokens(st, client, &grant, false, true)?;
     let r = refresh.expect("refresh requested");
-    store::oauth::insert_refresh(
+    // Rotation: whoever marks it used first wins; a concurrent second use is a reuse.
+    let rotated = store::oauth::rotate_refresh(
         &st.pool,
+        &token_hash,
         &store::oauth::NewRefresh {
             token_hash: &hash(&r),
             family_id: &row.family_id,
             client_id: &client.settings.id,
             sid: &row.sid,
-            grant_data: &serde_json::to_string(&grant).expect("serialisable"),
+            grant_data: &row.grant_data,
             now,
             // Rotation never extends the grant.
-            expires_at: row.expires_at.max(row.created_at),
+            expires_at: row.expires_at,
             access_jti: &access_jti,
             access_exp,
         },
     )
     .await?;
+    if !rotated {
+        return Err(reuse(st, &row.family_id, client, now).await);
+    }
     store::oauth::touch_session_client(&st.pool, &row.sid, &client.settings.id, now).await?;
     Ok(json_no_store(body))
+}
+
+fn issue_failed(e: crate::tokens::TokenError) -> OAuthError {
+    tracing::error!(error = %e, "token issuance failed");
+    OAuthError::new("server_error", "internal error")
+}
+
+fn unreadable(e: serde_json::Error) -> OAuthError {
+    tracing::error!(error = %e, "a stored grant is unreadable");
+    OAuthError::new("server_error", "internal error")
 }
 
 async fn reuse(st: &AppState, family: &str, client: &Client, now: i64) -> OAuthError {
@@ -478,10 +494,7 @@ fn client_credentials(
             if t == "openid" || t == "offline_access" || !s.scopes.iter().any(|a| a == t) {
                 return Err(OAuthError::new(
                     "invalid_scope",
-                    format!(
-                        "scope `{}` is not allowed for this client",
-                        t.chars().take(64).collect::<String>()
-                    ),
+                    "a requested scope is not allowed for this client",
                 ));
             }
             if !scope.contains(&t) {
@@ -506,7 +519,7 @@ fn client_credentials(
             ttl: s.access_token_lifetime,
             extra,
         })
-        .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
+        .map_err(issue_failed)?;
     let mut body = serde_json::json!({
         "access_token": issued.token,
         "token_type": "Bearer",
@@ -547,7 +560,7 @@ fn user_tokens(
             ttl: s.access_token_lifetime,
             extra,
         })
-        .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
+        .map_err(issue_failed)?;
     let now = st.clock.now();
     let mut body = serde_json::json!({
         "access_token": access.token,
@@ -592,7 +605,7 @@ fn user_tokens(
                 ttl: s.access_token_lifetime,
                 extra,
             })
-            .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
+            .map_err(issue_failed)?;
         body["id_token"] = id.token.into();
     }
     let refresh = with_refresh.then(random_token);

@@ -189,6 +189,7 @@ impl Provider {
         secrets: &mut FlowSecrets,
         redirect_uri: &str,
         login_hint: Option<&str>,
+        force: bool,
     ) -> Result<String, ProviderError> {
         let endpoint = match &self.imp {
             Imp::Oidc(p) => p.authorization_endpoint().await?,
@@ -198,7 +199,7 @@ impl Provider {
                 .clone()
                 .expect("validated"),
             Imp::Saml(p) => {
-                let (url, request_id) = p.authn_request_url(state)?;
+                let (url, request_id) = p.authn_request_url(state, force)?;
                 secrets.saml_request_id = Some(request_id);
                 return Ok(url);
             }
@@ -223,10 +224,20 @@ impl Provider {
                     .append_pair("code_challenge_method", "S256");
             }
             for (k, v) in &self.settings.auth_params {
+                if force && (k == "prompt" || k == "max_age") {
+                    continue;
+                }
                 q.append_pair(k, v);
             }
             if let Some(hint) = login_hint {
                 q.append_pair("login_hint", hint);
+            }
+            // An application asked for a fresh authentication (prompt=login, max_age): ask upstream too.
+            if force {
+                q.append_pair("prompt", "login");
+                if self.settings.kind == Kind::Oidc {
+                    q.append_pair("max_age", "0");
+                }
             }
         }
         Ok(url.into())

@@ -598,7 +598,11 @@ impl SamlProvider {
     }
 
     /// The IdP-bound redirect carrying a (signed) AuthnRequest; returns (url, request id).
-    pub fn authn_request_url(&self, relay_state: &str) -> Result<(String, String), ProviderError> {
+    pub fn authn_request_url(
+        &self,
+        relay_state: &str,
+        force: bool,
+    ) -> Result<(String, String), ProviderError> {
         let saml = self.s.saml.as_ref().expect("validated");
         let idp = self.idp()?;
         let mut req = idp
@@ -608,6 +612,9 @@ impl SamlProvider {
         let mut id = [0u8; 16];
         aws_lc_rs::rand::fill(&mut id).expect("randomness");
         req.id = format!("_{}", hex::encode(id));
+        if force {
+            req.force_authn = Some(true);
+        }
         let xml = req
             .to_string()
             .map_err(|e| ProviderError::Saml("saml_request", format!("{e:?}")))?;
@@ -1078,7 +1085,7 @@ mod tests {
     #[test]
     fn authn_request_is_signed_over_the_exact_query() {
         let p = provider_cached();
-        let (url, id) = p.authn_request_url("relay-123").unwrap();
+        let (url, id) = p.authn_request_url("relay-123", false).unwrap();
         assert!(id.starts_with('_') && id.len() == 33, "{id}");
         let query = url.split_once('?').unwrap().1;
         let (signed, sig) = query.rsplit_once("&Signature=").unwrap();

@@ -131,6 +131,9 @@ pub struct StartQuery {
     provider: Option<String>,
     return_to: Option<String>,
     login_hint: Option<String>,
+    /// `1`: ask the identity provider for a fresh authentication (an application sent prompt=login or
+    /// max_age).
+    force: Option<String>,
 }
 
 /// `GET /sso/login`
@@ -177,13 +180,18 @@ async fn start_login(
                         .iter()
                         .map(|p| ChooserEntry {
                             name: p.settings.display_name.clone(),
-                            href: format!(
-                                "/sso/login?{}",
-                                url::form_urlencoded::Serializer::new(String::new())
-                                    .append_pair("provider", p.id())
-                                    .append_pair("return_to", &return_to)
-                                    .finish()
-                            ),
+                            href: {
+                                let mut ser = url::form_urlencoded::Serializer::new(String::new());
+                                ser.append_pair("provider", p.id())
+                                    .append_pair("return_to", &return_to);
+                                if let Some(h) = &q.login_hint {
+                                    ser.append_pair("login_hint", h);
+                                }
+                                if let Some(f) = &q.force {
+                                    ser.append_pair("force", f);
+                                }
+                                format!("/sso/login?{}", ser.finish())
+                            },
                         })
                         .collect();
                     return Ok(pages::render(
@@ -207,7 +215,13 @@ async fn start_login(
     };
     let redirect_uri = redirect_uri(st, provider.settings.kind);
     let url = provider
-        .authorization_url(&state, &mut secrets, &redirect_uri, q.login_hint.as_deref())
+        .authorization_url(
+            &state,
+            &mut secrets,
+            &redirect_uri,
+            q.login_hint.as_deref(),
+            q.force.as_deref() == Some("1"),
+        )
         .await?;
     let now = st.clock.now();
     store::login::insert_flow(
@@ -358,14 +372,30 @@ async fn finish_login(
     .await?;
     verdict?;
 
-    // A fresh session id at every login; the previous session of this browser ends.
+    // A fresh session id (cookie) at every login; the previous session of this browser ends. When the same
+    // user signed in again (prompt=login, max_age), the session keeps its `sid`, and the applications keep
+    // their grants; a different user ends the previous user's grants.
+    let mut sid = None;
     if let Some(old) = req.cookie(SESSION_COOKIE)
-        && let Some(sid) = store::login::delete_session(&st.pool, &hash(old.value())).await?
+        && let Some(ended) = store::login::delete_session(&st.pool, &hash(old.value())).await?
+        && let Some(old_sid) = ended.sid
     {
-        store::oauth::revoke_session_tokens(&st.pool, &sid, now).await?;
+        if ended.provider_id == provider.id() && ended.subject == identity.subject {
+            sid = Some(old_sid);
+        } else {
+            store::oauth::revoke_session_tokens(&st.pool, &old_sid, now).await?;
+        }
     }
     let session_id = random_token();
-    let sid = random_token();
+    let sid = sid.unwrap_or_else(random_token);
+    // The upstream OpenID Provider's `auth_time`, when plausible; else now.
+    let auth_time = identity
+        .claims
+        .get("auth_time")
+        .and_then(|v| v.as_i64())
+        .filter(|t| *t <= now + 60 && *t > now - st.web.session_absolute as i64)
+        .map(|t| t.min(now))
+        .unwrap_or(now);
     // How the user authenticated, as the upstream OpenID Provider said (passed on in our ID tokens).
     let acr = identity
         .claims
@@ -389,7 +419,7 @@ async fn finish_login(
     let ident = SessionIdentity {
         username: identity.username.clone(),
         email: identity.email.clone(),
-        email_verified: identity.email_verified,
+        email_verified,
         display_name: identity.display_name.clone(),
         groups: identity.groups.clone(),
     };
@@ -404,6 +434,7 @@ async fn finish_login(
             sid: &sid,
             acr: acr.as_deref(),
             amr: amr.as_deref(),
+            auth_time,
             now,
             idle_expires_at: now + st.web.session_idle as i64,
             expires_at: now + st.web.session_absolute as i64,
@@ -431,7 +462,7 @@ pub async fn me(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     };
     let issued = st.tokens.issue(&TokenRequest {
         kind: TokenKind::Access,
-        subject: user.subject.clone(),
+        subject: crate::tokens::public_subject(&user.provider_id, &user.subject),
         audience: vec![st.issuer.clone()],
         roles: user.roles.clone(),
         client_id: "sts-me".into(),
@@ -467,6 +498,10 @@ pub async fn me(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
             .collect(),
         Err(e) => return LoginError::from(e).page(Some(&user.provider_id)),
     };
+    let logout_token = req
+        .cookie(SESSION_COOKIE)
+        .map(|c| crate::oauth::logout_confirmation_token(c.value()))
+        .unwrap_or_default();
     let expires = time::OffsetDateTime::from_unix_timestamp(user.expires_at)
         .ok()
         .and_then(|d| {
@@ -488,6 +523,7 @@ pub async fn me(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
             claims: &claims,
             session_expires: &expires,
             apps,
+            logout_token: &logout_token,
         },
     )
 }

@@ -61,6 +61,14 @@ pub fn error_page(
     pages::error(status, title, message, code)
 }
 
+/// Render an askama page with the pages' CSP, not cached.
+pub fn render_page(
+    status: actix_web::http::StatusCode,
+    page: &impl askama::Template,
+) -> actix_web::HttpResponse {
+    pages::render(status, page)
+}
+
 /// The signed-out page.
 pub fn logged_out_page() -> actix_web::HttpResponse {
     pages::render(actix_web::http::StatusCode::OK, &pages::LoggedOutPage)

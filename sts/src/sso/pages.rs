@@ -42,6 +42,8 @@ pub struct MePage<'a> {
     pub session_expires: &'a str,
     /// Applications given tokens in this session: (name, client id).
     pub apps: Vec<(String, String)>,
+    /// Proves the sign-out form was posted from this page.
+    pub logout_token: &'a str,
 }
 
 #[derive(Template)]

@@ -32,7 +32,9 @@ pub struct SessionUser {
     pub sid: String,
     pub acr: Option<String>,
     pub amr: Option<Vec<String>>,
-    /// When the user authenticated (`auth_time`).
+    /// When the user authenticated (`auth_time`): the upstream IdP's `auth_time` when it gave one, else
+    /// the time of the login at the STS.
+    pub auth_time: i64,
     pub created_at: i64,
     pub expires_at: i64,
 }
@@ -90,6 +92,7 @@ pub async fn current(req: &HttpRequest, st: &AppState) -> Result<Option<SessionU
             amr: r.amr.and_then(|a| serde_json::from_str(&a).ok()),
             subject: r.subject,
             provider_id: r.provider_id,
+            auth_time: r.auth_time.unwrap_or(r.created_at),
             created_at: r.created_at,
             expires_at: r.expires_at,
         })

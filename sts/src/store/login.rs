@@ -111,6 +111,7 @@ pub struct NewSession<'a> {
     pub sid: &'a str,
     pub acr: Option<&'a str>,
     pub amr: Option<&'a str>,
+    pub auth_time: i64,
     pub now: i64,
     pub idle_expires_at: i64,
     pub expires_at: i64,
@@ -118,8 +119,8 @@ pub struct NewSession<'a> {
 
 pub async fn insert_session(pool: &Pool, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO sso_sessions (id_hash, subject, provider_id, identity, roles, sid, acr, amr, created_at, last_seen_at, idle_expires_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO sso_sessions (id_hash, subject, provider_id, identity, roles, sid, acr, amr, auth_time, created_at, last_seen_at, idle_expires_at, expires_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(s.id_hash)
     .bind(s.subject)
@@ -129,6 +130,7 @@ pub async fn insert_session(pool: &Pool, s: &NewSession<'_>) -> Result<(), sqlx:
     .bind(s.sid)
     .bind(s.acr)
     .bind(s.amr)
+    .bind(s.auth_time)
     .bind(s.now)
     .bind(s.now)
     .bind(s.idle_expires_at)
@@ -146,6 +148,7 @@ pub struct Session {
     pub sid: Option<String>,
     pub acr: Option<String>,
     pub amr: Option<String>,
+    pub auth_time: Option<i64>,
     pub created_at: i64,
     pub expires_at: i64,
 }
@@ -160,7 +163,7 @@ pub async fn touch_session(
     let row = sqlx::query(
         "UPDATE sso_sessions SET last_seen_at = ?, idle_expires_at = CASE WHEN ? < expires_at THEN ? ELSE expires_at END \
          WHERE id_hash = ? AND idle_expires_at > ? AND expires_at > ? \
-         RETURNING subject, provider_id, identity, roles, sid, acr, amr, created_at, expires_at",
+         RETURNING subject, provider_id, identity, roles, sid, acr, amr, auth_time, created_at, expires_at",
     )
     .bind(now)
     .bind(new_idle)
@@ -178,20 +181,32 @@ pub async fn touch_session(
         sid: r.get("sid"),
         acr: r.get("acr"),
         amr: r.get("amr"),
+        auth_time: r.get("auth_time"),
         created_at: r.get("created_at"),
         expires_at: r.get("expires_at"),
     }))
 }
 
-/// End a session; returns its `sid` when there was one.
-pub async fn delete_session(pool: &Pool, id_hash: &str) -> Result<Option<String>, sqlx::Error> {
-    Ok(sqlx::query_scalar::<_, Option<String>>(
-        "DELETE FROM sso_sessions WHERE id_hash = ? RETURNING sid",
+/// What an ended session was: its `sid` (when it had one), provider and subject.
+pub struct Ended {
+    pub sid: Option<String>,
+    pub provider_id: String,
+    pub subject: String,
+}
+
+/// End a session.
+pub async fn delete_session(pool: &Pool, id_hash: &str) -> Result<Option<Ended>, sqlx::Error> {
+    let row: Option<(Option<String>, String, String)> = sqlx::query_as(
+        "DELETE FROM sso_sessions WHERE id_hash = ? RETURNING sid, provider_id, subject",
     )
     .bind(id_hash)
     .fetch_optional(pool)
-    .await?
-    .flatten())
+    .await?;
+    Ok(row.map(|(sid, provider_id, subject)| Ended {
+        sid,
+        provider_id,
+        subject,
+    }))
 }
 
 /// Remove expired flows and sessions.

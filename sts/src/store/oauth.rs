@@ -20,6 +20,7 @@ pub async fn sync_config_clients(
     pool: &Pool,
     rows: &[(String, String, bool)],
     now: i64,
+    disable_missing: bool,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     for (id, settings, enabled) in rows {
@@ -42,7 +43,10 @@ pub async fn sync_config_clients(
     )
     .fetch_all(&mut *tx)
     .await?;
-    for id in ids.iter().filter(|id| !rows.iter().any(|r| &r.0 == *id)) {
+    for id in ids
+        .iter()
+        .filter(|id| disable_missing && !rows.iter().any(|r| &r.0 == *id))
+    {
         sqlx::query("UPDATE oauth_clients SET enabled = 0, updated_at = ? WHERE client_id = ?")
             .bind(now)
             .bind(id)
@@ -175,14 +179,24 @@ pub enum Redeem {
     Unknown,
 }
 
-/// Mark a code used; whoever marks it first owns it.
-pub async fn redeem_code(pool: &Pool, code_hash: &str, now: i64) -> Result<Redeem, sqlx::Error> {
+/// Mark a code of `client_id` used, recording the refresh-token family it will start; whoever marks it
+/// first owns it. A code of another client is `Unknown` to this one (and stays usable by its own).
+pub async fn redeem_code(
+    pool: &Pool,
+    code_hash: &str,
+    client_id: &str,
+    family_id: &str,
+    now: i64,
+) -> Result<Redeem, sqlx::Error> {
     if let Some(r) = sqlx::query(
-        "UPDATE authorization_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL \
+        "UPDATE authorization_codes SET used_at = ?, family_id = ? \
+         WHERE code_hash = ? AND client_id = ? AND used_at IS NULL \
          RETURNING client_id, sid, grant_data, expires_at",
     )
     .bind(now)
+    .bind(family_id)
     .bind(code_hash)
+    .bind(client_id)
     .fetch_optional(pool)
     .await?
     {
@@ -194,9 +208,10 @@ pub async fn redeem_code(pool: &Pool, code_hash: &str, now: i64) -> Result<Redee
         }));
     }
     let used = sqlx::query(
-        "SELECT access_jti, access_exp, family_id FROM authorization_codes WHERE code_hash = ?",
+        "SELECT access_jti, access_exp, family_id FROM authorization_codes WHERE code_hash = ? AND client_id = ?",
     )
     .bind(code_hash)
+    .bind(client_id)
     .fetch_optional(pool)
     .await?;
     Ok(match used {
@@ -209,20 +224,18 @@ pub async fn redeem_code(pool: &Pool, code_hash: &str, now: i64) -> Result<Redee
     })
 }
 
-/// Remember what a code produced (revoked if the code is presented again).
+/// Remember the access token a code produced (revoked if the code is presented again).
 pub async fn record_code_result(
     pool: &Pool,
     code_hash: &str,
     access_jti: &str,
     access_exp: i64,
-    family_id: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE authorization_codes SET access_jti = ?, access_exp = ?, family_id = ? WHERE code_hash = ?",
+        "UPDATE authorization_codes SET access_jti = ?, access_exp = ? WHERE code_hash = ?",
     )
     .bind(access_jti)
     .bind(access_exp)
-    .bind(family_id)
     .bind(code_hash)
     .execute(pool)
     .await?;
@@ -299,21 +312,67 @@ pub async fn find_refresh(
     .map(refresh_row))
 }
 
-/// Mark an unused, unrevoked refresh token used (rotation); None when someone else got there first.
-pub async fn use_refresh(
+/// Rotation in one transaction: mark the presented token used (only if unused and unrevoked) and insert
+/// its successor. False when someone else used it first. Being one transaction, a concurrent reuse that
+/// revokes the family sees the successor too.
+pub async fn rotate_refresh(
     pool: &Pool,
-    token_hash: &str,
-    now: i64,
-) -> Result<Option<RefreshRow>, sqlx::Error> {
-    Ok(sqlx::query(
-        "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND revoked_at IS NULL \
-         RETURNING family_id, client_id, sid, grant_data, created_at, expires_at, used_at, revoked_at",
+    old_hash: &str,
+    new: &NewRefresh<'_>,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let n = sqlx::query(
+        "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND revoked_at IS NULL",
     )
-    .bind(now)
-    .bind(token_hash)
-    .fetch_optional(pool)
+    .bind(new.now)
+    .bind(old_hash)
+    .execute(&mut *tx)
     .await?
-    .map(refresh_row))
+    .rows_affected();
+    if n != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, family_id, client_id, sid, grant_data, created_at, expires_at, access_jti, access_exp) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(new.token_hash)
+    .bind(new.family_id)
+    .bind(new.client_id)
+    .bind(new.sid)
+    .bind(new.grant_data)
+    .bind(new.now)
+    .bind(new.expires_at)
+    .bind(new.access_jti)
+    .bind(new.access_exp)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Keep an SSO session alive while its applications refresh tokens (idle deadline pushed, capped by the
+/// absolute one). False when the session has ended.
+pub async fn touch_session_by_sid(
+    pool: &Pool,
+    sid: &str,
+    now: i64,
+    new_idle: i64,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE sso_sessions SET idle_expires_at = CASE WHEN ? < expires_at THEN ? ELSE expires_at END \
+         WHERE sid = ? AND idle_expires_at > ? AND expires_at > ?",
+    )
+    .bind(new_idle)
+    .bind(new_idle)
+    .bind(sid)
+    .bind(now)
+    .bind(now)
+    .execute(pool)
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 /// Revoke every refresh token of a family and the access tokens they were issued with.
@@ -415,14 +474,14 @@ pub async fn session_alive(pool: &Pool, sid: &str, now: i64) -> Result<bool, sql
         > 0)
 }
 
-/// (subject, identity JSON, roles JSON) of a live session by its `sid`.
+/// (provider id, subject, identity JSON, roles JSON) of a live session by its `sid`.
 pub async fn session_by_sid(
     pool: &Pool,
     sid: &str,
     now: i64,
-) -> Result<Option<(String, String, String)>, sqlx::Error> {
+) -> Result<Option<(String, String, String, String)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT subject, identity, roles FROM sso_sessions WHERE sid = ? AND idle_expires_at > ? AND expires_at > ?",
+        "SELECT provider_id, subject, identity, roles FROM sso_sessions WHERE sid = ? AND idle_expires_at > ? AND expires_at > ?",
     )
     .bind(sid)
     .bind(now)

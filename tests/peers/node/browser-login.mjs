@@ -9,7 +9,7 @@
 //
 // Steps: /sso/login?provider=ID&login_hint=LOGIN_HINT, follow the IdP round trip until the path is /sso/me
 // (20 s); read #subject, #email, #username, #roles li, #access-token; click [data-copy="access-token"], wait
-// for "Copied", read the clipboard in the page; full-page screenshot DIR/me.png; /sso/logout (its h1 must say
+// for "Copied", read the clipboard in the page; full-page screenshot DIR/me.png; the page's Sign out button (the h1 must say
 // "signed out"); then /sso/me again and record where the browser ends up.
 //
 // Prints exactly ONE line of JSON on stdout:
@@ -242,8 +242,12 @@ async function run() {
   const screenshot = path.resolve(args.out, 'me.png');
   await page.screenshot({ path: screenshot, fullPage: true });
 
-  // e. logout, then /sso/me again
-  await page.goto(`${sts}/sso/logout`, { waitUntil: 'load' });
+  // e. logout with the page's own "Sign out" button (a POST carrying the page's confirmation token), then
+  //    /sso/me again
+  await Promise.all([
+    page.waitForNavigation({ waitUntil: 'load', timeout: STEP_TIMEOUT_MS }),
+    page.locator('#logout').click({ timeout: STEP_TIMEOUT_MS }),
+  ]);
   const logoutHeading = ((await page.locator('h1').first().textContent({ timeout: STEP_TIMEOUT_MS })) ?? '').trim();
   if (!/signed out/i.test(logoutHeading)) {
     throw new Error(`logout page h1 is ${JSON.stringify(logoutHeading)}, not "signed out" (at ${safeUrl()})`);
