@@ -37,6 +37,7 @@ CREATE TABLE authorization_codes (
     created_at      BIGINT NOT NULL,
     expires_at      BIGINT NOT NULL,
     used_at         BIGINT,                          -- set at redemption; a second redemption is a reuse
+    reused_at       BIGINT,                          -- set by a second redemption
     access_jti      TEXT,                            -- what the redemption produced, revoked on reuse
     access_exp      BIGINT,
     family_id       TEXT

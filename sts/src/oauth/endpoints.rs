@@ -130,7 +130,10 @@ async fn userinfo(req: &HttpRequest, st: &AppState, form_token: Option<String>) 
     let (provider_id, subject, identity, roles) = row;
     let identity: SessionIdentity = match serde_json::from_str(&identity) {
         Ok(i) => i,
-        Err(_) => return OAuthError::new("server_error", "stored session unreadable").response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a stored session is unreadable");
+            return OAuthError::new("server_error", "internal error").response();
+        }
     };
     let mut body = user_claims(&scope, &identity);
     body.insert(
@@ -245,8 +248,10 @@ async fn do_introspect(
     {
         return Ok(inactive());
     }
-    let grant: super::GrantData = serde_json::from_str(&row.grant_data)
-        .map_err(|e| OAuthError::new("server_error", format!("stored grant unreadable: {e}")))?;
+    let grant: super::GrantData = serde_json::from_str(&row.grant_data).map_err(|e| {
+        tracing::error!(error = %e, "a stored grant is unreadable");
+        OAuthError::new("server_error", "internal error")
+    })?;
     Ok(json_no_store(serde_json::json!({
         "active": true,
         "token_type": "refresh_token",

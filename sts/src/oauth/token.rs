@@ -362,7 +362,14 @@ async fn authorization_code(
         )
         .await?;
     }
-    store::oauth::record_code_result(&st.pool, &code_hash, &access_jti, access_exp).await?;
+    if store::oauth::record_code_result(&st.pool, &code_hash, &access_jti, access_exp).await? {
+        // Presented twice while this redemption was issuing: revoke what it issued, as a reuse does.
+        store::oauth::revoke_access(&st.pool, &access_jti, access_exp).await?;
+        if let Some(f) = &family {
+            store::oauth::revoke_family(&st.pool, f, now).await?;
+        }
+        return Err(OAuthError::invalid_grant("the code was already used"));
+    }
     store::oauth::touch_session_client(&st.pool, &grant.sid, &client.settings.id, now).await?;
     tracing::info!(client = %client.settings.id, subject = %grant.subject, "tokens issued (authorization_code)");
     Ok(json_no_store(body))

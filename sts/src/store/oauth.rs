@@ -208,8 +208,10 @@ pub async fn redeem_code(
         }));
     }
     let used = sqlx::query(
-        "SELECT access_jti, access_exp, family_id FROM authorization_codes WHERE code_hash = ? AND client_id = ?",
+        "UPDATE authorization_codes SET reused_at = ? WHERE code_hash = ? AND client_id = ? \
+         RETURNING access_jti, access_exp, family_id",
     )
+    .bind(now)
     .bind(code_hash)
     .bind(client_id)
     .fetch_optional(pool)
@@ -224,22 +226,23 @@ pub async fn redeem_code(
     })
 }
 
-/// Remember the access token a code produced (revoked if the code is presented again).
+/// Remember the access token a code produced (revoked if the code is presented again). Returns true when
+/// the code was presented a second time meanwhile (the caller then revokes what it just issued).
 pub async fn record_code_result(
     pool: &Pool,
     code_hash: &str,
     access_jti: &str,
     access_exp: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE authorization_codes SET access_jti = ?, access_exp = ? WHERE code_hash = ?",
+) -> Result<bool, sqlx::Error> {
+    let reused: Option<Option<i64>> = sqlx::query_scalar(
+        "UPDATE authorization_codes SET access_jti = ?, access_exp = ? WHERE code_hash = ? RETURNING reused_at",
     )
     .bind(access_jti)
     .bind(access_exp)
     .bind(code_hash)
-    .execute(pool)
+    .fetch_optional(pool)
     .await?;
-    Ok(())
+    Ok(reused.flatten().is_some())
 }
 
 // ------------------------------------------------------------------ refresh tokens
