@@ -1,2 +1,80 @@
-//! Admin console (askama templates + handlers). A stub until the admin-console issue: it will define the
-//! store trait it needs, and `sts` will implement it (admin-ui must not depend on sts).
+//! The STS admin console (`/admin`, askama templates, no JavaScript framework) and admin JSON API
+//! (`/admin/api/v1`, OpenAPI document at `/admin/api/openapi.json`).
+//!
+//! This crate does not depend on the server: it defines [`AdminBackend`], the operations it needs, and
+//! `sts` implements it. Authentication, sessions, CSRF and rate limiting live here ([`auth`]).
+
+pub mod api;
+pub mod auth;
+pub mod backend;
+pub mod pages;
+mod upload;
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+pub use backend::AdminBackend;
+
+/// Mount the console and the API. `backend` is the server's implementation; `limiter` must be one per
+/// process (not per worker), so create it once outside the app factory.
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    backend: Arc<dyn AdminBackend>,
+    limiter: Arc<auth::RateLimiter>,
+) {
+    let data: web::Data<dyn AdminBackend> = web::Data::from(backend);
+    let limiter = web::Data::from(limiter);
+    cfg.app_data(data.clone()).app_data(limiter.clone());
+    cfg.configure(api::routes);
+    let form = || web::PayloadConfig::new(pages::FORM_LIMIT);
+    cfg.service(
+        web::scope("/admin")
+            .app_data(data)
+            .app_data(limiter)
+            .app_data(form())
+            .route("", web::get().to(pages::dashboard))
+            .route("/", web::get().to(pages::dashboard))
+            .route("/login", web::get().to(pages::login_form))
+            .route("/login", web::post().to(pages::login))
+            .route("/logout", web::post().to(pages::logout))
+            .route("/keys", web::get().to(pages::keys))
+            .route("/keys/regenerate", web::post().to(pages::regenerate_key))
+            .route("/keys/import", web::post().to(pages::import_key))
+            .route("/sessions", web::get().to(pages::sessions))
+            .route(
+                "/sessions/{sid}/revoke",
+                web::post().to(pages::revoke_session),
+            )
+            .route("/applications", web::get().to(pages::applications))
+            .route("/applications", web::post().to(pages::create_application))
+            .route(
+                "/applications/{id}/secret",
+                web::post().to(pages::rotate_secret),
+            )
+            .route(
+                "/applications/{id}/{action}",
+                web::post().to(pages::set_enabled),
+            )
+            .route("/tokens", web::get().to(pages::tokens))
+            .route("/tokens", web::post().to(pages::create_token))
+            .route("/tokens/{id}/revoke", web::post().to(pages::revoke_token))
+            .route("/audit", web::get().to(pages::audit))
+            .route("/static/admin.css", web::get().to(pages::css))
+            .route("/static/admin.js", web::get().to(pages::js)),
+    );
+}
+
+/// Every state-changing console route (method, path pattern), for tests that check CSRF and sessions.
+pub const STATE_CHANGING_PAGES: &[&str] = &[
+    "/admin/logout",
+    "/admin/keys/regenerate",
+    "/admin/keys/import",
+    "/admin/sessions/{sid}/revoke",
+    "/admin/applications",
+    "/admin/applications/{id}/secret",
+    "/admin/applications/{id}/disable",
+    "/admin/applications/{id}/enable",
+    "/admin/tokens",
+    "/admin/tokens/{id}/revoke",
+];

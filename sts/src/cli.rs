@@ -46,6 +46,31 @@ pub enum Command {
     /// Registered applications (OAuth clients).
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Administrators of the admin console (/admin).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create an administrator (password: prompted, or from --password-env / --password-file; 12+
+    /// characters; stored as an argon2id hash).
+    Create(AdminArgs),
+    /// Set a new password for an existing administrator (ends their sessions).
+    Passwd(AdminArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// The administrator's user name (1..=64 of a-z 0-9 . _ - @; stored lowercase).
+    #[arg(long)]
+    pub username: String,
+    /// Name of the environment variable holding the password.
+    #[arg(long, value_name = "VAR", conflicts_with = "password_file")]
+    pub password_env: Option<String>,
+    /// File holding the password (one trailing newline is ignored).
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +155,9 @@ pub fn main() -> ExitCode {
         | Some(Command::Saml(SamlCommand::ImportKey(a))) => {
             a.password_env.iter().cloned().collect()
         }
+        Some(Command::Admin(AdminCommand::Create(a) | AdminCommand::Passwd(a))) => {
+            a.password_env.iter().cloned().collect()
+        }
         _ => vec![],
     };
     let extra: Vec<&str> = extra_env.iter().map(String::as_str).collect();
@@ -169,6 +197,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Keys(k) => keys(k, &config).await,
         Command::Clients(c) => clients(c, &config).await,
+        Command::Admin(a) => admin(a, &config).await,
         Command::Saml(SamlCommand::ImportKey(args)) => {
             let password = read_password(&args)?;
             let data = read_keystore(&args.keystore)?;
@@ -232,6 +261,70 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 async fn open_service(config: &Config) -> anyhow::Result<KeyService> {
     let pool = store::connect(config).await?;
     Ok(KeyService::open(pool, config, clock::system(), "cli").await?)
+}
+
+async fn admin(cmd: AdminCommand, config: &Config) -> anyhow::Result<()> {
+    let (args, replace) = match cmd {
+        AdminCommand::Create(a) => (a, false),
+        AdminCommand::Passwd(a) => (a, true),
+    };
+    let username = args.username.trim().to_lowercase();
+    if username.is_empty()
+        || username.len() > 64
+        || !username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+    {
+        bail!("--username must be 1..=64 of a-z 0-9 . _ - @");
+    }
+    let password = Zeroizing::new(match (&args.password_env, &args.password_file) {
+        (Some(var), _) => {
+            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?
+        }
+        (None, Some(path)) => strip_newline(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        (None, None) => {
+            let first = rpassword::prompt_password(format!("Password for {username}: ")).context(
+                "cannot read the password (no terminal? use --password-env or --password-file)",
+            )?;
+            let again = rpassword::prompt_password("Repeat it: ")?;
+            if first != again {
+                bail!("the passwords differ");
+            }
+            first
+        }
+    });
+    admin_ui::auth::check_password_rules(&password).map_err(anyhow::Error::msg)?;
+    let hash = admin_ui::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
+    let service = open_service(config).await?;
+    let now = service.now();
+    if !store::admin::upsert_admin(service.pool(), &username, &hash, now, replace).await? {
+        if replace {
+            bail!("there is no administrator {username} (create one with sts admin create)");
+        }
+        bail!("the administrator {username} exists already (sts admin passwd sets a new password)");
+    }
+    store::admin::audit(
+        service.pool(),
+        now,
+        "cli",
+        if replace {
+            "admin.passwd"
+        } else {
+            "admin.create"
+        },
+        Some(&username),
+        &serde_json::json!({}),
+    )
+    .await?;
+    println!(
+        "{} administrator {username}; sign in at {}/admin",
+        if replace { "updated" } else { "created" },
+        config.public_url
+    );
+    Ok(())
 }
 
 async fn clients(cmd: ClientsCommand, config: &Config) -> anyhow::Result<()> {

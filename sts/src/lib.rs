@@ -10,8 +10,10 @@
 //! - [`sso`]: browser login through identity providers, the SSO session.
 //! - [`oauth`]: the STS as OpenID Provider / OAuth 2.0 server for applications and machines.
 //! - [`startup`]: `Application::build` / `run_until_stopped` (binds first, so port 0 works).
+//! - [`admin`]: the server side of the admin console and API (`admin-ui` crate).
 //! - [`cli`]: the `sts` command line.
 
+pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -104,6 +104,16 @@ impl Application {
             }
         }
 
+        let admin: Arc<dyn admin_ui::AdminBackend> = Arc::new(crate::admin::Backend {
+            pool: pool.clone(),
+            keys: service.clone(),
+            ring: keys.clone(),
+            clients: clients.clone(),
+            clock: clock.clone(),
+            secure_cookies: config.public_url.starts_with("https://"),
+            token_max_lifetime: config.token_max_lifetime,
+        });
+        let limiter = Arc::new(admin_ui::auth::RateLimiter::default());
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             keys: keys.clone(),
@@ -130,6 +140,7 @@ impl Application {
                 .app_data(state.clone())
                 .wrap(http::security_headers(https_public))
                 .wrap_fn(http::request_span)
+                .configure(|cfg| admin_ui::configure(cfg, admin.clone(), limiter.clone()))
                 .configure(http::routes)
         })
         .shutdown_timeout(5);
@@ -273,6 +284,9 @@ fn spawn_purger(pool: Pool, clock: SharedClock) -> tokio::task::JoinHandle<()> {
             }
             if let Err(e) = store::oauth::purge_expired(&pool, clock.now()).await {
                 tracing::warn!(error = %e, "purging expired codes and tokens failed");
+            }
+            if let Err(e) = store::admin::purge_expired(&pool, clock.now()).await {
+                tracing::warn!(error = %e, "purging expired admin sessions failed");
             }
         }
     })

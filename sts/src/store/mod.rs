@@ -1,6 +1,7 @@
 //! Persistence: the SQLite pool (WAL, foreign keys, busy timeout) and embedded migrations.
 //! One file per aggregate; SQL is kept portable so PostgreSQL can follow.
 
+pub mod admin;
 pub mod keys;
 pub mod login;
 pub mod oauth;

@@ -1,0 +1,184 @@
+//! What the admin console needs from the server: the `AdminBackend` trait (implemented by `sts`, so this
+//! crate does not depend on it) and the plain data it exchanges. Every state-changing method takes the
+//! actor and writes the audit log itself, in the same step as the change.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'a>>;
+
+/// A failure: `Invalid` is the caller's fault (shown to them, nothing changed), `NotFound` likewise;
+/// `Internal` is logged and shown as "internal error".
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("not found")]
+    NotFound,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAdminSession {
+    pub id_hash: String,
+    pub username: String,
+    pub via: &'static str,
+    pub csrf: String,
+    pub now: i64,
+    pub idle_expires_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSession {
+    pub username: String,
+    pub csrf: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub algorithm: String,
+    pub source: String,
+    pub state: String,
+    pub created_at: i64,
+    pub retire_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SsoSessionInfo {
+    pub sid: String,
+    pub subject: String,
+    pub provider: String,
+    pub username: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub applications: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientInfo {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub client_type: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub audience: Vec<String>,
+    pub roles: Vec<String>,
+    pub auth_method: String,
+    pub enabled: bool,
+    pub secret_set: bool,
+    /// "config" (read-only here) or "admin".
+    pub managed_by: String,
+}
+
+/// A new application as entered in the console or the API; validated by the server like `[[clients]]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// "confidential" or "public".
+    #[serde(rename = "type")]
+    pub client_type: String,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Default: authorization_code + refresh_token.
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub audience: Option<Vec<String>>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiTokenInfo {
+    pub id: String,
+    pub name: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Dashboard {
+    pub database_ok: bool,
+    pub active_kid: Option<String>,
+    pub active_key_source: Option<String>,
+    pub active_key_created_at: Option<i64>,
+    pub providers: i64,
+    pub clients: i64,
+    pub sso_sessions: i64,
+    /// Last login per provider: (provider, subject, outcome, at).
+    pub recent_logins: Vec<(String, Option<String>, String, i64)>,
+}
+
+/// The server side of the admin console.
+pub trait AdminBackend: Send + Sync + 'static {
+    fn now(&self) -> i64;
+    /// `https://` public URL: cookies get `Secure`.
+    fn secure_cookies(&self) -> bool;
+
+    /// The argon2id hash of an administrator's password, if the administrator exists and has one.
+    fn admin_password_hash(&self, username: &str) -> BoxFut<'_, Option<String>>;
+    fn insert_admin_session(&self, s: NewAdminSession) -> BoxFut<'_, ()>;
+    /// A live admin session (idle deadline pushed to `idle_until`, capped by the absolute one).
+    fn admin_session(&self, id_hash: &str, idle_until: i64) -> BoxFut<'_, Option<AdminSession>>;
+    fn delete_admin_session(&self, id_hash: &str) -> BoxFut<'_, ()>;
+    /// The API token's name when it is valid (not revoked); records its use.
+    fn api_token(&self, token_hash: &str) -> BoxFut<'_, Option<String>>;
+    /// Write an audit entry that is not part of a change (sign-ins, refusals).
+    fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        details: serde_json::Value,
+    ) -> BoxFut<'_, ()>;
+
+    fn dashboard(&self) -> BoxFut<'_, Dashboard>;
+    fn keys(&self) -> BoxFut<'_, Vec<KeyInfo>>;
+    /// Generate a new active signing key; returns its kid.
+    fn regenerate_key(&self, actor: &str) -> BoxFut<'_, String>;
+    /// Import a PKCS#12 keystore (same checks as the CLI); returns the new active kid.
+    fn import_keystore(&self, actor: &str, data: Vec<u8>, password: String) -> BoxFut<'_, String>;
+    fn sso_sessions(&self) -> BoxFut<'_, Vec<SsoSessionInfo>>;
+    /// End an SSO session and revoke its refresh tokens.
+    fn revoke_sso_session(&self, actor: &str, sid: &str) -> BoxFut<'_, ()>;
+    fn audit_log(&self, limit: i64, offset: i64) -> BoxFut<'_, (Vec<AuditEntry>, i64)>;
+
+    fn clients(&self) -> BoxFut<'_, Vec<ClientInfo>>;
+    /// Register an application; returns it and, for a confidential client with a secret, the secret
+    /// (shown once).
+    fn create_client(&self, actor: &str, c: NewClient) -> BoxFut<'_, (ClientInfo, Option<String>)>;
+    /// A new secret (shown once); the previous one stops working.
+    fn rotate_client_secret(&self, actor: &str, id: &str) -> BoxFut<'_, String>;
+    fn set_client_enabled(&self, actor: &str, id: &str, enabled: bool) -> BoxFut<'_, ()>;
+
+    fn api_tokens(&self) -> BoxFut<'_, Vec<ApiTokenInfo>>;
+    /// Returns (id, token): the token is shown once and stored hashed.
+    fn create_api_token(&self, actor: &str, name: &str) -> BoxFut<'_, (String, String)>;
+    fn revoke_api_token(&self, actor: &str, id: &str) -> BoxFut<'_, ()>;
+}

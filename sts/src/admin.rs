@@ -1,0 +1,515 @@
+//! The server's side of the admin console: [`admin_ui::AdminBackend`] over the store, the key service,
+//! the key ring and the client registry. Every change writes an audit entry (secrets never).
+
+use std::sync::Arc;
+
+use admin_ui::backend::{
+    AdminSession, ApiTokenInfo, AuditEntry, BackendError, BoxFut, ClientInfo, Dashboard, KeyInfo,
+    NewAdminSession, NewClient, SsoSessionInfo,
+};
+use serde_json::json;
+
+use crate::clock::SharedClock;
+use crate::keys::{KeyRing, KeyService};
+use crate::oauth::clients::{
+    AuthMethod, ClientRegistry, ClientSettings, ClientType, GrantType, RawClient, generate_secret,
+};
+use crate::store::{self, Pool};
+
+pub struct Backend {
+    pub pool: Pool,
+    pub keys: Arc<KeyService>,
+    pub ring: Arc<KeyRing>,
+    pub clients: Arc<ClientRegistry>,
+    pub clock: SharedClock,
+    pub secure_cookies: bool,
+    pub token_max_lifetime: u64,
+}
+
+fn db(e: sqlx::Error) -> BackendError {
+    BackendError::Internal(format!("database: {e}"))
+}
+
+impl Backend {
+    async fn log(
+        &self,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        details: serde_json::Value,
+    ) -> Result<(), BackendError> {
+        store::admin::audit(
+            &self.pool,
+            self.clock.now(),
+            actor,
+            action,
+            target,
+            &details,
+        )
+        .await
+        .map_err(db)
+    }
+
+    fn client_info(
+        &self,
+        s: &ClientSettings,
+        enabled: bool,
+        secret_set: bool,
+        managed_by: &str,
+    ) -> ClientInfo {
+        ClientInfo {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            client_type: match s.client_type {
+                ClientType::Confidential => "confidential".into(),
+                ClientType::Public => "public".into(),
+            },
+            redirect_uris: s.redirect_uris.clone(),
+            post_logout_redirect_uris: s.post_logout_redirect_uris.clone(),
+            grant_types: s
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_string())
+                .collect(),
+            scopes: s.scopes.clone(),
+            audience: s.audience.clone(),
+            roles: s.roles.clone(),
+            auth_method: s.auth_method.as_str().into(),
+            enabled,
+            secret_set,
+            managed_by: managed_by.into(),
+        }
+    }
+
+    async fn key_changed(&self) {
+        if let Err(e) = self.ring.refresh().await {
+            tracing::warn!(error = %e, "reloading keys after an admin change failed; the reload loop will retry");
+        }
+    }
+}
+
+fn parse_list<T: serde::de::DeserializeOwned>(
+    field: &str,
+    v: Option<Vec<String>>,
+) -> Result<Option<Vec<T>>, BackendError> {
+    v.map(|list| {
+        list.into_iter()
+            .map(|s| {
+                serde_json::from_value(serde_json::Value::String(s.clone()))
+                    .map_err(|_| BackendError::Invalid(format!("{field}: unknown value {s:?}")))
+            })
+            .collect()
+    })
+    .transpose()
+}
+
+impl admin_ui::AdminBackend for Backend {
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    fn secure_cookies(&self) -> bool {
+        self.secure_cookies
+    }
+
+    fn admin_password_hash(&self, username: &str) -> BoxFut<'_, Option<String>> {
+        let username = username.to_string();
+        Box::pin(async move {
+            store::admin::admin_password_hash(&self.pool, &username)
+                .await
+                .map_err(db)
+        })
+    }
+
+    fn insert_admin_session(&self, s: NewAdminSession) -> BoxFut<'_, ()> {
+        Box::pin(async move {
+            store::admin::insert_session(&self.pool, &s)
+                .await
+                .map_err(db)
+        })
+    }
+
+    fn admin_session(&self, id_hash: &str, idle_until: i64) -> BoxFut<'_, Option<AdminSession>> {
+        let id_hash = id_hash.to_string();
+        Box::pin(async move {
+            Ok(
+                store::admin::touch_session(&self.pool, &id_hash, self.clock.now(), idle_until)
+                    .await
+                    .map_err(db)?
+                    .map(|(username, csrf)| AdminSession { username, csrf }),
+            )
+        })
+    }
+
+    fn delete_admin_session(&self, id_hash: &str) -> BoxFut<'_, ()> {
+        let id_hash = id_hash.to_string();
+        Box::pin(async move {
+            store::admin::delete_session(&self.pool, &id_hash)
+                .await
+                .map_err(db)
+        })
+    }
+
+    fn api_token(&self, token_hash: &str) -> BoxFut<'_, Option<String>> {
+        let h = token_hash.to_string();
+        Box::pin(async move {
+            store::admin::use_api_token(&self.pool, &h, self.clock.now())
+                .await
+                .map_err(db)
+        })
+    }
+
+    fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        details: serde_json::Value,
+    ) -> BoxFut<'_, ()> {
+        let (actor, action, target) = (
+            actor.to_string(),
+            action.to_string(),
+            target.map(str::to_string),
+        );
+        Box::pin(async move { self.log(&actor, &action, target.as_deref(), details).await })
+    }
+
+    fn dashboard(&self) -> BoxFut<'_, Dashboard> {
+        Box::pin(async move {
+            let now = self.clock.now();
+            let snap = self.ring.current();
+            let active_kid = snap.active.as_ref().map(|k| k.kid.clone());
+            let keys = self
+                .keys
+                .list()
+                .await
+                .map_err(|e| BackendError::Internal(e.to_string()))?;
+            let active = keys.iter().find(|k| Some(&k.kid) == active_kid.as_ref());
+            let (providers, clients, sso_sessions) =
+                store::admin::counts(&self.pool, now).await.map_err(db)?;
+            Ok(Dashboard {
+                database_ok: store::ping(&self.pool).await,
+                active_key_source: active.map(|k| k.source.clone()),
+                active_key_created_at: active.map(|k| k.created_at),
+                active_kid,
+                providers,
+                clients,
+                sso_sessions,
+                recent_logins: store::admin::recent_logins(&self.pool).await.map_err(db)?,
+            })
+        })
+    }
+
+    fn keys(&self) -> BoxFut<'_, Vec<KeyInfo>> {
+        Box::pin(async move {
+            Ok(self
+                .keys
+                .list()
+                .await
+                .map_err(|e| BackendError::Internal(e.to_string()))?
+                .into_iter()
+                .map(|k| KeyInfo {
+                    retire_at: if k.state == "retired" {
+                        k.retired_at
+                    } else {
+                        k.publish_until
+                    },
+                    kid: k.kid,
+                    algorithm: k.alg,
+                    source: k.source,
+                    state: k.state,
+                    created_at: k.created_at,
+                })
+                .collect())
+        })
+    }
+
+    fn regenerate_key(&self, actor: &str) -> BoxFut<'_, String> {
+        let actor = actor.to_string();
+        Box::pin(async move {
+            let k = self
+                .keys
+                .regenerate()
+                .await
+                .map_err(|e| BackendError::Internal(e.to_string()))?;
+            self.key_changed().await;
+            self.log(&actor, "key.regenerate", Some(&k.kid), json!({}))
+                .await?;
+            Ok(k.kid)
+        })
+    }
+
+    fn import_keystore(&self, actor: &str, data: Vec<u8>, password: String) -> BoxFut<'_, String> {
+        let actor = actor.to_string();
+        Box::pin(async move {
+            let password = zeroize::Zeroizing::new(password);
+            if data.len() > crate::keys::import::MAX_KEYSTORE_BYTES {
+                return Err(BackendError::Invalid(
+                    "the keystore file is too large".into(),
+                ));
+            }
+            match self.keys.import_pkcs12(&data, &password).await {
+                Ok(k) => {
+                    self.key_changed().await;
+                    self.log(
+                        &actor,
+                        "key.import",
+                        Some(&k.kid),
+                        json!({"bytes": data.len()}),
+                    )
+                    .await?;
+                    Ok(k.kid)
+                }
+                Err(
+                    e @ (crate::keys::KeyError::Import(_)
+                    | crate::keys::KeyError::Material(_)
+                    | crate::keys::KeyError::Duplicate { .. }),
+                ) => {
+                    self.log(
+                        &actor,
+                        "key.import_refused",
+                        None,
+                        json!({"reason": e.to_string()}),
+                    )
+                    .await?;
+                    Err(BackendError::Invalid(e.to_string()))
+                }
+                Err(e) => Err(BackendError::Internal(e.to_string())),
+            }
+        })
+    }
+
+    fn sso_sessions(&self) -> BoxFut<'_, Vec<SsoSessionInfo>> {
+        Box::pin(async move {
+            store::admin::sso_sessions(&self.pool, self.clock.now())
+                .await
+                .map_err(db)
+        })
+    }
+
+    fn revoke_sso_session(&self, actor: &str, sid: &str) -> BoxFut<'_, ()> {
+        let (actor, sid) = (actor.to_string(), sid.to_string());
+        Box::pin(async move {
+            if !store::admin::delete_sso_session(&self.pool, &sid)
+                .await
+                .map_err(db)?
+            {
+                return Err(BackendError::NotFound);
+            }
+            store::oauth::revoke_session_tokens(&self.pool, &sid, self.clock.now())
+                .await
+                .map_err(db)?;
+            self.log(&actor, "session.revoke", Some(&sid), json!({}))
+                .await
+        })
+    }
+
+    fn audit_log(&self, limit: i64, offset: i64) -> BoxFut<'_, (Vec<AuditEntry>, i64)> {
+        Box::pin(async move {
+            store::admin::audit_log(&self.pool, limit, offset)
+                .await
+                .map_err(db)
+        })
+    }
+
+    fn clients(&self) -> BoxFut<'_, Vec<ClientInfo>> {
+        Box::pin(async move {
+            let rows = store::oauth::load_clients(&self.pool).await.map_err(db)?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| {
+                    let s: ClientSettings = serde_json::from_str(&r.settings).ok()?;
+                    Some(self.client_info(&s, r.enabled, r.secret_hash.is_some(), &r.managed_by))
+                })
+                .collect())
+        })
+    }
+
+    fn create_client(&self, actor: &str, c: NewClient) -> BoxFut<'_, (ClientInfo, Option<String>)> {
+        let actor = actor.to_string();
+        Box::pin(async move {
+            let client_type = match c.client_type.as_str() {
+                "confidential" => ClientType::Confidential,
+                "public" => ClientType::Public,
+                other => {
+                    return Err(BackendError::Invalid(format!(
+                        "type must be confidential or public, not {other:?}"
+                    )));
+                }
+            };
+            let raw = RawClient {
+                id: c.id,
+                name: c.name,
+                client_type,
+                redirect_uris: c.redirect_uris,
+                post_logout_redirect_uris: c.post_logout_redirect_uris,
+                grant_types: parse_list::<GrantType>("grant_types", c.grant_types)?,
+                scopes: c.scopes,
+                audience: c.audience,
+                roles: c.roles,
+                access_token_lifetime_seconds: None,
+                refresh_token_lifetime_seconds: None,
+                providers: vec![],
+                token_endpoint_auth_method: None,
+                jwks: None,
+                enabled: true,
+            };
+            let settings = raw
+                .validate(self.token_max_lifetime)
+                .map_err(BackendError::Invalid)?;
+            let now = self.clock.now();
+            let json = serde_json::to_string(&settings).expect("serialisable");
+            if !store::admin::insert_client(&self.pool, &settings.id, &json, now)
+                .await
+                .map_err(db)?
+            {
+                return Err(BackendError::Invalid(format!(
+                    "an application with the client id {:?} exists already",
+                    settings.id
+                )));
+            }
+            let secret = if settings.auth_method.uses_secret() {
+                let secret = generate_secret();
+                let hash = self.clients.hasher.hash(&secret);
+                store::oauth::set_client_secret(
+                    &self.pool,
+                    &settings.id,
+                    &hash,
+                    self.clients.hasher.key_id(),
+                    now,
+                )
+                .await
+                .map_err(db)?;
+                Some(secret.to_string())
+            } else {
+                None
+            };
+            self.clients.reload().await.map_err(db)?;
+            self.log(
+                &actor,
+                "application.create",
+                Some(&settings.id),
+                serde_json::to_value(&settings).unwrap_or_default(),
+            )
+            .await?;
+            Ok((
+                self.client_info(&settings, true, secret.is_some(), "admin"),
+                secret,
+            ))
+        })
+    }
+
+    fn rotate_client_secret(&self, actor: &str, id: &str) -> BoxFut<'_, String> {
+        let (actor, id) = (actor.to_string(), id.to_string());
+        Box::pin(async move {
+            let rows = store::oauth::load_clients(&self.pool).await.map_err(db)?;
+            let row = rows
+                .iter()
+                .find(|r| r.client_id == id)
+                .ok_or(BackendError::NotFound)?;
+            let s: ClientSettings = serde_json::from_str(&row.settings)
+                .map_err(|e| BackendError::Internal(e.to_string()))?;
+            if !matches!(
+                s.auth_method,
+                AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+            ) {
+                return Err(BackendError::Invalid(format!(
+                    "{id} authenticates with {}: it has no secret",
+                    s.auth_method.as_str()
+                )));
+            }
+            let secret = generate_secret();
+            let hash = self.clients.hasher.hash(&secret);
+            store::oauth::set_client_secret(
+                &self.pool,
+                &id,
+                &hash,
+                self.clients.hasher.key_id(),
+                self.clock.now(),
+            )
+            .await
+            .map_err(db)?;
+            self.clients.reload().await.map_err(db)?;
+            self.log(&actor, "application.rotate_secret", Some(&id), json!({}))
+                .await?;
+            Ok(secret.to_string())
+        })
+    }
+
+    fn set_client_enabled(&self, actor: &str, id: &str, enabled: bool) -> BoxFut<'_, ()> {
+        let (actor, id) = (actor.to_string(), id.to_string());
+        Box::pin(async move {
+            if !store::admin::set_client_enabled(&self.pool, &id, enabled, self.clock.now())
+                .await
+                .map_err(db)?
+            {
+                let exists = store::oauth::load_clients(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .any(|r| r.client_id == id);
+                return Err(if exists {
+                    BackendError::Invalid(format!("{id} is managed by the configuration file"))
+                } else {
+                    BackendError::NotFound
+                });
+            }
+            self.clients.reload().await.map_err(db)?;
+            self.log(
+                &actor,
+                if enabled {
+                    "application.enable"
+                } else {
+                    "application.disable"
+                },
+                Some(&id),
+                json!({}),
+            )
+            .await
+        })
+    }
+
+    fn api_tokens(&self) -> BoxFut<'_, Vec<ApiTokenInfo>> {
+        Box::pin(async move { store::admin::api_tokens(&self.pool).await.map_err(db) })
+    }
+
+    fn create_api_token(&self, actor: &str, name: &str) -> BoxFut<'_, (String, String)> {
+        let (actor, name) = (actor.to_string(), name.to_string());
+        Box::pin(async move {
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                return Err(BackendError::Invalid(
+                    "the name must be 1..=64 characters without control characters".into(),
+                ));
+            }
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            let token = format!("stsadm_{}", crate::sso::random_token());
+            store::admin::insert_api_token(
+                &self.pool,
+                &id,
+                &name,
+                &admin_ui::auth::hash(&token),
+                &actor,
+                self.clock.now(),
+            )
+            .await
+            .map_err(db)?;
+            self.log(&actor, "api_token.create", Some(&name), json!({"id": id}))
+                .await?;
+            Ok((id, token))
+        })
+    }
+
+    fn revoke_api_token(&self, actor: &str, id: &str) -> BoxFut<'_, ()> {
+        let (actor, id) = (actor.to_string(), id.to_string());
+        Box::pin(async move {
+            let Some(name) = store::admin::revoke_api_token(&self.pool, &id, self.clock.now())
+                .await
+                .map_err(db)?
+            else {
+                return Err(BackendError::NotFound);
+            };
+            self.log(&actor, "api_token.revoke", Some(&name), json!({"id": id}))
+                .await
+        })
+    }
+}

@@ -1,0 +1,357 @@
+//! SQL for the admin console: administrators, admin sessions, API tokens, the audit log, and the reads
+//! behind the dashboard and the sessions page.
+
+use sqlx::Row;
+
+use super::Pool;
+
+pub async fn admin_password_hash(
+    pool: &Pool,
+    username: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, Option<String>>(
+        "SELECT password_hash FROM admin_users WHERE username = ?",
+    )
+    .bind(username)
+    .fetch_optional(pool)
+    .await?
+    .flatten())
+}
+
+/// Create an administrator, or (with `replace`) set the password of an existing one. Returns false when
+/// the administrator exists and `replace` is false, or does not exist and `replace` is true.
+pub async fn upsert_admin(
+    pool: &Pool,
+    username: &str,
+    password_hash: &str,
+    now: i64,
+    replace: bool,
+) -> Result<bool, sqlx::Error> {
+    let n = if replace {
+        sqlx::query("UPDATE admin_users SET password_hash = ?, updated_at = ? WHERE username = ?")
+            .bind(password_hash)
+            .bind(now)
+            .bind(username)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    } else {
+        sqlx::query(
+            "INSERT INTO admin_users (username, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(now)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    };
+    if replace {
+        // A new password ends the administrator's sessions.
+        sqlx::query("DELETE FROM admin_sessions WHERE username = ?")
+            .bind(username)
+            .execute(pool)
+            .await?;
+    }
+    Ok(n == 1)
+}
+
+pub async fn insert_session(
+    pool: &Pool,
+    s: &admin_ui::backend::NewAdminSession,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO admin_sessions (id_hash, username, via, csrf, created_at, idle_expires_at, expires_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&s.id_hash)
+    .bind(&s.username)
+    .bind(s.via)
+    .bind(&s.csrf)
+    .bind(s.now)
+    .bind(s.idle_expires_at)
+    .bind(s.expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// (username, csrf) of a live session; its idle deadline pushed to `idle_until` (capped).
+pub async fn touch_session(
+    pool: &Pool,
+    id_hash: &str,
+    now: i64,
+    idle_until: i64,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE admin_sessions SET idle_expires_at = CASE WHEN ? < expires_at THEN ? ELSE expires_at END \
+         WHERE id_hash = ? AND idle_expires_at > ? AND expires_at > ? RETURNING username, csrf",
+    )
+    .bind(idle_until)
+    .bind(idle_until)
+    .bind(id_hash)
+    .bind(now)
+    .bind(now)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn delete_session(pool: &Pool, id_hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM admin_sessions WHERE id_hash = ?")
+        .bind(id_hash)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn purge_expired(pool: &Pool, now: i64) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM admin_sessions WHERE expires_at <= ? OR idle_expires_at <= ?")
+            .bind(now)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
+
+pub async fn audit(
+    pool: &Pool,
+    at: i64,
+    actor: &str,
+    action: &str,
+    target: Option<&str>,
+    details: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_log")
+        .fetch_one(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO audit_log (id, seq, at, actor, action, target, details) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(uuid::Uuid::new_v4().simple().to_string())
+    .bind(seq)
+    .bind(at)
+    .bind(actor)
+    .bind(action)
+    .bind(target)
+    .bind(details.to_string())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The audit log and the key events, newest first: (entries, total).
+pub async fn audit_log(
+    pool: &Pool,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<admin_ui::backend::AuditEntry>, i64), sqlx::Error> {
+    const UNION: &str = "SELECT at, seq, actor, action, target, details FROM audit_log \
+         UNION ALL SELECT at, 0 AS seq, actor, 'key.' || action AS action, kid AS target, '{}' AS details FROM key_events";
+    let total: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM audit_log) + (SELECT COUNT(*) FROM key_events)",
+    )
+    .fetch_one(pool)
+    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{UNION} ORDER BY at DESC, seq DESC LIMIT ? OFFSET ?"
+    )))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    Ok((
+        rows.into_iter()
+            .map(|r| admin_ui::backend::AuditEntry {
+                at: r.get("at"),
+                actor: r.get("actor"),
+                action: r.get("action"),
+                target: r.get("target"),
+                details: serde_json::from_str(&r.get::<String, _>("details"))
+                    .unwrap_or(serde_json::Value::Null),
+            })
+            .collect(),
+        total,
+    ))
+}
+
+pub async fn insert_api_token(
+    pool: &Pool,
+    id: &str,
+    name: &str,
+    token_hash: &str,
+    created_by: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO admin_api_tokens (id, name, token_hash, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(token_hash)
+    .bind(created_by)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The name of a valid (unrevoked) API token; records its use.
+pub async fn use_api_token(
+    pool: &Pool,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE admin_api_tokens SET last_used_at = ? WHERE token_hash = ? AND revoked_at IS NULL RETURNING name",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn api_tokens(pool: &Pool) -> Result<Vec<admin_ui::backend::ApiTokenInfo>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, name, created_by, created_at, last_used_at, revoked_at FROM admin_api_tokens ORDER BY created_at DESC",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| admin_ui::backend::ApiTokenInfo {
+            id: r.get("id"),
+            name: r.get("name"),
+            created_by: r.get("created_by"),
+            created_at: r.get("created_at"),
+            last_used_at: r.get("last_used_at"),
+            revoked: r.get::<Option<i64>, _>("revoked_at").is_some(),
+        })
+        .collect())
+}
+
+/// (name) of the token revoked now; None when unknown or already revoked.
+pub async fn revoke_api_token(
+    pool: &Pool,
+    id: &str,
+    now: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE admin_api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING name",
+    )
+    .bind(now)
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Live SSO sessions, newest first, with the applications of each.
+pub async fn sso_sessions(
+    pool: &Pool,
+    now: i64,
+) -> Result<Vec<admin_ui::backend::SsoSessionInfo>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT sid, subject, provider_id, identity, created_at, expires_at FROM sso_sessions \
+         WHERE sid IS NOT NULL AND idle_expires_at > ? AND expires_at > ? ORDER BY created_at DESC LIMIT 1000",
+    )
+    .bind(now)
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let sid: String = r.get("sid");
+        let identity: serde_json::Value =
+            serde_json::from_str(&r.get::<String, _>("identity")).unwrap_or_default();
+        let applications = super::oauth::session_clients(pool, &sid)
+            .await?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        out.push(admin_ui::backend::SsoSessionInfo {
+            subject: r.get("subject"),
+            provider: r.get("provider_id"),
+            username: identity["username"].as_str().unwrap_or("").to_string(),
+            created_at: r.get("created_at"),
+            expires_at: r.get("expires_at"),
+            applications,
+            sid,
+        });
+    }
+    Ok(out)
+}
+
+/// End the session with this `sid`; false when there is none.
+pub async fn delete_sso_session(pool: &Pool, sid: &str) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM sso_sessions WHERE sid = ?")
+        .bind(sid)
+        .execute(pool)
+        .await?
+        .rows_affected()
+        > 0)
+}
+
+/// (enabled providers, enabled clients, live SSO sessions).
+pub async fn counts(pool: &Pool, now: i64) -> Result<(i64, i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM identity_providers WHERE enabled = 1), \
+                (SELECT COUNT(*) FROM oauth_clients WHERE enabled = 1), \
+                (SELECT COUNT(*) FROM sso_sessions WHERE idle_expires_at > ? AND expires_at > ?)",
+    )
+    .bind(now)
+    .bind(now)
+    .fetch_one(pool)
+    .await
+}
+
+pub async fn recent_logins(
+    pool: &Pool,
+) -> Result<Vec<(String, Option<String>, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT provider_id, subject, outcome, at FROM provider_last_logins ORDER BY at DESC LIMIT 20",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn insert_client(
+    pool: &Pool,
+    client_id: &str,
+    settings: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "INSERT INTO oauth_clients (client_id, settings, managed_by, enabled, created_at, updated_at) \
+         VALUES (?, ?, 'admin', 1, ?, ?) ON CONFLICT (client_id) DO NOTHING",
+    )
+    .bind(client_id)
+    .bind(settings)
+    .bind(now)
+    .bind(now)
+    .execute(pool)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Enable or disable an admin-managed client; false when there is no such admin-managed client.
+pub async fn set_client_enabled(
+    pool: &Pool,
+    client_id: &str,
+    enabled: bool,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE oauth_clients SET enabled = ?, updated_at = ? WHERE client_id = ? AND managed_by = 'admin'",
+    )
+    .bind(i64::from(enabled))
+    .bind(now)
+    .bind(client_id)
+    .execute(pool)
+    .await?
+    .rows_affected()
+        == 1)
+}

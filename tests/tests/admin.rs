@@ -1,0 +1,866 @@
+//! The admin console and admin API over HTTP: sign-in (argon2id, rate limit), sessions and CSRF on every
+//! state-changing route, escaping, API tokens, signing credentials, applications, SSO sessions, audit.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use sts_tests::{TestApp, browser, spawn_app, tool};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// `name="csrf" value="..."` of a page.
+fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf field in:\n{html}"))
+        .to_string()
+}
+
+fn pre(html: &str, id: &str) -> String {
+    html.split(&format!("id=\"{id}\">"))
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or_else(|| panic!("no #{id} in:\n{html}"))
+        .to_string()
+}
+
+async fn create_admin(app: &TestApp, user: &str) {
+    app.cli(
+        &[
+            "admin",
+            "create",
+            "--username",
+            user,
+            "--password-env",
+            "ADMIN_PW",
+        ],
+        &[("ADMIN_PW", PASSWORD)],
+    )
+    .await
+    .ok();
+}
+
+/// Sign in; returns the client (cookies) and the status of the sign-in POST.
+async fn sign_in(app: &TestApp, user: &str, password: &str) -> (reqwest::Client, u16, String) {
+    let client = browser();
+    let page = client
+        .get(format!("{}/admin/login", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csrf = csrf_of(&page.text().await.unwrap());
+    let res = client
+        .post(format!("{}/admin/login", app.address))
+        .form(&[("username", user), ("password", password), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body = res.text().await.unwrap();
+    (client, status, body)
+}
+
+async fn admin(app: &TestApp) -> (reqwest::Client, String) {
+    let (client, status, body) = sign_in(app, "root", PASSWORD).await;
+    assert_eq!(status, 303, "{body}");
+    let dash = client
+        .get(format!("{}/admin", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&dash);
+    (client, csrf)
+}
+
+async fn post_form(client: &reqwest::Client, url: String, form: &[(&str, &str)]) -> (u16, String) {
+    let res = client.post(url).form(form).send().await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+async fn api_token(app: &TestApp, client: &reqwest::Client, csrf: &str, name: &str) -> String {
+    let (st, html) = post_form(
+        client,
+        format!("{}/admin/tokens", app.address),
+        &[("csrf", csrf), ("name", name)],
+    )
+    .await;
+    assert_eq!(st, 200, "{html}");
+    let token = pre(&html, "secret");
+    assert!(token.starts_with("stsadm_"), "{token}");
+    token
+}
+
+#[tokio::test]
+async fn sign_in_needs_the_right_password_and_is_rate_limited() {
+    let app = spawn_app().await;
+    create_admin(&app, "root").await;
+    create_admin(&app, "ops").await;
+    // The CLI refuses a short password and a second create.
+    let out = app
+        .cli(
+            &[
+                "admin",
+                "create",
+                "--username",
+                "x",
+                "--password-env",
+                "ADMIN_PW",
+            ],
+            &[("ADMIN_PW", "short")],
+        )
+        .await;
+    assert_ne!(out.status, 0);
+    assert!(out.stderr.contains("12 characters"), "{}", out.stderr);
+    let out = app
+        .cli(
+            &[
+                "admin",
+                "create",
+                "--username",
+                "root",
+                "--password-env",
+                "ADMIN_PW",
+            ],
+            &[("ADMIN_PW", PASSWORD)],
+        )
+        .await;
+    assert_ne!(out.status, 0, "exists already");
+
+    // Not signed in: every page sends to the sign-in page.
+    let res = browser()
+        .get(format!("{}/admin/keys", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/admin/login");
+
+    // Wrong password, unknown user: the same answer.
+    let (_, st, body) = sign_in(&app, "root", "not the password at all").await;
+    assert_eq!(st, 401);
+    assert!(body.contains("wrong user name or password"));
+    let (_, st, body2) = sign_in(&app, "nobody", "not the password at all").await;
+    assert_eq!(st, 401);
+    assert!(body2.contains("wrong user name or password"));
+
+    // The sign-in form's own CSRF token (double submit) is required.
+    let res = browser()
+        .post(format!("{}/admin/login", app.address))
+        .form(&[
+            ("username", "root"),
+            ("password", PASSWORD),
+            ("csrf", "forged"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+
+    // Five failures lock the account for a while, even with the right password.
+    for _ in 0..4 {
+        let (_, st, _) = sign_in(&app, "ops", "wrong password, again").await;
+        assert_eq!(st, 401);
+    }
+    let (_, st, _) = sign_in(&app, "ops", "wrong password, again").await;
+    assert_eq!(st, 401);
+    let (_, st, body) = sign_in(&app, "ops", PASSWORD).await;
+    assert_eq!(st, 429, "{body}");
+    assert!(body.contains("too many failed sign-ins"), "{body}");
+
+    // The other account still signs in; the cookie is HttpOnly, SameSite=Strict, scoped to /admin.
+    let client = browser();
+    let page = client
+        .get(format!("{}/admin/login", app.address))
+        .send()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page.text().await.unwrap());
+    let res = client
+        .post(format!("{}/admin/login", app.address))
+        .form(&[
+            ("username", "ROOT"),
+            ("password", PASSWORD),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("sts_admin="))
+        .expect("session cookie");
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    let dash = client
+        .get(format!("{}/admin", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dash.status(), 200);
+    let csp = dash.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(dash.headers()["referrer-policy"], "no-referrer");
+    let html = dash.text().await.unwrap();
+    let kid = app.jwks_kids().await[0].clone();
+    assert!(html.contains(&kid), "the dashboard shows the active kid");
+
+    // Signing out ends the session.
+    let csrf = csrf_of(&html);
+    let (st, _) = post_form(
+        &client,
+        format!("{}/admin/logout", app.address),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(st, 303);
+    let res = client
+        .get(format!("{}/admin", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+}
+
+#[tokio::test]
+async fn every_state_changing_route_needs_a_session_and_its_csrf_token() {
+    let app = spawn_app().await;
+    create_admin(&app, "root").await;
+    let (client, csrf) = admin(&app).await;
+    // Something to act on: an application and an API token.
+    let (st, html) = post_form(
+        &client,
+        format!("{}/admin/applications", app.address),
+        &[
+            ("csrf", &csrf),
+            ("id", "app-1"),
+            ("type", "confidential"),
+            ("redirect_uris", "https://a.example.com/cb"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{html}");
+    let token = api_token(&app, &client, &csrf, "t1").await;
+    let tokens_page = client
+        .get(format!("{}/admin/tokens", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token_id = tokens_page
+        .split("/admin/tokens/")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_string();
+
+    let kids = app.jwks_kids().await;
+    let audit_before = audit_total(&app, &token).await;
+    let anonymous = browser();
+    for pattern in admin_ui::STATE_CHANGING_PAGES {
+        let path = pattern.replace("{sid}", "some-session").replace(
+            "{id}",
+            if pattern.contains("tokens") {
+                &token_id
+            } else {
+                "app-1"
+            },
+        );
+        let url = format!("{}{path}", app.address);
+        // No session at all.
+        let res = anonymous
+            .post(&url)
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{path} without a session");
+        // A session, but no or a wrong token.
+        let res = client.post(&url).form(&[("x", "1")]).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{path} without a CSRF token");
+        let res = client
+            .post(&url)
+            .form(&[("csrf", "forged")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{path} with a wrong CSRF token");
+    }
+    // Multipart upload without the token.
+    let form = reqwest::multipart::Form::new().text("password", "x").part(
+        "keystore",
+        reqwest::multipart::Part::bytes(vec![1, 2, 3]).file_name("k.p12"),
+    );
+    let res = client
+        .post(format!("{}/admin/keys/import", app.address))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // Nothing changed: same keys, the token still works, the application is still enabled.
+    assert_eq!(app.jwks_kids().await, kids);
+    assert_eq!(
+        audit_total(&app, &token).await,
+        audit_before,
+        "no change was audited"
+    );
+    let apps = api_get(&app, &token, "/applications").await;
+    assert_eq!(apps["items"][0]["enabled"], true);
+    // Still signed in afterwards (the refused logout did not end the session).
+    assert_eq!(
+        client
+            .get(format!("{}/admin", app.address))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+async fn audit_total(app: &TestApp, token: &str) -> i64 {
+    api_get(app, token, "/audit").await["total"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn api_get(app: &TestApp, token: &str, path: &str) -> serde_json::Value {
+    let res = reqwest::Client::new()
+        .get(format!("{}/admin/api/v1{path}", app.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{path}");
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn names_are_escaped_in_every_page() {
+    let app = spawn_app().await;
+    create_admin(&app, "root").await;
+    let (client, csrf) = admin(&app).await;
+    let xss = "<script>alert(1)</script>";
+    let (st, html) = post_form(
+        &client,
+        format!("{}/admin/applications", app.address),
+        &[
+            ("csrf", &csrf),
+            ("id", "xss"),
+            ("name", xss),
+            ("type", "confidential"),
+            (
+                "redirect_uris",
+                "https://a.example.com/cb?x=\"><img src=x onerror=alert(1)>",
+            ),
+        ],
+    )
+    .await;
+    // The redirect URI is refused (whitespace/quotes are fine for URL parsing? then it is stored escaped).
+    let page = client
+        .get(format!("{}/admin/applications", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains(xss), "raw payload in the page");
+    assert!(!page.contains("<img src=x"), "raw payload in the page");
+    if st == 200 {
+        assert!(
+            page.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{page}"
+        );
+    } else {
+        assert!(!html.contains("<img src=x"), "{html}");
+    }
+    let (st, html) = post_form(
+        &client,
+        format!("{}/admin/tokens", app.address),
+        &[("csrf", &csrf), ("name", "<b onmouseover=alert(1)>t</b>")],
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(!html.contains("<b onmouseover"), "{html}");
+    let page = client
+        .get(format!("{}/admin/tokens", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains("<b onmouseover") && page.contains("&#60;b onmouseover"),
+        "{page}"
+    );
+    let audit = client
+        .get(format!("{}/admin/audit", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !audit.contains("<b onmouseover") && !audit.contains(xss),
+        "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn api_tokens_keys_and_applications() {
+    let app = spawn_app().await;
+    create_admin(&app, "root").await;
+    let (client, csrf) = admin(&app).await;
+    let api = format!("{}/admin/api/v1", app.address);
+    let http = reqwest::Client::new();
+
+    // Without a token, with a wrong one: 401 with a JSON error and a Bearer challenge.
+    for auth in [None, Some("stsadm_wrong")] {
+        let mut req = http.get(format!("{api}/keys"));
+        if let Some(t) = auth {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 401);
+        assert!(
+            res.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+    let token = api_token(&app, &client, &csrf, "automation").await;
+
+    // Keys: list (paged), regenerate, import with a wrong then the right password.
+    let keys = api_get(&app, &token, "/keys?limit=1").await;
+    assert_eq!(keys["limit"], 1);
+    assert_eq!(keys["items"].as_array().unwrap().len(), 1);
+    let res = http
+        .post(format!("{api}/keys/regenerate"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let kid: String = res.json::<serde_json::Value>().await.unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .into();
+    assert!(
+        app.jwks_kids().await.contains(&kid),
+        "a new key is published at once"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(
+        tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "k.pem",
+                "-out",
+                "c.pem",
+                "-subj",
+                "/CN=imported",
+                "-days",
+                "2"
+            ],
+            d
+        )
+        .status
+        .success()
+    );
+    assert!(
+        tool(
+            "openssl",
+            &[
+                "pkcs12",
+                "-export",
+                "-inkey",
+                "k.pem",
+                "-in",
+                "c.pem",
+                "-out",
+                "ks.p12",
+                "-passout",
+                "pass:keystore-pw"
+            ],
+            d
+        )
+        .status
+        .success()
+    );
+    let p12 =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(d.join("ks.p12")).unwrap());
+    let before = app.jwks_kids().await;
+    let res = http
+        .post(format!("{api}/keys/import"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"keystore_base64": p12, "password": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("password"),
+        "{body}"
+    );
+    assert_eq!(
+        app.jwks_kids().await,
+        before,
+        "a refused import changes nothing"
+    );
+    let res = http
+        .post(format!("{api}/keys/import"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"keystore_base64": p12, "password": "keystore-pw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let imported: String = res.json::<serde_json::Value>().await.unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .into();
+    assert!(app.jwks_kids().await.contains(&imported));
+    let keys = api_get(&app, &token, "/keys").await;
+    let active: Vec<&serde_json::Value> = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["state"] == "active")
+        .collect();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0]["kid"], imported.as_str());
+    assert_eq!(active[0]["source"], "imported");
+    // Wrong content type, unknown field: 4xx with a JSON error.
+    let res = http
+        .post(format!("{api}/keys/import"))
+        .bearer_auth(&token)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    let res = http
+        .post(format!("{api}/applications"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"id": "m", "type": "confidential", "nonsense": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+
+    // Applications: a machine client created by the API gets tokens with its secret; rotation replaces it.
+    let res = http
+        .post(format!("{api}/applications"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"id": "batch", "type": "confidential", "grant_types": ["client_credentials"], "roles": ["svc"], "audience": ["orders"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let created: serde_json::Value = res.json().await.unwrap();
+    let secret = created["client_secret"].as_str().unwrap().to_string();
+    let cc = |secret: String| {
+        let url = format!("{}/sso/token", app.address);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .basic_auth("batch", Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(cc(secret.clone()).await, 200);
+    let res = http
+        .post(format!("{api}/applications/batch/secret"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let secret2 = res.json::<serde_json::Value>().await.unwrap()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        cc(secret.clone()).await,
+        401,
+        "the old secret stops working"
+    );
+    assert_eq!(cc(secret2.clone()).await, 200);
+    let res = http
+        .put(format!("{api}/applications/batch/enabled"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(
+        cc(secret2).await,
+        401,
+        "a disabled application gets no tokens"
+    );
+    let res = http
+        .post(format!("{api}/applications"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"id": "bad", "type": "confidential", "redirect_uris": ["http://evil.example.com/cb"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "validated like [[clients]]");
+    let res = http
+        .delete(format!("{api}/sessions/nope"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = http
+        .patch(format!("{api}/keys"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+
+    // The audit log names who did what, without secrets.
+    let audit = api_get(&app, &token, "/audit?limit=200").await;
+    let text = audit.to_string();
+    for action in [
+        "key.regenerate",
+        "key.import",
+        "key.import_refused",
+        "application.create",
+        "application.rotate_secret",
+        "application.disable",
+        "api_token.create",
+        "admin.login",
+    ] {
+        assert!(text.contains(action), "{action} missing from {text}");
+    }
+    assert!(text.contains("api:automation") && text.contains("admin:root"));
+    assert!(!text.contains(&secret) && !text.contains("keystore-pw") && !text.contains(&token));
+
+    // The OpenAPI document lists exactly what is served.
+    let doc: serde_json::Value = http
+        .get(format!("{}/admin/api/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            seen.entry(path.clone()).or_default().push(method.clone());
+            let url = format!(
+                "{}{}",
+                app.address,
+                path.replace("{sid}", "x").replace("{id}", "batch")
+            );
+            let res = http
+                .request(method.to_uppercase().parse().unwrap(), &url)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                res.status(),
+                401,
+                "{method} {path} exists and needs a token"
+            );
+        }
+    }
+    assert_eq!(
+        seen.values().map(Vec::len).sum::<usize>(),
+        admin_ui::api::ROUTES.len()
+    );
+
+    // A revoked token is refused.
+    let page = client
+        .get(format!("{}/admin/tokens", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let id = page
+        .split("/admin/tokens/")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_string();
+    let (st, _) = post_form(
+        &client,
+        format!("{}/admin/tokens/{id}/revoke", app.address),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(st, 303);
+    let res = http
+        .get(format!("{api}/keys"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn keystore_upload_and_regenerate_in_the_console() {
+    let app = spawn_app().await;
+    create_admin(&app, "root").await;
+    let (client, csrf) = admin(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(
+        tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "k.pem",
+                "-out",
+                "c.pem",
+                "-subj",
+                "/CN=imported",
+                "-days",
+                "2"
+            ],
+            d
+        )
+        .status
+        .success()
+    );
+    assert!(
+        tool(
+            "openssl",
+            &[
+                "pkcs12",
+                "-export",
+                "-inkey",
+                "k.pem",
+                "-in",
+                "c.pem",
+                "-out",
+                "ks.p12",
+                "-passout",
+                "pass:keystore-pw"
+            ],
+            d
+        )
+        .status
+        .success()
+    );
+    let p12 = std::fs::read(d.join("ks.p12")).unwrap();
+    let upload = |password: &str| {
+        reqwest::multipart::Form::new()
+            .text("csrf", csrf.clone())
+            .text("password", password.to_string())
+            .part(
+                "keystore",
+                reqwest::multipart::Part::bytes(p12.clone()).file_name("ks.p12"),
+            )
+    };
+    let before = app.jwks_kids().await;
+    let res = client
+        .post(format!("{}/admin/keys/import", app.address))
+        .multipart(upload("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("password"), "{html}");
+    assert_eq!(app.jwks_kids().await, before);
+    let res = client
+        .post(format!("{}/admin/keys/import", app.address))
+        .multipart(upload("keystore-pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    let kid = html
+        .split("the new active key is ")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(app.jwks_kids().await.contains(&kid), "{kid}");
+    let page = client
+        .get(format!("{}/admin/keys", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&kid) && page.contains("imported"));
+    let (st, html) = post_form(
+        &client,
+        format!("{}/admin/keys/regenerate", app.address),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(st, 200);
+    let new = html
+        .split("the new active key is ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap()
+        .trim()
+        .to_string();
+    let kids = app.jwks_kids().await;
+    assert!(
+        kids.contains(&new) && kids.contains(&kid),
+        "the previous key stays published: {kids:?}"
+    );
+}
