@@ -32,6 +32,8 @@ pub enum Op {
     RotateSecret,
     SetApplicationEnabled,
     ListAudit,
+    Export,
+    Import,
 }
 
 pub struct Route {
@@ -138,6 +140,24 @@ pub const ROUTES: &[Route] = &[
         request: None,
         response: (200, Some("AuditPage")),
     },
+    Route {
+        op: Op::Export,
+        method: "GET",
+        path: "/export",
+        summary: "The whole configuration as one versioned document (?with_secrets=true adds secret hashes)",
+        paged: false,
+        request: None,
+        response: (200, Some("ExportDocument")),
+    },
+    Route {
+        op: Op::Import,
+        method: "POST",
+        path: "/import",
+        summary: "Validate a document completely, then apply it in one transaction",
+        paged: false,
+        request: Some("ExportDocument"),
+        response: (200, Some("ImportSummary")),
+    },
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -180,6 +200,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 Op::RotateSecret => m.to(rotate_secret),
                 Op::SetApplicationEnabled => m.to(set_enabled),
                 Op::ListAudit => m.to(list_audit),
+                Op::Export => m.to(export),
+                Op::Import => m.to(import),
             });
         }
         cfg.service(res);
@@ -458,6 +480,36 @@ async fn list_audit(req: HttpRequest, b: Backend) -> HttpResponse {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    with_secrets: Option<bool>,
+}
+
+async fn export(req: HttpRequest, b: Backend) -> HttpResponse {
+    let actor = auth_or_return!(req, b);
+    let q = match web::Query::<ExportQuery>::from_query(req.query_string()) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", &format!("query: {e}")),
+    };
+    match b.export(&actor, q.with_secrets.unwrap_or(false)).await {
+        Ok(doc) => ok_json(StatusCode::OK, doc),
+        Err(e) => backend_error(e),
+    }
+}
+
+async fn import(req: HttpRequest, body: web::Bytes, b: Backend) -> HttpResponse {
+    let actor = auth_or_return!(req, b);
+    let doc: Value = match json_body(&req, &body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match b.import(&actor, doc).await {
+        Ok(summary) => ok_json(StatusCode::OK, summary),
+        Err(e) => backend_error(e),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------- OpenAPI
 
 fn strings() -> Value {
@@ -518,7 +570,16 @@ fn schemas() -> Value {
         "Enabled": {"type": "object", "required": ["enabled"], "additionalProperties": false, "properties": {"enabled": {"type": "boolean"}}},
         "AuditEntry": {"type": "object", "required": ["at", "actor", "action", "target", "details"], "additionalProperties": false, "properties": {
             "at": {"type": "integer"}, "actor": {"type": "string"}, "action": {"type": "string"}, "target": {"type": ["string", "null"]}, "details": {}}},
-        "AuditPage": paged("AuditEntry")
+        "AuditPage": paged("AuditEntry"),
+        "ExportDocument": {"type": "object", "required": ["format", "version"], "properties": {
+            "format": {"const": "sts-export"}, "version": {"const": 1}, "exported_at": {"type": "integer"},
+            "providers": {"type": "array", "items": {"type": "object"}},
+            "applications": {"type": "array", "items": {"type": "object", "required": ["settings", "managed_by", "enabled"], "properties": {
+                "settings": {"type": "object"}, "managed_by": {"type": "string", "enum": ["config", "admin"]}, "enabled": {"type": "boolean"},
+                "secret_hash": {"type": "string"}, "secret_key_id": {"type": "string"}}}},
+            "keys": {"type": "array", "items": {"type": "object"}}}},
+        "ImportSummary": {"type": "object", "required": ["applications", "providers_skipped", "keys_skipped"], "additionalProperties": false, "properties": {
+            "applications": {"type": "integer"}, "providers_skipped": {"type": "integer"}, "keys_skipped": {"type": "integer"}}}
     })
 }
 
@@ -532,6 +593,9 @@ pub fn openapi_document() -> Value {
             if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
             }
+        }
+        if r.op == Op::Export {
+            params.push(json!({"name": "with_secrets", "in": "query", "required": false, "schema": {"type": "boolean", "default": false}}));
         }
         if r.paged {
             params.push(json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}));

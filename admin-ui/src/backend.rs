@@ -181,4 +181,10 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// Returns (id, token): the token is shown once and stored hashed.
     fn create_api_token(&self, actor: &str, name: &str) -> BoxFut<'_, (String, String)>;
     fn revoke_api_token(&self, actor: &str, id: &str) -> BoxFut<'_, ()>;
+
+    /// The whole configuration as one versioned JSON document (no private keys; secret hashes only when
+    /// asked).
+    fn export(&self, actor: &str, with_secrets: bool) -> BoxFut<'_, serde_json::Value>;
+    /// Validate a document completely, then apply it in one transaction; returns a summary.
+    fn import(&self, actor: &str, doc: serde_json::Value) -> BoxFut<'_, serde_json::Value>;
 }

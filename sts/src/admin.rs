@@ -499,6 +499,41 @@ impl admin_ui::AdminBackend for Backend {
         })
     }
 
+    fn export(&self, actor: &str, with_secrets: bool) -> BoxFut<'_, serde_json::Value> {
+        let actor = actor.to_string();
+        Box::pin(async move {
+            let doc = crate::export::export(&self.pool, &self.keys, with_secrets, self.clock.now())
+                .await
+                .map_err(|e| BackendError::Internal(e.to_string()))?;
+            self.log(
+                &actor,
+                "config.export",
+                None,
+                json!({"with_secrets": with_secrets}),
+            )
+            .await?;
+            Ok(doc)
+        })
+    }
+
+    fn import(&self, actor: &str, doc: serde_json::Value) -> BoxFut<'_, serde_json::Value> {
+        let actor = actor.to_string();
+        Box::pin(async move {
+            let summary =
+                crate::export::import(&self.pool, &doc, self.token_max_lifetime, self.clock.now())
+                    .await
+                    .map_err(|e| match e {
+                        crate::export::ImportError::Invalid(m) => BackendError::Invalid(m),
+                        crate::export::ImportError::Db(e) => db(e),
+                    })?;
+            self.clients.reload().await.map_err(db)?;
+            let summary = serde_json::to_value(&summary).unwrap_or_default();
+            self.log(&actor, "config.import", None, summary.clone())
+                .await?;
+            Ok(summary)
+        })
+    }
+
     fn revoke_api_token(&self, actor: &str, id: &str) -> BoxFut<'_, ()> {
         let (actor, id) = (actor.to_string(), id.to_string());
         Box::pin(async move {

@@ -49,6 +49,23 @@ pub enum Command {
     /// Administrators of the admin console (/admin).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Write the whole configuration (providers, applications, key metadata; no private keys, no secrets
+    /// unless --with-secrets) as one versioned JSON document.
+    Export {
+        /// Write to this file (mode 0600) instead of standard output.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// Include the applications' secret hashes (usable only with the same master key).
+        #[arg(long)]
+        with_secrets: bool,
+    },
+    /// Read a document written by `sts export`: everything is validated first, then applied in one
+    /// transaction (applications are replaced or added). A running server picks the changes up within
+    /// keys.reload_interval_seconds.
+    Import {
+        /// The document (JSON).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -198,6 +215,63 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Keys(k) => keys(k, &config).await,
         Command::Clients(c) => clients(c, &config).await,
         Command::Admin(a) => admin(a, &config).await,
+        Command::Export { out, with_secrets } => {
+            let service = open_service(&config).await?;
+            let doc = crate::export::export(service.pool(), &service, with_secrets, service.now())
+                .await?;
+            let text = serde_json::to_string_pretty(&doc)? + "\n";
+            match out {
+                Some(path) => {
+                    use std::io::Write;
+                    let mut opts = std::fs::OpenOptions::new();
+                    opts.write(true).create(true).truncate(true);
+                    #[cfg(unix)]
+                    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                    opts.open(&path)
+                        .and_then(|mut f| f.write_all(text.as_bytes()))
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("exported to {}", path.display());
+                }
+                None => print!("{text}"),
+            }
+            store::admin::audit(
+                service.pool(),
+                service.now(),
+                "cli",
+                "config.export",
+                None,
+                &serde_json::json!({"with_secrets": with_secrets}),
+            )
+            .await?;
+            Ok(())
+        }
+        Command::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let service = open_service(&config).await?;
+            let summary = crate::export::import(
+                service.pool(),
+                &doc,
+                config.token_max_lifetime,
+                service.now(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("import refused, nothing changed: {e}"))?;
+            let summary = serde_json::to_value(&summary)?;
+            store::admin::audit(
+                service.pool(),
+                service.now(),
+                "cli",
+                "config.import",
+                None,
+                &summary,
+            )
+            .await?;
+            println!("{summary}");
+            Ok(())
+        }
         Command::Saml(SamlCommand::ImportKey(args)) => {
             let password = read_password(&args)?;
             let data = read_keystore(&args.keystore)?;

@@ -864,3 +864,132 @@ async fn keystore_upload_and_regenerate_in_the_console() {
         "the previous key stays published: {kids:?}"
     );
 }
+
+#[tokio::test]
+async fn export_then_import_into_an_empty_database_reproduces_the_configuration() {
+    let config = r#"
+[[clients]]
+id = "from-config"
+type = "confidential"
+redirect_uris = ["https://c.example.com/cb"]
+"#;
+    let app = sts_tests::spawn_app_with(sts_tests::AppOptions::default().config(config)).await;
+    create_admin(&app, "root").await;
+    let (client, csrf) = admin(&app).await;
+    let token = api_token(&app, &client, &csrf, "export").await;
+    let http = reqwest::Client::new();
+    let api = format!("{}/admin/api/v1", app.address);
+    for body in [
+        serde_json::json!({"id": "web", "name": "Web", "type": "confidential", "redirect_uris": ["https://w.example.com/cb"], "post_logout_redirect_uris": ["https://w.example.com/bye"]}),
+        serde_json::json!({"id": "job", "type": "confidential", "grant_types": ["client_credentials"], "roles": ["svc"], "audience": ["api"], "scopes": ["api.read"]}),
+        serde_json::json!({"id": "cli", "type": "public", "redirect_uris": ["http://127.0.0.1/cb"]}),
+    ] {
+        let res = http
+            .post(format!("{api}/applications"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+    }
+    let res = http
+        .put(format!("{api}/applications/cli/enabled"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+
+    // CLI export to a file (0600), without secrets by default.
+    let file = app.dir.path().join("export.json");
+    app.cli(&["export", "--out", file.to_str().unwrap()], &[])
+        .await
+        .ok();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(doc["format"], "sts-export");
+    assert_eq!(doc["version"], 1);
+    assert!(!doc.to_string().contains("secret_hash"));
+    assert!(!doc.to_string().contains("PRIVATE") && !doc.to_string().contains("sealed"));
+    assert_eq!(doc["keys"].as_array().unwrap().len(), 1);
+    // The API gives the same applications.
+    let via_api: serde_json::Value = http
+        .get(format!("{api}/export"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(via_api["applications"], doc["applications"]);
+
+    // Import into an empty database (a second STS with nothing configured).
+    let empty = spawn_app().await;
+    let target = empty.dir.path().join("in.json");
+    std::fs::copy(&file, &target).unwrap();
+    let out = empty
+        .cli(&["import", target.to_str().unwrap()], &[])
+        .await
+        .ok();
+    assert!(out.stdout.contains("\"applications\":4"), "{}", out.stdout);
+    let again = empty.dir.path().join("again.json");
+    empty
+        .cli(&["export", "--out", again.to_str().unwrap()], &[])
+        .await
+        .ok();
+    let doc2: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&again).unwrap()).unwrap();
+    assert_eq!(
+        doc2["applications"], doc["applications"],
+        "the applications round-trip exactly"
+    );
+
+    // A document with one bad entry changes nothing.
+    let mut bad = doc.clone();
+    bad["applications"][0]["settings"]["id"] = "new-one".into();
+    bad["applications"][1]["settings"]["redirect_uris"] =
+        serde_json::json!(["http://evil.example.com/cb"]);
+    let bad_file = empty.dir.path().join("bad.json");
+    std::fs::write(&bad_file, bad.to_string()).unwrap();
+    let out = empty
+        .cli(&["import", bad_file.to_str().unwrap()], &[])
+        .await;
+    assert_ne!(out.status, 0);
+    assert!(
+        out.stderr.contains("applications[1]") && out.stderr.contains("nothing changed"),
+        "{}",
+        out.stderr
+    );
+    let after = empty.dir.path().join("after.json");
+    empty
+        .cli(&["export", "--out", after.to_str().unwrap()], &[])
+        .await
+        .ok();
+    let doc3: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&after).unwrap()).unwrap();
+    assert_eq!(
+        doc3["applications"], doc["applications"],
+        "nothing was half-applied"
+    );
+    let mut wrong = doc.clone();
+    wrong["version"] = 2.into();
+    let res = http
+        .post(format!("{api}/import"))
+        .bearer_auth(&token)
+        .json(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+}

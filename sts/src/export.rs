@@ -1,0 +1,204 @@
+//! The whole configuration as one versioned JSON document: `sts export` / `sts import` and the admin API
+//! (`GET /admin/api/v1/export`, `POST /admin/api/v1/import`).
+//!
+//! Contents (format `sts-export`, version 1): identity providers (their settings, never client secrets),
+//! applications (settings, source, enabled; secret hashes only with `with_secrets`, and they only work
+//! under the same master key), signing-key metadata (kid, algorithm, source, state, created; never private
+//! keys). Import validates every entry first and then applies them in one transaction: applications are
+//! upserted (an existing one is replaced), nothing is half-applied. Providers and key metadata are
+//! informational in version 1: providers come from the configuration file, keys cannot move without their
+//! private halves (use a PKCS#12 import).
+
+use serde_json::{Value, json};
+
+use crate::keys::KeyService;
+use crate::oauth::clients::{ClientSettings, RawClient};
+use crate::store::{self, Pool};
+
+pub const FORMAT: &str = "sts-export";
+pub const VERSION: i64 = 1;
+
+pub async fn export(
+    pool: &Pool,
+    keys: &KeyService,
+    with_secrets: bool,
+    now: i64,
+) -> anyhow::Result<Value> {
+    let providers: Vec<(String, String, String, i64, String, String)> = sqlx::query_as(
+        "SELECT id, kind, display_name, enabled, settings, managed_by FROM identity_providers ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let providers: Vec<Value> = providers
+        .into_iter()
+        .map(|(id, kind, name, enabled, settings, managed_by)| {
+            json!({
+                "id": id, "type": kind, "display_name": name, "enabled": enabled == 1, "managed_by": managed_by,
+                "settings": serde_json::from_str::<Value>(&settings).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    let mut applications = Vec::new();
+    for row in store::oauth::load_clients(pool).await? {
+        let settings: Value = serde_json::from_str(&row.settings)?;
+        let mut a =
+            json!({"managed_by": row.managed_by, "enabled": row.enabled, "settings": settings});
+        if with_secrets && let (Some(h), Some(k)) = (&row.secret_hash, &row.secret_key_id) {
+            a["secret_hash"] = json!(h);
+            a["secret_key_id"] = json!(k);
+        }
+        applications.push(a);
+    }
+    let keys: Vec<Value> = keys
+        .list()
+        .await?
+        .into_iter()
+        .map(|k| json!({"kid": k.kid, "algorithm": k.alg, "source": k.source, "state": k.state, "created_at": k.created_at}))
+        .collect();
+    Ok(json!({
+        "format": FORMAT,
+        "version": VERSION,
+        "exported_at": now,
+        "providers": providers,
+        "applications": applications,
+        "keys": keys,
+    }))
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImportSummary {
+    pub applications: usize,
+    pub providers_skipped: usize,
+    pub keys_skipped: usize,
+}
+
+struct App {
+    settings: ClientSettings,
+    managed_by: String,
+    enabled: bool,
+    secret: Option<(String, String)>,
+}
+
+/// Validate the whole document, then apply it in one transaction. Errors name the entry.
+pub async fn import(
+    pool: &Pool,
+    doc: &Value,
+    max_lifetime: u64,
+    now: i64,
+) -> Result<ImportSummary, ImportError> {
+    let bad = |m: String| ImportError::Invalid(m);
+    if doc["format"] != FORMAT {
+        return Err(bad(format!(
+            "not an STS export (format must be {FORMAT:?})"
+        )));
+    }
+    if doc["version"] != VERSION {
+        return Err(bad(format!(
+            "unsupported version {} (this STS reads version {VERSION})",
+            doc["version"]
+        )));
+    }
+    let list = |k: &str| -> Result<Vec<Value>, ImportError> {
+        match &doc[k] {
+            Value::Null => Ok(vec![]),
+            Value::Array(a) => Ok(a.clone()),
+            _ => Err(bad(format!("`{k}` must be an array"))),
+        }
+    };
+    let mut apps = Vec::new();
+    for (i, a) in list("applications")?.iter().enumerate() {
+        let at = |m: String| bad(format!("applications[{i}]: {m}"));
+        let settings: ClientSettings =
+            serde_json::from_value(a["settings"].clone()).map_err(|e| at(e.to_string()))?;
+        // Validated exactly like a [[clients]] entry.
+        let again = revalidate(&settings, max_lifetime).map_err(at)?;
+        let managed_by = match a["managed_by"].as_str() {
+            Some(m @ ("config" | "admin")) => m.to_string(),
+            _ => return Err(at("managed_by must be \"config\" or \"admin\"".into())),
+        };
+        let enabled = a["enabled"]
+            .as_bool()
+            .ok_or_else(|| at("enabled must be true or false".into()))?;
+        let secret = match (a["secret_hash"].as_str(), a["secret_key_id"].as_str()) {
+            (Some(h), Some(k)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some((h.to_string(), k.to_string()))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(at(
+                    "secret_hash (64 hex) and secret_key_id go together".into()
+                ));
+            }
+        };
+        if apps.iter().any(|x: &App| x.settings.id == again.id) {
+            return Err(at(format!("client id {:?} appears twice", again.id)));
+        }
+        apps.push(App {
+            settings: again,
+            managed_by,
+            enabled,
+            secret,
+        });
+    }
+    let providers = list("providers")?.len();
+    let keys = list("keys")?.len();
+    let mut tx = pool.begin().await.map_err(ImportError::Db)?;
+    for a in &apps {
+        let json = serde_json::to_string(&a.settings).expect("serialisable");
+        sqlx::query(
+            "INSERT INTO oauth_clients (client_id, settings, managed_by, enabled, secret_hash, secret_key_id, secret_created_at, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (client_id) DO UPDATE SET settings = excluded.settings, managed_by = excluded.managed_by, \
+             enabled = excluded.enabled, secret_hash = COALESCE(excluded.secret_hash, oauth_clients.secret_hash), \
+             secret_key_id = COALESCE(excluded.secret_key_id, oauth_clients.secret_key_id), updated_at = excluded.updated_at",
+        )
+        .bind(&a.settings.id)
+        .bind(json)
+        .bind(&a.managed_by)
+        .bind(i64::from(a.enabled))
+        .bind(a.secret.as_ref().map(|s| s.0.clone()))
+        .bind(a.secret.as_ref().map(|s| s.1.clone()))
+        .bind(a.secret.as_ref().map(|_| now))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(ImportError::Db)?;
+    }
+    tx.commit().await.map_err(ImportError::Db)?;
+    Ok(ImportSummary {
+        applications: apps.len(),
+        providers_skipped: providers,
+        keys_skipped: keys,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database: {0}")]
+    Db(sqlx::Error),
+}
+
+/// Run stored settings through the same validation as the configuration file.
+fn revalidate(s: &ClientSettings, max_lifetime: u64) -> Result<ClientSettings, String> {
+    let raw = RawClient {
+        id: s.id.clone(),
+        name: Some(s.name.clone()),
+        client_type: s.client_type,
+        redirect_uris: s.redirect_uris.clone(),
+        post_logout_redirect_uris: s.post_logout_redirect_uris.clone(),
+        grant_types: Some(s.grant_types.clone()),
+        scopes: Some(s.scopes.clone()),
+        audience: Some(s.audience.clone()),
+        roles: s.roles.clone(),
+        access_token_lifetime_seconds: s.access_token_lifetime.map(|v| v as i64),
+        refresh_token_lifetime_seconds: Some(s.refresh_token_lifetime as i64),
+        providers: s.providers.clone(),
+        token_endpoint_auth_method: Some(s.auth_method),
+        jwks: s.jwks.as_ref().map(|j| j.to_string()),
+        enabled: s.enabled,
+    };
+    raw.validate(max_lifetime)
+}
