@@ -38,3 +38,8 @@ CREATE TABLE audit_log (
     details  TEXT NOT NULL                           -- JSON, secrets redacted
 );
 CREATE INDEX audit_log_at ON audit_log (at, seq);
+
+-- Identity providers added in the admin console: the settings as entered (TOML, without secrets) and the
+-- client secret sealed under the master key (AES-256-GCM, AAD "provider-secret:<id>").
+ALTER TABLE identity_providers ADD COLUMN source TEXT;
+ALTER TABLE identity_providers ADD COLUMN secret_sealed TEXT;

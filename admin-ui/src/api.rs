@@ -34,6 +34,11 @@ pub enum Op {
     ListAudit,
     Export,
     Import,
+    ListProviders,
+    CreateProvider,
+    UpdateProvider,
+    SetProviderEnabled,
+    PreviewRoles,
 }
 
 pub struct Route {
@@ -158,6 +163,51 @@ pub const ROUTES: &[Route] = &[
         request: Some("ExportDocument"),
         response: (200, Some("ImportSummary")),
     },
+    Route {
+        op: Op::ListProviders,
+        method: "GET",
+        path: "/providers",
+        summary: "List identity providers",
+        paged: true,
+        request: None,
+        response: (200, Some("ProviderPage")),
+    },
+    Route {
+        op: Op::CreateProvider,
+        method: "POST",
+        path: "/providers",
+        summary: "Add an identity provider (TOML settings as in [[providers]]; validated, active at once)",
+        paged: false,
+        request: Some("ProviderSource"),
+        response: (201, Some("Provider")),
+    },
+    Route {
+        op: Op::UpdateProvider,
+        method: "PUT",
+        path: "/providers/{id}",
+        summary: "Replace a console provider's settings (an empty client_secret keeps the stored one)",
+        paged: false,
+        request: Some("ProviderSource"),
+        response: (200, Some("Provider")),
+    },
+    Route {
+        op: Op::SetProviderEnabled,
+        method: "PUT",
+        path: "/providers/{id}/enabled",
+        summary: "Enable or disable a console provider",
+        paged: false,
+        request: Some("Enabled"),
+        response: (204, None),
+    },
+    Route {
+        op: Op::PreviewRoles,
+        method: "POST",
+        path: "/providers/{id}/preview",
+        summary: "The roles a provider's mapping gives for sample claims (nothing is stored)",
+        paged: false,
+        request: Some("SampleClaims"),
+        response: (200, Some("RolePreview")),
+    },
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -202,6 +252,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 Op::ListAudit => m.to(list_audit),
                 Op::Export => m.to(export),
                 Op::Import => m.to(import),
+                Op::ListProviders => m.to(list_providers),
+                Op::CreateProvider => m.to(create_provider),
+                Op::UpdateProvider => m.to(update_provider),
+                Op::SetProviderEnabled => m.to(set_provider_enabled),
+                Op::PreviewRoles => m.to(preview_roles),
             });
         }
         cfg.service(res);
@@ -225,6 +280,7 @@ fn backend_error(e: BackendError) -> HttpResponse {
     match e {
         BackendError::Invalid(m) => error(StatusCode::BAD_REQUEST, "invalid", &m),
         BackendError::NotFound => error(StatusCode::NOT_FOUND, "not_found", "no such resource"),
+        BackendError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", &m),
         BackendError::Internal(m) => {
             tracing::error!(error = %m, "admin API: backend failure");
             error(
@@ -510,6 +566,106 @@ async fn import(req: HttpRequest, body: web::Bytes, b: Backend) -> HttpResponse 
     }
 }
 
+async fn list_providers(req: HttpRequest, b: Backend) -> HttpResponse {
+    auth_or_return!(req, b);
+    let (limit, offset) = match paging(&req) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match b.providers().await {
+        Ok(p) => page(p, limit, offset),
+        Err(e) => backend_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderSource {
+    source: String,
+    client_secret: Option<String>,
+}
+
+async fn create_provider(req: HttpRequest, body: web::Bytes, b: Backend) -> HttpResponse {
+    let actor = auth_or_return!(req, b);
+    let p: ProviderSource = match json_body(&req, &body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match b
+        .save_provider(&actor, None, p.source, p.client_secret)
+        .await
+    {
+        Ok(info) => ok_json(
+            StatusCode::CREATED,
+            serde_json::to_value(info).unwrap_or_default(),
+        ),
+        Err(e) => backend_error(e),
+    }
+}
+
+async fn update_provider(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    b: Backend,
+) -> HttpResponse {
+    let actor = auth_or_return!(req, b);
+    let p: ProviderSource = match json_body(&req, &body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match b
+        .save_provider(&actor, Some(&path), p.source, p.client_secret)
+        .await
+    {
+        Ok(info) => ok_json(
+            StatusCode::OK,
+            serde_json::to_value(info).unwrap_or_default(),
+        ),
+        Err(e) => backend_error(e),
+    }
+}
+
+async fn set_provider_enabled(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    b: Backend,
+) -> HttpResponse {
+    let actor = auth_or_return!(req, b);
+    let e: Enabled = match json_body(&req, &body) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    match b.set_provider_enabled(&actor, &path, e.enabled).await {
+        Ok(()) => HttpResponse::NoContent().finish(),
+        Err(e) => backend_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SampleClaims {
+    claims: Value,
+}
+
+async fn preview_roles(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    b: Backend,
+) -> HttpResponse {
+    auth_or_return!(req, b);
+    let s: SampleClaims = match json_body(&req, &body) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match b.preview_roles(&path, s.claims).await {
+        Ok(p) => ok_json(StatusCode::OK, serde_json::to_value(p).unwrap_or_default()),
+        Err(e) => backend_error(e),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------- OpenAPI
 
 fn strings() -> Value {
@@ -557,13 +713,7 @@ fn schemas() -> Value {
         "SessionPage": paged("Session"),
         "Application": application,
         "ApplicationPage": paged("Application"),
-        "NewApplication": {"type": "object", "required": ["id", "type"], "additionalProperties": false, "properties": {
-            "id": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}, "name": {"type": ["string", "null"]},
-            "type": {"type": "string", "enum": ["confidential", "public"]},
-            "redirect_uris": strings(), "post_logout_redirect_uris": strings(),
-            "grant_types": {"type": ["array", "null"], "items": {"type": "string", "enum": ["authorization_code", "refresh_token", "client_credentials"]}},
-            "scopes": {"type": ["array", "null"], "items": {"type": "string"}}, "audience": {"type": ["array", "null"], "items": {"type": "string"}},
-            "roles": strings()}},
+        "NewApplication": {"type":"object","required":["id","type"],"additionalProperties":false,"properties":{"id":{"type":"string","pattern":"^[A-Za-z0-9._-]{1,64}$"},"name":{"type":["string","null"],"minLength":1,"maxLength":128,"pattern":"^[^\\x00-\\x1f\\x7f-\\x9f]*$"},"type":{"type":"string","enum":["confidential","public"]},"redirect_uris":{"type":"array","items":{"type":"string","pattern":"^https://[a-z]+(\\.[a-z]+)*(/[A-Za-z0-9._~-]*)*$"}},"post_logout_redirect_uris":{"type":"array","items":{"type":"string","pattern":"^https://[a-z]+(\\.[a-z]+)*(/[A-Za-z0-9._~-]*)*$"}},"grant_types":{"type":["array","null"],"minItems":1,"items":{"type":"string","enum":["authorization_code","refresh_token","client_credentials"]}},"scopes":{"type":["array","null"],"items":{"type":"string","pattern":"^[\\x21\\x23-\\x5b\\x5d-\\x7e]{1,128}$"}},"audience":{"type":["array","null"],"minItems":1,"items":{"type":"string","minLength":1,"maxLength":512,"pattern":"^[^\\x00-\\x1f\\x7f-\\x9f]*$"}},"roles":{"type":"array","items":{"type":"string","minLength":1,"maxLength":256,"pattern":"^[^\\x00-\\x1f\\x7f-\\x9f]*$"}}},"allOf":[{"if":{"required":["type"],"properties":{"type":{"const":"public"}}},"then":{"properties":{"grant_types":{"type":["array","null"],"items":{"enum":["authorization_code","refresh_token"]}}}}},{"if":{"required":["grant_types"],"properties":{"grant_types":{"type":"array","contains":{"const":"refresh_token"}}}},"then":{"properties":{"grant_types":{"contains":{"const":"authorization_code"}}}}},{"if":{"anyOf":[{"not":{"required":["grant_types"]}},{"properties":{"grant_types":{"type":"null"}}},{"properties":{"grant_types":{"type":"array","contains":{"const":"authorization_code"}}}}]},"then":{"required":["redirect_uris"],"properties":{"redirect_uris":{"minItems":1}}}},{"if":{"required":["roles"],"properties":{"roles":{"minItems":1}}},"then":{"required":["grant_types"],"properties":{"grant_types":{"type":"array","contains":{"const":"client_credentials"}}}}}]},
         "CreatedApplication": {"type": "object", "required": ["application", "client_secret"], "additionalProperties": false, "properties": {
             "application": {"$ref": "#/components/schemas/Application"}, "client_secret": {"type": ["string", "null"]}}},
         "SecretResult": {"type": "object", "required": ["client_secret"], "additionalProperties": false, "properties": {"client_secret": {"type": "string"}}},
@@ -572,14 +722,24 @@ fn schemas() -> Value {
             "at": {"type": "integer"}, "actor": {"type": "string"}, "action": {"type": "string"}, "target": {"type": ["string", "null"]}, "details": {}}},
         "AuditPage": paged("AuditEntry"),
         "ExportDocument": {"type": "object", "required": ["format", "version"], "properties": {
-            "format": {"const": "sts-export"}, "version": {"const": 1}, "exported_at": {"type": "integer"},
-            "providers": {"type": "array", "items": {"type": "object"}},
-            "applications": {"type": "array", "items": {"type": "object", "required": ["settings", "managed_by", "enabled"], "properties": {
+            "format": {"const": "sts-export"}, "version": {"const": 1}, "exported_at": {},
+            "providers": {"type": ["array", "null"], "items": {}},
+            "applications": {"type": ["array", "null"], "items": {"type": "object", "required": ["settings", "managed_by", "enabled"], "properties": {
                 "settings": {"type": "object"}, "managed_by": {"type": "string", "enum": ["config", "admin"]}, "enabled": {"type": "boolean"},
                 "secret_hash": {"type": "string"}, "secret_key_id": {"type": "string"}}}},
-            "keys": {"type": "array", "items": {"type": "object"}}}},
+            "keys": {"type": ["array", "null"], "items": {}}}},
         "ImportSummary": {"type": "object", "required": ["applications", "providers_skipped", "keys_skipped"], "additionalProperties": false, "properties": {
-            "applications": {"type": "integer"}, "providers_skipped": {"type": "integer"}, "keys_skipped": {"type": "integer"}}}
+            "applications": {"type": "integer"}, "providers_skipped": {"type": "integer"}, "keys_skipped": {"type": "integer"}}},
+        "Provider": {"type": "object", "required": ["id", "type", "display_name", "enabled", "managed_by", "source", "callback_url", "sp_metadata_url", "last_outcome", "last_at"], "additionalProperties": false, "properties": {
+            "id": {"type": "string"}, "type": {"type": "string", "enum": ["oidc", "oauth2", "saml"]}, "display_name": {"type": "string"},
+            "enabled": {"type": "boolean"}, "managed_by": {"type": "string", "enum": ["config", "admin"]}, "source": {"type": ["string", "null"]},
+            "callback_url": {"type": "string"}, "sp_metadata_url": {"type": ["string", "null"]}, "last_outcome": {"type": ["string", "null"]}, "last_at": {"type": ["integer", "null"]}}},
+        "ProviderPage": paged("Provider"),
+        "ProviderSource": {"type": "object", "required": ["source"], "additionalProperties": false, "properties": {
+            "source": {"type": "string", "description": "TOML: the keys of a [[providers]] entry"}, "client_secret": {"type": ["string", "null"]}}},
+        "SampleClaims": {"type": "object", "required": ["claims"], "additionalProperties": false, "properties": {"claims": {"type": "object"}}},
+        "RolePreview": {"type": "object", "required": ["external_values", "roles"], "additionalProperties": false, "properties": {
+            "external_values": strings(), "roles": strings()}}
     })
 }
 
@@ -599,7 +759,7 @@ pub fn openapi_document() -> Value {
         }
         if r.paged {
             params.push(json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}));
-            params.push(json!({"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "default": 0}}));
+            params.push(json!({"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "maximum": i64::MAX, "default": 0}}));
         }
         let mut responses = serde_json::Map::new();
         let (status, schema) = r.response;
@@ -617,6 +777,17 @@ pub fn openapi_document() -> Value {
         }
         if r.request.is_some() {
             responses.insert("415".into(), err("the body must be application/json"));
+        }
+        if matches!(
+            r.op,
+            Op::CreateApplication
+                | Op::RotateSecret
+                | Op::SetApplicationEnabled
+                | Op::CreateProvider
+                | Op::UpdateProvider
+                | Op::SetProviderEnabled
+        ) {
+            responses.insert("409".into(), err("conflicts with the current state (an id that exists, a configuration-file entry, no secret)"));
         }
         let mut op = json!({
             "operationId": format!("{:?}", r.op),

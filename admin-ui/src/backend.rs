@@ -17,6 +17,10 @@ pub enum BackendError {
     Invalid(String),
     #[error("not found")]
     NotFound,
+    /// The request conflicts with the current state (an id that exists, an operation the resource does
+    /// not support); nothing changed.
+    #[error("{0}")]
+    Conflict(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -135,6 +139,49 @@ pub struct Dashboard {
     pub recent_logins: Vec<(String, Option<String>, String, i64)>,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderInfo {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub display_name: String,
+    pub enabled: bool,
+    /// "config" (read-only here) or "admin".
+    pub managed_by: String,
+    /// Console providers: the settings as entered (TOML, no secret).
+    pub source: Option<String>,
+    /// What to register at the IdP: the redirect URI (OIDC, OAuth 2.0) or the ACS URL (SAML).
+    pub callback_url: String,
+    /// SAML: our SP metadata for this provider.
+    pub sp_metadata_url: Option<String>,
+    pub last_outcome: Option<String>,
+    pub last_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastLogin {
+    pub subject: Option<String>,
+    pub outcome: String,
+    pub at: i64,
+    pub claims: serde_json::Value,
+    pub external_values: Vec<String>,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderDetail {
+    pub info: ProviderInfo,
+    /// The validated settings (no secret).
+    pub settings: serde_json::Value,
+    pub last_login: Option<LastLogin>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolePreview {
+    pub external_values: Vec<String>,
+    pub roles: Vec<String>,
+}
+
 /// The server side of the admin console.
 pub trait AdminBackend: Send + Sync + 'static {
     fn now(&self) -> i64;
@@ -181,6 +228,21 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// Returns (id, token): the token is shown once and stored hashed.
     fn create_api_token(&self, actor: &str, name: &str) -> BoxFut<'_, (String, String)>;
     fn revoke_api_token(&self, actor: &str, id: &str) -> BoxFut<'_, ()>;
+
+    fn providers(&self) -> BoxFut<'_, Vec<ProviderInfo>>;
+    fn provider(&self, id: &str) -> BoxFut<'_, ProviderDetail>;
+    /// Create (`existing` None) or replace a console provider from its TOML settings; `secret` None or
+    /// empty keeps the stored one when editing. Validated like `[[providers]]`; active at once.
+    fn save_provider(
+        &self,
+        actor: &str,
+        existing: Option<&str>,
+        source: String,
+        secret: Option<String>,
+    ) -> BoxFut<'_, ProviderInfo>;
+    fn set_provider_enabled(&self, actor: &str, id: &str, enabled: bool) -> BoxFut<'_, ()>;
+    /// What the provider's role mapping makes of sample claims (nothing is stored).
+    fn preview_roles(&self, id: &str, claims: serde_json::Value) -> BoxFut<'_, RolePreview>;
 
     /// The whole configuration as one versioned JSON document (no private keys; secret hashes only when
     /// asked).

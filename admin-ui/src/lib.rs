@@ -56,6 +56,14 @@ pub fn configure(
                 "/applications/{id}/{action}",
                 web::post().to(pages::set_enabled),
             )
+            .route("/providers", web::get().to(pages::providers))
+            .route("/providers", web::post().to(pages::save_provider))
+            .route("/providers/{id}", web::get().to(pages::provider))
+            .route("/providers/{id}", web::post().to(pages::save_provider))
+            .route(
+                "/providers/{id}/{action}",
+                web::post().to(pages::provider_action),
+            )
             .route("/tokens", web::get().to(pages::tokens))
             .route("/tokens", web::post().to(pages::create_token))
             .route("/tokens/{id}/revoke", web::post().to(pages::revoke_token))
@@ -77,4 +85,9 @@ pub const STATE_CHANGING_PAGES: &[&str] = &[
     "/admin/applications/{id}/enable",
     "/admin/tokens",
     "/admin/tokens/{id}/revoke",
+    "/admin/providers",
+    "/admin/providers/{provider}",
+    "/admin/providers/{provider}/enable",
+    "/admin/providers/{provider}/disable",
+    "/admin/providers/{provider}/preview",
 ];

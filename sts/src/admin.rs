@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use admin_ui::backend::{
     AdminSession, ApiTokenInfo, AuditEntry, BackendError, BoxFut, ClientInfo, Dashboard, KeyInfo,
-    NewAdminSession, NewClient, SsoSessionInfo,
+    LastLogin, NewAdminSession, NewClient, ProviderDetail, ProviderInfo, RolePreview,
+    SsoSessionInfo,
 };
 use serde_json::json;
 
@@ -24,6 +25,11 @@ pub struct Backend {
     pub clock: SharedClock,
     pub secure_cookies: bool,
     pub token_max_lifetime: u64,
+    pub providers: Arc<crate::providers::Registry>,
+    /// `public_url` (redirect URIs, SAML URLs shown to admins).
+    pub public_url: String,
+    /// Ids declared in the configuration file (they cannot be created in the console).
+    pub config_provider_ids: Vec<String>,
 }
 
 fn db(e: sqlx::Error) -> BackendError {
@@ -79,6 +85,63 @@ impl Backend {
             secret_set,
             managed_by: managed_by.into(),
         }
+    }
+
+    fn provider_info(
+        &self,
+        p: &crate::providers::Provider,
+        managed_by: &str,
+        source: Option<String>,
+        last: Option<(String, i64)>,
+    ) -> ProviderInfo {
+        use crate::providers::Kind;
+        let s = &p.settings;
+        let base = &self.public_url;
+        let (callback_url, sp_metadata_url) = match s.kind {
+            Kind::Oidc => (format!("{base}/sso/sso-openid/openid-login"), None),
+            Kind::Oauth2 => (format!("{base}/sso/sso-oauth/oauth-login"), None),
+            Kind::Saml => {
+                let per = s.saml.as_ref().is_some_and(|x| x.per_provider_acs);
+                (
+                    if per {
+                        format!("{base}/sso/sso-saml/{}/acs", s.id)
+                    } else {
+                        format!("{base}/sso/sso-saml/acs")
+                    },
+                    Some(format!("{base}/sso/sso-saml/{}/metadata", s.id)),
+                )
+            }
+        };
+        ProviderInfo {
+            id: s.id.clone(),
+            kind: s.kind.as_str().into(),
+            display_name: s.display_name.clone(),
+            enabled: s.enabled,
+            managed_by: managed_by.into(),
+            source,
+            callback_url,
+            sp_metadata_url,
+            last_outcome: last.as_ref().map(|l| l.0.clone()),
+            last_at: last.map(|l| l.1),
+        }
+    }
+
+    async fn saml_ready(&self) -> Result<(), BackendError> {
+        if self.providers.has_saml_context() {
+            return Ok(());
+        }
+        let credentials =
+            crate::providers::saml::SpCredentials::load_or_create(&self.keys, &self.pool)
+                .await
+                .map_err(|e| BackendError::Internal(e.to_string()))?;
+        self.providers
+            .set_saml_context(crate::providers::SamlContext {
+                credentials: Arc::new(credentials),
+                entity_id: format!("{}/sso/sso-saml/metadata", self.public_url),
+                acs_url: format!("{}/sso/sso-saml/acs", self.public_url),
+                base_url: format!("{}/sso/sso-saml", self.public_url),
+            });
+        Ok(())
     }
 
     async fn key_changed(&self) {
@@ -363,7 +426,7 @@ impl admin_ui::AdminBackend for Backend {
                 .await
                 .map_err(db)?
             {
-                return Err(BackendError::Invalid(format!(
+                return Err(BackendError::Conflict(format!(
                     "an application with the client id {:?} exists already",
                     settings.id
                 )));
@@ -413,7 +476,7 @@ impl admin_ui::AdminBackend for Backend {
                 s.auth_method,
                 AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
             ) {
-                return Err(BackendError::Invalid(format!(
+                return Err(BackendError::Conflict(format!(
                     "{id} authenticates with {}: it has no secret",
                     s.auth_method.as_str()
                 )));
@@ -449,7 +512,7 @@ impl admin_ui::AdminBackend for Backend {
                     .iter()
                     .any(|r| r.client_id == id);
                 return Err(if exists {
-                    BackendError::Invalid(format!("{id} is managed by the configuration file"))
+                    BackendError::Conflict(format!("{id} is managed by the configuration file"))
                 } else {
                     BackendError::NotFound
                 });
@@ -496,6 +559,235 @@ impl admin_ui::AdminBackend for Backend {
             self.log(&actor, "api_token.create", Some(&name), json!({"id": id}))
                 .await?;
             Ok((id, token))
+        })
+    }
+
+    fn providers(&self) -> BoxFut<'_, Vec<ProviderInfo>> {
+        Box::pin(async move {
+            let sources: std::collections::HashMap<String, String> =
+                store::admin::admin_providers(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .into_iter()
+                    .map(|(id, source, _, _)| (id, source))
+                    .collect();
+            let mut out = Vec::new();
+            for p in self.providers.all() {
+                let last = store::admin::last_login(&self.pool, p.id())
+                    .await
+                    .map_err(db)?
+                    .map(|l| (l.1, l.2));
+                let source = sources.get(p.id()).cloned();
+                let managed =
+                    if source.is_some() && !self.config_provider_ids.iter().any(|c| c == p.id()) {
+                        "admin"
+                    } else {
+                        "config"
+                    };
+                out.push(self.provider_info(
+                    &p,
+                    managed,
+                    if managed == "admin" { source } else { None },
+                    last,
+                ));
+            }
+            Ok(out)
+        })
+    }
+
+    fn provider(&self, id: &str) -> BoxFut<'_, ProviderDetail> {
+        let id = id.to_string();
+        Box::pin(async move {
+            let info = self
+                .providers()
+                .await?
+                .into_iter()
+                .find(|p| p.id == id)
+                .ok_or(BackendError::NotFound)?;
+            let p = self.providers.get(&id).ok_or(BackendError::NotFound)?;
+            let last_login = store::admin::last_login(&self.pool, &id)
+                .await
+                .map_err(db)?
+                .map(|(subject, outcome, at, claims, ext, roles)| LastLogin {
+                    subject,
+                    outcome,
+                    at,
+                    claims: serde_json::from_str(&claims).unwrap_or_default(),
+                    external_values: serde_json::from_str(&ext).unwrap_or_default(),
+                    roles: serde_json::from_str(&roles).unwrap_or_default(),
+                });
+            Ok(ProviderDetail {
+                info,
+                settings: serde_json::to_value(&*p.settings).unwrap_or_default(),
+                last_login,
+            })
+        })
+    }
+
+    fn save_provider(
+        &self,
+        actor: &str,
+        existing: Option<&str>,
+        source: String,
+        secret: Option<String>,
+    ) -> BoxFut<'_, ProviderInfo> {
+        let (actor, existing) = (actor.to_string(), existing.map(str::to_string));
+        Box::pin(async move {
+            let secret = secret
+                .filter(|s| !s.is_empty())
+                .map(zeroize::Zeroizing::new);
+            // Editing without a new secret keeps the stored one.
+            let stored = match &existing {
+                Some(id) => Some(
+                    store::admin::admin_provider_secret(&self.pool, id)
+                        .await
+                        .map_err(db)?
+                        .ok_or(BackendError::NotFound)?,
+                ),
+                None => None,
+            };
+            let kept = match (&secret, stored.flatten(), &existing) {
+                (None, Some(sealed), Some(id)) => Some(zeroize::Zeroizing::new(
+                    String::from_utf8(
+                        self.keys
+                            .open_sealed(&sealed, &crate::providers::managed::secret_aad(id))
+                            .map_err(|e| BackendError::Internal(e.to_string()))?
+                            .to_vec(),
+                    )
+                    .map_err(|e| BackendError::Internal(e.to_string()))?,
+                )),
+                _ => None,
+            };
+            let effective = secret.as_ref().or(kept.as_ref()).map(|s| s.as_str());
+            let mut settings = crate::providers::managed::settings_from_source(&source, effective)
+                .map_err(BackendError::Invalid)?;
+            if let Some(id) = &existing
+                && settings.id != *id
+            {
+                return Err(BackendError::Invalid(format!(
+                    "the id cannot change (this is {id:?})"
+                )));
+            }
+            if self.config_provider_ids.iter().any(|c| *c == settings.id) {
+                return Err(BackendError::Conflict(format!(
+                    "{:?} is declared in the configuration file",
+                    settings.id
+                )));
+            }
+            if settings.kind == crate::providers::Kind::Saml {
+                self.saml_ready().await?;
+            }
+            let enabled = match &existing {
+                Some(id) => self.providers.get(id).is_some_and(|p| p.settings.enabled),
+                None => settings.enabled,
+            };
+            settings.enabled = enabled;
+            let sealed = match effective {
+                Some(s) => Some(
+                    self.keys
+                        .seal(
+                            s.as_bytes(),
+                            &crate::providers::managed::secret_aad(&settings.id),
+                        )
+                        .map_err(|e| BackendError::Internal(e.to_string()))?,
+                ),
+                None => None,
+            };
+            let json = serde_json::to_string(&settings).expect("serialisable");
+            let saved = store::admin::save_admin_provider(
+                &self.pool,
+                &store::admin::SavedProvider {
+                    id: &settings.id,
+                    kind: settings.kind.as_str(),
+                    display_name: &settings.display_name,
+                    enabled,
+                    settings: &json,
+                    source: &source,
+                    secret_sealed: sealed.as_deref(),
+                    now: self.clock.now(),
+                },
+                existing.is_none(),
+            )
+            .await
+            .map_err(db)?;
+            if !saved {
+                return Err(if existing.is_none() {
+                    BackendError::Conflict(format!(
+                        "a provider with the id {:?} exists already",
+                        settings.id
+                    ))
+                } else {
+                    BackendError::NotFound
+                });
+            }
+            let p = self.providers.upsert(settings);
+            if p.settings.enabled {
+                let _ = crate::startup::start_saml_metadata(&p).await;
+            }
+            self.log(
+                &actor,
+                if existing.is_none() {
+                    "provider.create"
+                } else {
+                    "provider.update"
+                },
+                Some(p.id()),
+                json!({"type": p.settings.kind.as_str(), "secret_changed": secret.is_some()}),
+            )
+            .await?;
+            Ok(self.provider_info(&p, "admin", Some(source), None))
+        })
+    }
+
+    fn set_provider_enabled(&self, actor: &str, id: &str, enabled: bool) -> BoxFut<'_, ()> {
+        let (actor, id) = (actor.to_string(), id.to_string());
+        Box::pin(async move {
+            if !store::admin::set_provider_enabled(&self.pool, &id, enabled, self.clock.now())
+                .await
+                .map_err(db)?
+            {
+                return Err(if self.providers.get(&id).is_some() {
+                    BackendError::Conflict(format!("{id} is managed by the configuration file"))
+                } else {
+                    BackendError::NotFound
+                });
+            }
+            let current = self.providers.get(&id).ok_or(BackendError::NotFound)?;
+            let mut settings = (*current.settings).clone();
+            settings.enabled = enabled;
+            let p = self.providers.upsert(settings);
+            if enabled {
+                let _ = crate::startup::start_saml_metadata(&p).await;
+            }
+            self.log(
+                &actor,
+                if enabled {
+                    "provider.enable"
+                } else {
+                    "provider.disable"
+                },
+                Some(&id),
+                json!({}),
+            )
+            .await
+        })
+    }
+
+    fn preview_roles(&self, id: &str, claims: serde_json::Value) -> BoxFut<'_, RolePreview> {
+        let id = id.to_string();
+        Box::pin(async move {
+            let p = self.providers.get(&id).ok_or(BackendError::NotFound)?;
+            if !claims.is_object() {
+                return Err(BackendError::Invalid(
+                    "the sample claims must be a JSON object".into(),
+                ));
+            }
+            let external_values = p.settings.roles.external_values(&claims);
+            let roles = p.settings.roles.map(&external_values);
+            Ok(RolePreview {
+                external_values,
+                roles,
+            })
         })
     }
 

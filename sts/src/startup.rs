@@ -52,9 +52,11 @@ impl Application {
         let keys = Arc::new(KeyRing::load(service.clone(), config.jwks_max_age).await?);
         let reloader = keys.spawn_reloader(config.key_reload_interval);
         sync_providers(&pool, &config, clock.now()).await?;
+        let console_providers = load_console_providers(&pool, &config, &service).await?;
         let saml = if config
             .providers
             .iter()
+            .chain(console_providers.iter())
             .any(|p| p.kind == crate::providers::Kind::Saml)
         {
             let credentials =
@@ -69,7 +71,12 @@ impl Application {
             None
         };
         let providers = Arc::new(Registry::new(
-            config.providers.clone(),
+            config
+                .providers
+                .iter()
+                .cloned()
+                .chain(console_providers)
+                .collect(),
             clock.clone(),
             saml.as_ref(),
         ));
@@ -91,16 +98,9 @@ impl Application {
         let client_reloader = clients.spawn_reloader(config.key_reload_interval);
         let purger = spawn_purger(pool.clone(), clock.clone());
         let mut tasks = vec![reloader, client_reloader, purger];
-        for p in providers.all().filter(|p| p.settings.enabled) {
-            if let Some(url) = p
-                .settings
-                .saml
-                .as_ref()
-                .and_then(|s| s.idp_metadata_url.clone())
-            {
-                // First fetch before serving (a failure leaves the provider unusable until a refresh works).
-                let loaded = refresh_saml_metadata(p, &url).await;
-                tasks.push(spawn_metadata_refresher(p.clone(), url, loaded));
+        for p in providers.enabled() {
+            if let Some(task) = start_saml_metadata(&p).await {
+                tasks.push(task);
             }
         }
 
@@ -112,6 +112,9 @@ impl Application {
             clock: clock.clone(),
             secure_cookies: config.public_url.starts_with("https://"),
             token_max_lifetime: config.token_max_lifetime,
+            providers: providers.clone(),
+            public_url: config.public_url.clone(),
+            config_provider_ids: config.providers.iter().map(|p| p.id.clone()).collect(),
         });
         let limiter = Arc::new(admin_ui::auth::RateLimiter::default());
         let port = listener.local_addr()?.port();
@@ -227,6 +230,40 @@ pub async fn sync_clients(
     Ok(())
 }
 
+/// Providers added in the admin console, validated again (a provider that no longer validates is logged
+/// and left out; an id now declared in the configuration file is the file's).
+async fn load_console_providers(
+    pool: &Pool,
+    config: &Config,
+    keys: &KeyService,
+) -> anyhow::Result<Vec<crate::providers::ProviderSettings>> {
+    let mut out = Vec::new();
+    for (id, source, sealed, enabled) in store::admin::admin_providers(pool).await? {
+        if config.providers.iter().any(|p| p.id == id) {
+            tracing::warn!(provider = %id, "a console provider has the id of a configured one: the configuration file wins");
+            continue;
+        }
+        let secret = match sealed {
+            Some(s) => Some(String::from_utf8(
+                keys.open_sealed(&s, &crate::providers::managed::secret_aad(&id))?
+                    .to_vec(),
+            )?),
+            None => None,
+        };
+        match crate::providers::managed::settings_from_source(&source, secret.as_deref()) {
+            Ok(mut s) => {
+                s.enabled = enabled;
+                tracing::info!(provider = %id, kind = s.kind.as_str(), enabled, "identity provider from the admin console");
+                out.push(s);
+            }
+            Err(e) => {
+                tracing::error!(provider = %id, error = %e, "console provider no longer valid; left out")
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Fetch a SAML provider's IdP metadata (timeouts, no redirects, size limit) and install it if usable.
 async fn refresh_saml_metadata(p: &crate::providers::Provider, url: &str) -> bool {
     let http =
@@ -249,22 +286,36 @@ async fn refresh_saml_metadata(p: &crate::providers::Provider, url: &str) -> boo
     }
 }
 
-/// Refresh the IdP metadata every `metadata_refresh_seconds` (every minute while it keeps failing).
+/// For a SAML provider with `idp_metadata_url`: the first fetch now (a failure leaves the provider unusable
+/// until a refresh works), then a refresher task. None for other providers.
+pub async fn start_saml_metadata(
+    p: &Arc<crate::providers::Provider>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let url = p
+        .settings
+        .saml
+        .as_ref()
+        .and_then(|s| s.idp_metadata_url.clone())?;
+    let loaded = refresh_saml_metadata(p, &url).await;
+    Some(spawn_metadata_refresher(Arc::downgrade(p), url, loaded))
+}
+
+/// Refresh the IdP metadata every `metadata_refresh_seconds` (every minute while it keeps failing); stops
+/// when the provider is replaced or removed (the registry held the only strong reference).
 fn spawn_metadata_refresher(
-    p: Arc<crate::providers::Provider>,
+    p: std::sync::Weak<crate::providers::Provider>,
     url: String,
     loaded: bool,
 ) -> tokio::task::JoinHandle<()> {
     let every = p
-        .settings
-        .saml
-        .as_ref()
-        .map(|s| s.metadata_refresh_seconds)
+        .upgrade()
+        .and_then(|p| p.settings.saml.as_ref().map(|s| s.metadata_refresh_seconds))
         .unwrap_or(3600);
     tokio::spawn(async move {
         let mut ok = loaded;
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(if ok { every } else { 60 })).await;
+            let Some(p) = p.upgrade() else { return };
             ok = refresh_saml_metadata(&p, &url).await;
         }
     })

@@ -477,3 +477,78 @@ pub mod verifiers {
         parse("jose", out)
     }
 }
+
+/// Admin console helpers: an administrator created with the CLI, signed in over HTTP.
+pub mod admin {
+    use super::*;
+
+    pub const PASSWORD: &str = "correct horse battery staple";
+
+    /// `name="csrf" value="..."` of a page.
+    pub fn csrf_of(html: &str) -> String {
+        html.split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("no csrf field in:\n{html}"))
+            .to_string()
+    }
+
+    /// Create `root` (once per app), sign in; returns the client (cookies) and the session's CSRF token.
+    pub async fn sign_in(app: &TestApp) -> (reqwest::Client, String) {
+        let _ = app
+            .cli(
+                &[
+                    "admin",
+                    "create",
+                    "--username",
+                    "root",
+                    "--password-env",
+                    "ADMIN_PW",
+                ],
+                &[("ADMIN_PW", PASSWORD)],
+            )
+            .await;
+        let client = browser();
+        let page = client
+            .get(format!("{}/admin/login", app.address))
+            .send()
+            .await
+            .unwrap();
+        let csrf = csrf_of(&page.text().await.unwrap());
+        let res = client
+            .post(format!("{}/admin/login", app.address))
+            .form(&[
+                ("username", "root"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "admin sign-in");
+        let dash = client
+            .get(format!("{}/admin", app.address))
+            .send()
+            .await
+            .unwrap();
+        let csrf = csrf_of(&dash.text().await.unwrap());
+        (client, csrf)
+    }
+
+    /// An admin API token (created through the console).
+    pub async fn api_token(app: &TestApp) -> String {
+        let (client, csrf) = sign_in(app).await;
+        let res = client
+            .post(format!("{}/admin/tokens", app.address))
+            .form(&[("csrf", csrf.as_str()), ("name", "tests")])
+            .send()
+            .await
+            .unwrap();
+        let html = res.text().await.unwrap();
+        html.split("id=\"secret\">")
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .unwrap_or_else(|| panic!("no token in {html}"))
+            .to_string()
+    }
+}

@@ -275,14 +275,17 @@ async fn every_state_changing_route_needs_a_session_and_its_csrf_token() {
     let audit_before = audit_total(&app, &token).await;
     let anonymous = browser();
     for pattern in admin_ui::STATE_CHANGING_PAGES {
-        let path = pattern.replace("{sid}", "some-session").replace(
-            "{id}",
-            if pattern.contains("tokens") {
-                &token_id
-            } else {
-                "app-1"
-            },
-        );
+        let path = pattern
+            .replace("{sid}", "some-session")
+            .replace("{provider}", "corp")
+            .replace(
+                "{id}",
+                if pattern.contains("tokens") {
+                    &token_id
+                } else {
+                    "app-1"
+                },
+            );
         let url = format!("{}{path}", app.address);
         // No session at all.
         let res = anonymous
@@ -992,4 +995,269 @@ redirect_uris = ["https://c.example.com/cb"]
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+}
+
+#[tokio::test]
+async fn console_providers_are_validated_live_and_survive_a_restart() {
+    use sts_tests::{Peer, follow, start_node_peer};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sts = format!("http://127.0.0.1:{port}");
+    let idp_config = serde_json::json!({
+        "clients": [{"client_id": "sts", "client_secret": "upstream-secret",
+            "redirect_uris": [format!("{sts}/sso/sso-openid/openid-login")],
+            "token_endpoint_auth_method": "client_secret_basic", "grant_types": ["authorization_code"], "response_types": ["code"]}],
+        "users": {"alice": {"sub": "alice", "email": "alice@example.com", "email_verified": true, "preferred_username": "alice", "groups": ["staff", "sts-admins"]}}
+    });
+    let idp: Peer = start_node_peer(
+        "oidc-idp.mjs",
+        &["--port", "0", "--config", &idp_config.to_string()],
+    )
+    .await;
+    let app = sts_tests::spawn_app_on(listener, sts_tests::AppOptions::default()).await;
+    create_admin(&app, "root").await;
+    let (client, csrf) = admin(&app).await;
+    let source = format!(
+        "id = \"corp\"\ntype = \"oidc\"\ndisplay_name = \"Corp <i>SSO</i>\"\nissuer = \"{}\"\nclient_id = \"sts\"\nscopes = [\"openid\", \"email\", \"profile\", \"groups\"]\n\n[roles]\nclaim = \"groups\"\nrules = [ {{ match = \"sts-admins\", roles = [\"admin\"] }} ]\ndefault_roles = [\"user\"]\n",
+        idp.issuer
+    );
+
+    // Refused with a precise message, nothing saved: no secret, a file reference, an http issuer.
+    for (src, secret, why) in [
+        (source.clone(), "", "client secret"),
+        (
+            source.replace("[roles]", "client_secret_file = \"/etc/shadow\"\n\n[roles]"),
+            "x",
+            "cannot be used",
+        ),
+        (
+            source.replace("http://127.0.0.1", "http://idp.example.com"),
+            "x",
+            "https",
+        ),
+    ] {
+        let (st, html) = post_form(
+            &client,
+            format!("{}/admin/providers", app.address),
+            &[("csrf", &csrf), ("source", &src), ("client_secret", secret)],
+        )
+        .await;
+        assert_eq!(st, 400, "{why}: {html}");
+        assert!(html.contains(why), "{why}: {html}");
+    }
+    let list = client
+        .get(format!("{}/admin/providers", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list.contains("id=\"no-providers\""),
+        "nothing was half-saved"
+    );
+
+    // Saved: live at once, without a restart; the name renders escaped.
+    let (st, _) = post_form(
+        &client,
+        format!("{}/admin/providers", app.address),
+        &[
+            ("csrf", &csrf),
+            ("source", &source),
+            ("client_secret", "upstream-secret"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 303);
+    let page = client
+        .get(format!("{}/admin/providers/corp", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Corp &#60;i&#62;SSO&#60;/i&#62;") && !page.contains("<i>SSO"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("{sts}/sso/sso-openid/openid-login")),
+        "the redirect URI to register is shown"
+    );
+    assert!(
+        !page.contains("upstream-secret"),
+        "the secret is never shown"
+    );
+    let user = browser();
+    let (res, visited) = follow(
+        &user,
+        &format!("{sts}/sso/login?provider=corp&login_hint=alice"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{visited:?}");
+    // The provider page shows the last login: raw claims, values at the role claim, roles.
+    let page = client
+        .get(format!("{}/admin/providers/corp", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"last-outcome\">ok<"), "{page}");
+    assert!(
+        page.contains("id=\"last-roles\">admin, user<")
+            || page.contains("id=\"last-roles\">user, admin<"),
+        "{page}"
+    );
+    assert!(page.contains("sts-admins") && page.contains("alice@example.com"));
+    // Role preview with sample claims; bad JSON is a precise error.
+    let (st, html) = post_form(
+        &client,
+        format!("{}/admin/providers/corp/preview", app.address),
+        &[
+            ("csrf", &csrf),
+            ("claims", r#"{"groups": ["sts-admins", "other"]}"#),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(html.contains("id=\"preview-roles\">admin, user<"), "{html}");
+    let (st, html) = post_form(
+        &client,
+        format!("{}/admin/providers/corp/preview", app.address),
+        &[("csrf", &csrf), ("claims", "{nope")],
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(html.contains("not JSON"), "{html}");
+    // Disable: no more logins; it stays disabled after a restart; enable: logins work again with the
+    // secret unsealed from the database.
+    let (st, _) = post_form(
+        &client,
+        format!("{}/admin/providers/corp/disable", app.address),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(st, 303);
+    let res = browser()
+        .get(format!("{sts}/sso/login?provider=corp"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let dir = app.stop().await;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let app = sts_tests::try_spawn_on(dir, sts_tests::AppOptions::default(), listener)
+        .await
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let token = sts_tests::admin::api_token(&app).await;
+    let providers = api_get(&app, &token, "/providers").await;
+    assert_eq!(providers["items"][0]["id"], "corp");
+    assert_eq!(providers["items"][0]["enabled"], false);
+    assert_eq!(providers["items"][0]["managed_by"], "admin");
+    let res = reqwest::Client::new()
+        .put(format!("{sts}/admin/api/v1/providers/corp/enabled"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let (res, visited) = follow(
+        &browser(),
+        &format!("{sts}/sso/login?provider=corp&login_hint=alice"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{visited:?}");
+    // An edit without a secret keeps the stored one; the id cannot change.
+    let res = reqwest::Client::new()
+        .put(format!("{sts}/admin/api/v1/providers/corp"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"source": source.replace("Corp <i>SSO</i>", "Corp"), "client_secret": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (res, _) = follow(
+        &browser(),
+        &format!("{sts}/sso/login?provider=corp&login_hint=alice"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200, "the kept secret still works");
+    let res = reqwest::Client::new()
+        .put(format!("{sts}/admin/api/v1/providers/corp"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"source": source.replace("id = \"corp\"", "id = \"other\"")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let preview: serde_json::Value = reqwest::Client::new()
+        .post(format!("{sts}/admin/api/v1/providers/corp/preview"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"claims": {"groups": ["nothing"]}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(preview["roles"], serde_json::json!(["user"]));
+    drop(idp);
+}
+
+/// schemathesis (PyPI) against /admin/api/openapi.json with an admin token: no 5xx, no schema violations,
+/// statuses and content types as documented (tests/peers/run-schemathesis.sh; bounded in time).
+#[tokio::test]
+async fn schemathesis_finds_no_server_errors_or_schema_violations() {
+    let app = spawn_app().await;
+    create_admin(&app, "root").await;
+    let token = sts_tests::admin::api_token(&app).await;
+    // Something for the per-resource operations to act on.
+    let http = reqwest::Client::new();
+    for body in [
+        serde_json::json!({"id": "seed-conf", "type": "confidential", "redirect_uris": ["https://seed.example.com/cb"]}),
+        serde_json::json!({"id": "seed-pub", "type": "public", "redirect_uris": ["https://seed.example.com/cb"]}),
+    ] {
+        let res = http
+            .post(format!("{}/admin/api/v1/applications", app.address))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+    }
+    let script = sts_tests::repo_root().join("tests/peers/run-schemathesis.sh");
+    let out = tokio::process::Command::new("bash")
+        .arg(&script)
+        .args([&app.address, &token])
+        .env("ST_TIMEOUT", "300")
+        .output()
+        .await
+        .expect("run schemathesis");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "schemathesis found problems:\n{stdout}\n{stderr}"
+    );
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    assert!(
+        !summary.contains("failure") && !summary.contains("error"),
+        "{summary}"
+    );
+    assert!(stdout.contains("SUMMARY"), "{stdout}");
 }

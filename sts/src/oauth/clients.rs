@@ -153,7 +153,7 @@ impl RawClient {
             ));
         }
         let name = self.name.unwrap_or_else(|| id.clone());
-        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
             return Err(ctx(
                 "`name` must be 1..=128 characters without control characters".into(),
             ));
@@ -228,14 +228,14 @@ impl RawClient {
             return Err(ctx("`audience` must not be empty".into()));
         }
         for a in &audience {
-            if a.is_empty() || a.len() > 512 || a.chars().any(|c| c.is_control()) {
+            if a.is_empty() || a.chars().count() > 512 || a.chars().any(|c| c.is_control()) {
                 return Err(ctx(format!(
                     "audience {a:?} must be 1..=512 characters without control characters"
                 )));
             }
         }
         for r in &self.roles {
-            if r.is_empty() || r.len() > 256 || r.chars().any(char::is_control) {
+            if r.is_empty() || r.chars().count() > 256 || r.chars().any(char::is_control) {
                 return Err(ctx(format!(
                     "role {r:?} must be 1..=256 characters without control characters"
                 )));

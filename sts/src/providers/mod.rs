@@ -7,12 +7,12 @@
 //! - [`http`]: outbound HTTP with timeouts, no redirects and a size limit.
 
 pub mod http;
+pub mod managed;
 pub mod oauth;
 pub mod oidc;
 pub mod saml;
 pub mod settings;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -394,11 +394,19 @@ fn identity_from_claims(s: &ProviderSettings, claims: Value) -> Result<Identity,
     })
 }
 
-/// The configured providers, by id, in configuration order.
-#[derive(Debug, Default)]
+/// The identity providers, by id, in order (configuration first, then those added in the admin console).
+/// Replaced as a whole entry when an admin edits one; readers get `Arc`s, so a login in progress keeps the
+/// provider it started with.
 pub struct Registry {
-    providers: Vec<Arc<Provider>>,
-    by_id: BTreeMap<String, usize>,
+    providers: std::sync::RwLock<Vec<Arc<Provider>>>,
+    clock: SharedClock,
+    saml: std::sync::RwLock<Option<SamlContext>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
 }
 
 impl Registry {
@@ -407,33 +415,64 @@ impl Registry {
         clock: SharedClock,
         saml: Option<&SamlContext>,
     ) -> Self {
-        let mut r = Registry::default();
-        for s in settings {
-            r.by_id.insert(s.id.clone(), r.providers.len());
-            r.providers
-                .push(Arc::new(Provider::new(s, clock.clone(), saml)));
+        let providers = settings
+            .into_iter()
+            .map(|s| Arc::new(Provider::new(s, clock.clone(), saml)))
+            .collect();
+        Self {
+            providers: std::sync::RwLock::new(providers),
+            clock,
+            saml: std::sync::RwLock::new(saml.cloned()),
         }
-        r
     }
 
-    /// Every provider (enabled or not), in configuration order.
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Provider>> {
-        self.providers.iter()
+    /// Every provider (enabled or not), in order.
+    pub fn all(&self) -> Vec<Arc<Provider>> {
+        self.providers.read().expect("registry lock").clone()
     }
 
     /// The first enabled SAML provider (served at `/sso/sso-saml/metadata`).
     pub fn default_saml(&self) -> Option<Arc<Provider>> {
         self.enabled()
+            .into_iter()
             .find(|p| p.settings.kind == Kind::Saml)
-            .cloned()
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Provider>> {
-        self.by_id.get(id).map(|i| self.providers[*i].clone())
+        self.providers
+            .read()
+            .expect("registry lock")
+            .iter()
+            .find(|p| p.id() == id)
+            .cloned()
     }
 
-    pub fn enabled(&self) -> impl Iterator<Item = &Arc<Provider>> {
-        self.providers.iter().filter(|p| p.settings.enabled)
+    pub fn enabled(&self) -> Vec<Arc<Provider>> {
+        self.all()
+            .into_iter()
+            .filter(|p| p.settings.enabled)
+            .collect()
+    }
+
+    /// Whether SAML providers can be built (the SP credentials are loaded).
+    pub fn has_saml_context(&self) -> bool {
+        self.saml.read().expect("registry lock").is_some()
+    }
+
+    pub fn set_saml_context(&self, ctx: SamlContext) {
+        *self.saml.write().expect("registry lock") = Some(ctx);
+    }
+
+    /// Add a provider, or replace the one with the same id. Returns the new entry.
+    pub fn upsert(&self, settings: ProviderSettings) -> Arc<Provider> {
+        let saml = self.saml.read().expect("registry lock").clone();
+        let p = Arc::new(Provider::new(settings, self.clock.clone(), saml.as_ref()));
+        let mut list = self.providers.write().expect("registry lock");
+        match list.iter_mut().find(|x| x.id() == p.id()) {
+            Some(slot) => *slot = p.clone(),
+            None => list.push(p.clone()),
+        }
+        p
     }
 }
 

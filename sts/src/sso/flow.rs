@@ -171,7 +171,7 @@ async fn start_login(
             .filter(|p| p.settings.enabled)
             .ok_or(LoginError::UnknownProvider)?,
         None => {
-            let enabled: Vec<_> = st.providers.enabled().cloned().collect();
+            let enabled: Vec<_> = st.providers.enabled();
             match enabled.len() {
                 0 => return Err(LoginError::NoProvider),
                 1 => enabled[0].clone(),
@@ -599,9 +599,9 @@ async fn consume_saml(
             let candidates: Vec<_> = st
                 .providers
                 .enabled()
+                .into_iter()
                 .filter(|p| p.settings.kind == Kind::Saml && p.allows_idp_initiated())
                 .filter(|p| path_provider.is_none_or(|id| p.id() == id))
-                .cloned()
                 .collect();
             let [provider] = candidates.as_slice() else {
                 return Err(if relay.is_some() {

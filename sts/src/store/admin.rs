@@ -355,3 +355,117 @@ pub async fn set_client_enabled(
     .rows_affected()
         == 1)
 }
+
+/// Providers added in the console: (id, source TOML, sealed secret, enabled).
+pub async fn admin_providers(
+    pool: &Pool,
+) -> Result<Vec<(String, String, Option<String>, bool)>, sqlx::Error> {
+    let rows: Vec<(String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+        "SELECT id, source, secret_sealed, enabled FROM identity_providers WHERE managed_by = 'admin' ORDER BY created_at, id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, source, sealed, enabled)| (id, source.unwrap_or_default(), sealed, enabled == 1))
+        .collect())
+}
+
+/// The sealed secret of a console provider (to keep it when an edit leaves the secret field empty).
+pub async fn admin_provider_secret(
+    pool: &Pool,
+    id: &str,
+) -> Result<Option<Option<String>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT secret_sealed FROM identity_providers WHERE id = ? AND managed_by = 'admin'",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+pub struct SavedProvider<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+    pub display_name: &'a str,
+    pub enabled: bool,
+    pub settings: &'a str,
+    pub source: &'a str,
+    pub secret_sealed: Option<&'a str>,
+    pub now: i64,
+}
+
+/// Create (`create`) or update a console provider. False when creating an id that exists, or updating one
+/// that is not a console provider.
+pub async fn save_admin_provider(
+    pool: &Pool,
+    p: &SavedProvider<'_>,
+    create: bool,
+) -> Result<bool, sqlx::Error> {
+    let n = if create {
+        sqlx::query(
+            "INSERT INTO identity_providers (id, kind, display_name, enabled, settings, managed_by, source, secret_sealed, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, 'admin', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(p.id)
+        .bind(p.kind)
+        .bind(p.display_name)
+        .bind(i64::from(p.enabled))
+        .bind(p.settings)
+        .bind(p.source)
+        .bind(p.secret_sealed)
+        .bind(p.now)
+        .bind(p.now)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    } else {
+        sqlx::query(
+            "UPDATE identity_providers SET kind = ?, display_name = ?, settings = ?, source = ?, secret_sealed = ?, updated_at = ? \
+             WHERE id = ? AND managed_by = 'admin'",
+        )
+        .bind(p.kind)
+        .bind(p.display_name)
+        .bind(p.settings)
+        .bind(p.source)
+        .bind(p.secret_sealed)
+        .bind(p.now)
+        .bind(p.id)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    };
+    Ok(n == 1)
+}
+
+/// Enable or disable a console provider; false when there is none with this id.
+pub async fn set_provider_enabled(
+    pool: &Pool,
+    id: &str,
+    enabled: bool,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE identity_providers SET enabled = ?, updated_at = ? WHERE id = ? AND managed_by = 'admin'",
+    )
+    .bind(i64::from(enabled))
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// (subject, outcome, at, claims JSON, external values JSON, roles JSON) of a provider's last login.
+pub async fn last_login(
+    pool: &Pool,
+    id: &str,
+) -> Result<Option<(Option<String>, String, i64, String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT subject, outcome, at, claims, external_values, roles FROM provider_last_logins WHERE provider_id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}

@@ -1,0 +1,83 @@
+//! Identity providers managed in the admin console. Their settings are the same TOML as a `[[providers]]`
+//! entry (validated by the same code), kept as entered; the client secret is given separately and stored
+//! sealed under the master key. Local files are not readable from the console: `client_secret_env`,
+//! `client_secret_file` and `idp_metadata_file` are refused there.
+
+use std::collections::BTreeMap;
+
+use super::{ProviderSettings, RawProvider};
+
+/// The variable name the secret is handed to validation under (never a real environment variable).
+const SECRET_VAR: &str = "STS_CONSOLE_PROVIDER_SECRET";
+
+/// Validate a provider's TOML as entered in the console, with its client secret (when the kind needs one).
+pub fn settings_from_source(
+    source: &str,
+    secret: Option<&str>,
+) -> Result<ProviderSettings, String> {
+    if source.len() > 256 * 1024 {
+        return Err("the settings are larger than 256 KiB".into());
+    }
+    let mut table: toml::Table =
+        toml::from_str(source).map_err(|e| format!("not valid TOML: {}", e.message()))?;
+    for key in [
+        "client_secret_env",
+        "client_secret_file",
+        "idp_metadata_file",
+    ] {
+        if table.contains_key(key) {
+            return Err(format!(
+                "`{key}` cannot be used in the console (no access to the server's files or environment): {}",
+                if key == "idp_metadata_file" {
+                    "use idp_metadata_url or idp_metadata_xml"
+                } else {
+                    "give the client secret in its own field"
+                }
+            ));
+        }
+    }
+    let mut env = BTreeMap::new();
+    if let Some(s) = secret.filter(|s| !s.is_empty()) {
+        table.insert(
+            "client_secret_env".into(),
+            toml::Value::String(SECRET_VAR.into()),
+        );
+        env.insert(SECRET_VAR.to_string(), s.to_string());
+    }
+    let raw: RawProvider = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().to_string())?;
+    raw.validate(&env)
+        .map_err(|e| e.to_string().replace(SECRET_VAR, "the client secret field"))
+}
+
+/// The AAD that binds a sealed client secret to its provider.
+pub fn secret_aad(id: &str) -> String {
+    format!("provider-secret:{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OIDC: &str = "id = \"corp\"\ntype = \"oidc\"\nissuer = \"https://login.example.com\"\nclient_id = \"sts\"\n[roles]\nclaim = \"groups\"\n";
+
+    #[test]
+    fn console_sources_are_validated_like_the_file() {
+        let s = settings_from_source(OIDC, Some("s3cret")).unwrap();
+        assert_eq!(s.id, "corp");
+        assert_eq!(s.client_secret.as_ref().unwrap().expose(), "s3cret");
+        let e = settings_from_source(OIDC, None).unwrap_err();
+        assert!(e.contains("client secret"), "{e}");
+        for (src, why) in [
+            (OIDC.replace("[roles]", "client_secret_file = \"/etc/shadow\"\n[roles]"), "cannot be used"),
+            ("id = \"x\"\ntype = \"saml\"\nidp_metadata_file = \"/etc/passwd\"\n".to_string(), "cannot be used"),
+            ("id = \"x\"\ntype = \"oidc\"\nissuer = \"http://login.example.com\"\nclient_id = \"a\"\n".to_string(), "https"),
+            ("not toml".to_string(), "TOML"),
+            ("id = \"x\"\ntype = \"ldap\"\n".to_string(), "type"),
+        ] {
+            let e = settings_from_source(&src, Some("s")).unwrap_err();
+            assert!(e.contains(why), "{src}: {e}");
+        }
+    }
+}
