@@ -229,6 +229,12 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn create_api_token(&self, actor: &str, name: &str) -> BoxFut<'_, (String, String)>;
     fn revoke_api_token(&self, actor: &str, id: &str) -> BoxFut<'_, ()>;
 
+    /// Whether holders of a configured admin role may sign in through single sign-on.
+    fn sso_enabled(&self) -> bool;
+    /// The admin name (`sso:<sub>`) for the SSO session with this cookie value, when it is live and holds an
+    /// admin role; `Err(Invalid)` names why not.
+    fn sso_admin(&self, sso_session_cookie: &str) -> BoxFut<'_, String>;
+
     fn providers(&self) -> BoxFut<'_, Vec<ProviderInfo>>;
     fn provider(&self, id: &str) -> BoxFut<'_, ProviderDetail>;
     /// Create (`existing` None) or replace a console provider from its TOML settings; `secret` None or

@@ -38,6 +38,7 @@ pub fn configure(
             .route("/login", web::get().to(pages::login_form))
             .route("/login", web::post().to(pages::login))
             .route("/logout", web::post().to(pages::logout))
+            .route("/sso", web::get().to(pages::sso))
             .route("/keys", web::get().to(pages::keys))
             .route("/keys/regenerate", web::post().to(pages::regenerate_key))
             .route("/keys/import", web::post().to(pages::import_key))

@@ -221,11 +221,12 @@ struct LoginPage<'a> {
     csrf: &'a str,
     error: Option<&'a str>,
     username: &'a str,
+    sso: bool,
 }
 
 fn login_page(
     status: StatusCode,
-    secure: bool,
+    b: &Backend,
     error: Option<&str>,
     username: &str,
 ) -> HttpResponse {
@@ -237,14 +238,80 @@ fn login_page(
             csrf: &token,
             error,
             username,
+            sso: b.sso_enabled(),
         },
     );
-    let _ = r.add_cookie(&auth::cookie(LOGIN_CSRF_COOKIE, token, secure, Some(1800)));
+    let _ = r.add_cookie(&auth::cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        b.secure_cookies(),
+        Some(1800),
+    ));
     r
 }
 
 pub async fn login_form(b: Backend) -> HttpResponse {
-    login_page(StatusCode::OK, b.secure_cookies(), None, "")
+    login_page(StatusCode::OK, &b, None, "")
+}
+
+#[derive(Template)]
+#[template(path = "sso_continue.html")]
+struct SsoContinuePage<'a> {
+    admin: Option<&'a Admin>,
+}
+
+/// `GET /admin/sso`: back from a single sign-on (`/sso/login?return_to=/admin/sso`); the user's SSO
+/// session must hold an admin role (`admin.sso_roles`). The page continues to /admin with a meta refresh:
+/// the Strict admin cookie is not sent on the redirect chain that started at the IdP.
+pub async fn sso(req: HttpRequest, b: Backend) -> HttpResponse {
+    let Some(cookie) = req.cookie("sts_session") else {
+        return login_page(
+            StatusCode::UNAUTHORIZED,
+            &b,
+            Some("no single sign-on session; sign in first"),
+            "",
+        );
+    };
+    let name = match b.sso_admin(cookie.value()).await {
+        Ok(n) => n,
+        Err(BackendError::Invalid(m)) => {
+            return login_page(StatusCode::FORBIDDEN, &b, Some(&m), "");
+        }
+        Err(e) => return internal(e),
+    };
+    let now = b.now();
+    if let Some(old) = req.cookie(SESSION_COOKIE) {
+        let _ = b.delete_admin_session(&auth::hash(old.value())).await;
+    }
+    let id = auth::random_token();
+    let session = NewAdminSession {
+        id_hash: auth::hash(&id),
+        username: name.clone(),
+        via: "sso",
+        csrf: auth::random_token(),
+        now,
+        idle_expires_at: now + auth::IDLE_SECONDS,
+        expires_at: now + auth::ABSOLUTE_SECONDS,
+    };
+    if let Err(e) = b.insert_admin_session(session).await {
+        return internal(e);
+    }
+    let _ = b
+        .audit(
+            &format!("admin:{name}"),
+            "admin.login",
+            None,
+            serde_json::json!({"via": "sso"}),
+        )
+        .await;
+    let mut r = render(StatusCode::OK, &SsoContinuePage { admin: None });
+    let _ = r.add_cookie(&auth::cookie(
+        SESSION_COOKIE,
+        id,
+        b.secure_cookies(),
+        Some(auth::ABSOLUTE_SECONDS),
+    ));
+    r
 }
 
 pub async fn login(
@@ -257,7 +324,7 @@ pub async fn login(
     let Ok(f) = form(&body) else {
         return login_page(
             StatusCode::BAD_REQUEST,
-            secure,
+            &b,
             Some("the form is malformed"),
             "",
         );
@@ -279,7 +346,7 @@ pub async fn login(
     {
         return login_page(
             StatusCode::FORBIDDEN,
-            secure,
+            &b,
             Some("the sign-in form expired; try again"),
             &username,
         );
@@ -287,7 +354,7 @@ pub async fn login(
     if username.is_empty() || username.len() > 64 || password.is_empty() || password.len() > 1024 {
         return login_page(
             StatusCode::BAD_REQUEST,
-            secure,
+            &b,
             Some("enter your user name and password"),
             &username,
         );
@@ -308,7 +375,7 @@ pub async fn login(
             .await;
         return login_page(
             StatusCode::TOO_MANY_REQUESTS,
-            secure,
+            &b,
             Some(&format!(
                 "too many failed sign-ins; try again in {} minute(s)",
                 (wait + 59) / 60
@@ -335,7 +402,7 @@ pub async fn login(
             .await;
         return login_page(
             StatusCode::UNAUTHORIZED,
-            secure,
+            &b,
             Some("wrong user name or password"),
             &username,
         );

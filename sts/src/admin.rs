@@ -30,6 +30,9 @@ pub struct Backend {
     pub public_url: String,
     /// Ids declared in the configuration file (they cannot be created in the console).
     pub config_provider_ids: Vec<String>,
+    /// `admin.sso_roles`.
+    pub sso_roles: Vec<String>,
+    pub session_idle: i64,
 }
 
 fn db(e: sqlx::Error) -> BackendError {
@@ -559,6 +562,44 @@ impl admin_ui::AdminBackend for Backend {
             self.log(&actor, "api_token.create", Some(&name), json!({"id": id}))
                 .await?;
             Ok((id, token))
+        })
+    }
+
+    fn sso_enabled(&self) -> bool {
+        !self.sso_roles.is_empty()
+    }
+
+    fn sso_admin(&self, sso_session_cookie: &str) -> BoxFut<'_, String> {
+        let h = crate::sso::hash(sso_session_cookie);
+        Box::pin(async move {
+            if self.sso_roles.is_empty() {
+                return Err(BackendError::Invalid(
+                    "single sign-on to the console is not enabled (admin.sso_roles)".into(),
+                ));
+            }
+            let now = self.clock.now();
+            let Some(s) = store::login::touch_session(&self.pool, &h, now, now + self.session_idle)
+                .await
+                .map_err(db)?
+            else {
+                return Err(BackendError::Invalid("no single sign-on session".into()));
+            };
+            let roles: Vec<String> = serde_json::from_str(&s.roles).unwrap_or_default();
+            let sub = crate::tokens::public_subject(&s.provider_id, &s.subject);
+            if !roles.iter().any(|r| self.sso_roles.contains(r)) {
+                self.log(
+                    &format!("sso:{sub}"),
+                    "admin.login_refused",
+                    None,
+                    json!({"reason": "no admin role"}),
+                )
+                .await?;
+                return Err(BackendError::Invalid(format!(
+                    "{sub} does not hold an admin role ({})",
+                    self.sso_roles.join(", ")
+                )));
+            }
+            Ok(format!("sso:{sub}"))
         })
     }
 

@@ -105,6 +105,13 @@ struct RawConfig {
     sessions: RawSessions,
     providers: Vec<crate::providers::RawProvider>,
     clients: Vec<crate::oauth::clients::RawClient>,
+    admin: RawAdmin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    sso_roles: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,6 +303,9 @@ pub struct Config {
     pub providers: Vec<crate::providers::ProviderSettings>,
     /// Applications (OAuth clients) declared in the config file; their secrets live in the database.
     pub clients: Vec<crate::oauth::clients::ClientSettings>,
+    /// STS roles whose holders may sign in to the admin console through single sign-on (empty: only
+    /// administrators created with `sts admin create`).
+    pub admin_sso_roles: Vec<String>,
 }
 
 impl Config {
@@ -562,6 +572,18 @@ impl Config {
             }
             providers.push(settings);
         }
+        if let Some(r) = raw
+            .admin
+            .sso_roles
+            .iter()
+            .find(|r| r.is_empty() || r.len() > 256 || r.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                "admin.sso_roles",
+                format!("role {r:?} must be 1..=256 characters without control characters"),
+            ));
+        }
+        let admin_sso_roles = raw.admin.sso_roles;
         let mut clients: Vec<crate::oauth::clients::ClientSettings> = Vec::new();
         for c in raw.clients {
             let c = c
@@ -592,6 +614,7 @@ impl Config {
             login_flow_ttl: flow_ttl,
             providers,
             clients,
+            admin_sso_roles,
             source,
             listen,
             public_url,

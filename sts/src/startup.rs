@@ -115,6 +115,8 @@ impl Application {
             providers: providers.clone(),
             public_url: config.public_url.clone(),
             config_provider_ids: config.providers.iter().map(|p| p.id.clone()).collect(),
+            sso_roles: config.admin_sso_roles.clone(),
+            session_idle: config.session_idle_timeout as i64,
         });
         let limiter = Arc::new(admin_ui::auth::RateLimiter::default());
         let port = listener.local_addr()?.port();

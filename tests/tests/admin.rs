@@ -1261,3 +1261,82 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
     );
     assert!(stdout.contains("SUMMARY"), "{stdout}");
 }
+
+#[tokio::test]
+async fn holders_of_an_admin_role_sign_in_through_single_sign_on() {
+    use sts_tests::{follow, start_node_peer};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sts = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let idp_config = serde_json::json!({
+        "clients": [{"client_id": "sts", "client_secret": "upstream-secret",
+            "redirect_uris": [format!("{sts}/sso/sso-openid/openid-login")],
+            "token_endpoint_auth_method": "client_secret_basic", "grant_types": ["authorization_code"], "response_types": ["code"]}],
+        "users": {
+            "alice": {"sub": "alice", "preferred_username": "alice", "groups": ["sts-admins"]},
+            "bob": {"sub": "bob", "preferred_username": "bob", "groups": ["staff"]}
+        }
+    });
+    let idp = start_node_peer(
+        "oidc-idp.mjs",
+        &["--port", "0", "--config", &idp_config.to_string()],
+    )
+    .await;
+    let config = format!(
+        "[admin]\nsso_roles = [\"sts-admin\"]\n\n[[providers]]\nid = \"corp\"\ntype = \"oidc\"\nissuer = \"{}\"\nclient_id = \"sts\"\nclient_secret_env = \"CORP_SECRET\"\nscopes = [\"openid\", \"profile\", \"groups\"]\n\n[providers.roles]\nclaim = \"groups\"\nrules = [ {{ match = \"sts-admins\", roles = [\"sts-admin\"] }} ]\n",
+        idp.issuer
+    );
+    let app = sts_tests::spawn_app_on(
+        listener,
+        sts_tests::AppOptions::default()
+            .with("CORP_SECRET", "upstream-secret")
+            .config(config),
+    )
+    .await;
+    let login_page = browser()
+        .get(format!("{sts}/admin/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(login_page.contains("id=\"sso-sign-in\""), "{login_page}");
+    for (user, admin_ok) in [("alice", true), ("bob", false)] {
+        let client = browser();
+        let (res, visited) = follow(
+            &client,
+            &format!("{sts}/sso/login?provider=corp&login_hint={user}&return_to=%2Fadmin%2Fsso"),
+            None,
+        )
+        .await;
+        let html = res.text().await.unwrap();
+        if admin_ok {
+            assert!(
+                html.contains("http-equiv=\"refresh\""),
+                "{visited:?} {html}"
+            );
+            let dash = client.get(format!("{sts}/admin")).send().await.unwrap();
+            assert_eq!(dash.status(), 200);
+            let dash = dash.text().await.unwrap();
+            assert!(dash.contains("sso:corp|alice"), "{dash}");
+        } else {
+            assert!(html.contains("does not hold an admin role"), "{html}");
+            let res = client.get(format!("{sts}/admin")).send().await.unwrap();
+            assert_eq!(res.status(), 303, "no admin session for bob");
+        }
+    }
+    // Without an SSO session: the sign-in page with a reason.
+    let res = browser()
+        .get(format!("{sts}/admin/sso"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let token = sts_tests::admin::api_token(&app).await;
+    let audit = api_get(&app, &token, "/audit?limit=200").await.to_string();
+    assert!(
+        audit.contains("admin:sso:corp|alice") && audit.contains("admin.login_refused"),
+        "{audit}"
+    );
+    drop(idp);
+}

@@ -1268,3 +1268,80 @@ redirect_uris = ["{CB}"]
         "{roles:?}"
     );
 }
+
+/// A SAML provider added in the admin console (API) from SimpleSAMLphp's metadata URL is live at once:
+/// a SAML login through it works without a restart (the SP credentials are created on demand).
+#[tokio::test]
+async fn saml_provider_from_a_metadata_url_added_in_the_console() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sts = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let idp = start_idp(&bootstrap_sp_metadata(&sts), &[]).await;
+    let app = spawn_app_on(listener, AppOptions::default()).await;
+    let token = sts_tests::admin::api_token(&app).await;
+    let source = format!(
+        "id = \"console-saml\"\ntype = \"saml\"\ndisplay_name = \"Console SAML\"\nidp_metadata_url = \"{}\"\n\n[roles]\nclaim = \"groups\"\nrules = [ {{ match = \"sts-admins\", roles = [\"admin\"] }} ]\ndefault_roles = [\"user\"]\n",
+        idp.metadata_url
+    );
+    let res = reqwest::Client::new()
+        .post(format!("{sts}/admin/api/v1/providers"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"source": source}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let created: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(created["callback_url"], format!("{sts}/sso/sso-saml/acs"));
+    assert_eq!(
+        created["sp_metadata_url"],
+        format!("{sts}/sso/sso-saml/console-saml/metadata")
+    );
+    let md = reqwest::get(created["sp_metadata_url"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(md.status(), 200);
+
+    let client = browser();
+    let res = client
+        .get(format!("{sts}/sso/login?provider=console-saml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let authn_url = res.headers()["location"].to_str().unwrap().to_string();
+    let v = run_login_py(&authn_url, "alice", "alicepw").await;
+    assert_eq!(v["ok"], true, "{v}");
+    let res = client
+        .post(v["acs_url"].as_str().unwrap())
+        .form(&[
+            ("SAMLResponse", v["saml_response"].as_str().unwrap()),
+            ("RelayState", v["relay_state"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    let me = client
+        .get(format!("{sts}/sso/me"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        me.contains("<li>admin</li>") && me.contains("console-saml"),
+        "{me}"
+    );
+    // The provider's last login is visible through the API.
+    let providers: serde_json::Value = reqwest::Client::new()
+        .get(format!("{sts}/admin/api/v1/providers"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(providers["items"][0]["last_outcome"], "ok");
+}
