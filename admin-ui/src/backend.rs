@@ -52,6 +52,16 @@ pub struct KeyInfo {
     pub retire_at: Option<i64>,
 }
 
+/// The SAML service provider's key pair and certificate (apart from the token-signing keys).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SamlSpInfo {
+    /// SHA-256 of the certificate (DER), hex.
+    pub fingerprint: String,
+    pub subject: String,
+    pub not_after: i64,
+    pub created_at: i64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SsoSessionInfo {
     pub sid: String,
@@ -211,6 +221,11 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn regenerate_key(&self, actor: &str) -> BoxFut<'_, String>;
     /// Import a PKCS#12 keystore (same checks as the CLI); returns the new active kid.
     fn import_keystore(&self, actor: &str, data: Vec<u8>, password: String) -> BoxFut<'_, String>;
+    /// The SAML SP credentials, if created (they are made with the first SAML provider).
+    fn saml_sp(&self) -> BoxFut<'_, Option<SamlSpInfo>>;
+    /// Replace the SAML SP key and certificate with a PKCS#12 keystore (same checks as the CLI); SAML
+    /// providers use it at once. Returns the new certificate fingerprint.
+    fn import_saml_sp(&self, actor: &str, data: Vec<u8>, password: String) -> BoxFut<'_, String>;
     fn sso_sessions(&self) -> BoxFut<'_, Vec<SsoSessionInfo>>;
     /// End an SSO session and revoke its refresh tokens.
     fn revoke_sso_session(&self, actor: &str, sid: &str) -> BoxFut<'_, ()>;

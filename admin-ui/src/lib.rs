@@ -42,6 +42,7 @@ pub fn configure(
             .route("/keys", web::get().to(pages::keys))
             .route("/keys/regenerate", web::post().to(pages::regenerate_key))
             .route("/keys/import", web::post().to(pages::import_key))
+            .route("/keys/saml-import", web::post().to(pages::import_saml_key))
             .route("/sessions", web::get().to(pages::sessions))
             .route(
                 "/sessions/{sid}/revoke",
@@ -79,6 +80,7 @@ pub const STATE_CHANGING_PAGES: &[&str] = &[
     "/admin/logout",
     "/admin/keys/regenerate",
     "/admin/keys/import",
+    "/admin/keys/saml-import",
     "/admin/sessions/{sid}/revoke",
     "/admin/applications",
     "/admin/applications/{id}/secret",

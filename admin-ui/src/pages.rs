@@ -13,7 +13,8 @@ use askama::Template;
 use crate::auth::{self, LOGIN_CSRF_COOKIE, RateLimiter, SESSION_COOKIE};
 use crate::backend::{
     AdminBackend, ApiTokenInfo, AuditEntry, BackendError, ClientInfo, Dashboard, KeyInfo,
-    NewAdminSession, NewClient, ProviderDetail, ProviderInfo, RolePreview, SsoSessionInfo,
+    NewAdminSession, NewClient, ProviderDetail, ProviderInfo, RolePreview, SamlSpInfo,
+    SsoSessionInfo,
 };
 
 pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
@@ -495,6 +496,7 @@ pub async fn dashboard(req: HttpRequest, b: Backend) -> HttpResponse {
 struct KeysPage<'a> {
     admin: Option<&'a Admin>,
     keys: &'a [KeyInfo],
+    sp: Option<&'a SamlSpInfo>,
 }
 
 pub async fn keys(req: HttpRequest, b: Backend) -> HttpResponse {
@@ -502,12 +504,17 @@ pub async fn keys(req: HttpRequest, b: Backend) -> HttpResponse {
         Ok(a) => a,
         Err(r) => return r,
     };
+    let sp = match b.saml_sp().await {
+        Ok(sp) => sp,
+        Err(e) => return internal(e),
+    };
     match b.keys().await {
         Ok(keys) => render(
             StatusCode::OK,
             &KeysPage {
                 admin: Some(&admin),
                 keys: &keys,
+                sp: sp.as_ref(),
             },
         ),
         Err(e) => internal(e),
@@ -535,10 +542,11 @@ pub async fn regenerate_key(req: HttpRequest, body: web::Bytes, b: Backend) -> H
 }
 
 /// `POST /admin/keys/import`: multipart with `csrf`, `password` and the `keystore` file.
-pub async fn import_key(
+async fn import_upload(
     req: HttpRequest,
     payload: actix_multipart::Multipart,
     b: Backend,
+    saml_sp: bool,
 ) -> HttpResponse {
     let fields = match crate::upload::read_fields(payload, UPLOAD_LIMIT).await {
         Ok(f) => f,
@@ -570,19 +578,42 @@ pub async fn import_key(
         );
     };
     let password = text("password").unwrap_or_default();
-    match b
-        .import_keystore(&format!("admin:{}", admin.username), data, password)
-        .await
-    {
-        Ok(kid) => message(
+    let actor = format!("admin:{}", admin.username);
+    let result = if saml_sp {
+        b.import_saml_sp(&actor, data, password).await.map(|f| {
+            format!("the SAML SP certificate is now {f}; give IdP admins the new SP metadata")
+        })
+    } else {
+        b.import_keystore(&actor, data, password)
+            .await
+            .map(|kid| format!("the new active key is {kid}"))
+    };
+    match result {
+        Ok(msg) => message(
             StatusCode::OK,
             Some(&admin),
             "Keystore imported",
-            &format!("the new active key is {kid}"),
+            &msg,
             "/admin/keys",
         ),
         Err(e) => failed(&admin, e, "/admin/keys"),
     }
+}
+
+pub async fn import_key(
+    req: HttpRequest,
+    payload: actix_multipart::Multipart,
+    b: Backend,
+) -> HttpResponse {
+    import_upload(req, payload, b, false).await
+}
+
+pub async fn import_saml_key(
+    req: HttpRequest,
+    payload: actix_multipart::Multipart,
+    b: Backend,
+) -> HttpResponse {
+    import_upload(req, payload, b, true).await
 }
 
 #[derive(Template)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use admin_ui::backend::{
     AdminSession, ApiTokenInfo, AuditEntry, BackendError, BoxFut, ClientInfo, Dashboard, KeyInfo,
-    LastLogin, NewAdminSession, NewClient, ProviderDetail, ProviderInfo, RolePreview,
+    LastLogin, NewAdminSession, NewClient, ProviderDetail, ProviderInfo, RolePreview, SamlSpInfo,
     SsoSessionInfo,
 };
 use serde_json::json;
@@ -342,6 +342,88 @@ impl admin_ui::AdminBackend for Backend {
                 }
                 Err(e) => Err(BackendError::Internal(e.to_string())),
             }
+        })
+    }
+
+    fn saml_sp(&self) -> BoxFut<'_, Option<SamlSpInfo>> {
+        Box::pin(async move {
+            let Some((cert_b64, _, _)) =
+                store::saml::sp_credentials(&self.pool).await.map_err(db)?
+            else {
+                return Ok(None);
+            };
+            let created_at: i64 = sqlx::query_scalar(
+                "SELECT created_at FROM saml_sp_credentials WHERE id = 'default'",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+            let der = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                cert_b64.as_bytes(),
+            )
+            .map_err(|e| BackendError::Internal(e.to_string()))?;
+            let (_, cert) = x509_parser::parse_x509_certificate(&der)
+                .map_err(|e| BackendError::Internal(e.to_string()))?;
+            use sha2::Digest;
+            Ok(Some(SamlSpInfo {
+                fingerprint: hex::encode(sha2::Sha256::digest(&der)),
+                subject: cert.subject().to_string(),
+                not_after: cert.validity().not_after.timestamp(),
+                created_at,
+            }))
+        })
+    }
+
+    fn import_saml_sp(&self, actor: &str, data: Vec<u8>, password: String) -> BoxFut<'_, String> {
+        let actor = actor.to_string();
+        Box::pin(async move {
+            let password = zeroize::Zeroizing::new(password);
+            if data.len() > crate::keys::import::MAX_KEYSTORE_BYTES {
+                return Err(BackendError::Invalid(
+                    "the keystore file is too large".into(),
+                ));
+            }
+            if let Err(e) = crate::providers::saml::SpCredentials::import_pkcs12(
+                &self.keys, &self.pool, &data, &password,
+            )
+            .await
+            {
+                self.log(
+                    &actor,
+                    "saml_sp.import_refused",
+                    None,
+                    json!({"reason": e.to_string()}),
+                )
+                .await?;
+                return Err(BackendError::Invalid(e.to_string()));
+            }
+            // Use it at once: new SP credentials, SAML providers rebuilt with them.
+            let credentials =
+                crate::providers::saml::SpCredentials::load_or_create(&self.keys, &self.pool)
+                    .await
+                    .map_err(|e| BackendError::Internal(e.to_string()))?;
+            self.providers
+                .set_saml_context(crate::providers::SamlContext {
+                    credentials: Arc::new(credentials),
+                    entity_id: format!("{}/sso/sso-saml/metadata", self.public_url),
+                    acs_url: format!("{}/sso/sso-saml/acs", self.public_url),
+                    base_url: format!("{}/sso/sso-saml", self.public_url),
+                });
+            for p in self.providers.all() {
+                if p.settings.kind == crate::providers::Kind::Saml {
+                    let p = self.providers.upsert((*p.settings).clone());
+                    if p.settings.enabled {
+                        let _ = crate::startup::start_saml_metadata(&p).await;
+                    }
+                }
+            }
+            let info = self.saml_sp().await?.ok_or_else(|| {
+                BackendError::Internal("SP credentials missing after import".into())
+            })?;
+            self.log(&actor, "saml_sp.import", Some(&info.fingerprint), json!({}))
+                .await?;
+            Ok(info.fingerprint)
         })
     }
 

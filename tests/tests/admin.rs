@@ -866,6 +866,47 @@ async fn keystore_upload_and_regenerate_in_the_console() {
         kids.contains(&new) && kids.contains(&kid),
         "the previous key stays published: {kids:?}"
     );
+    // The SAML SP key and certificate, likewise: wrong password refused, right one shown by fingerprint.
+    let page = client
+        .get(format!("{}/admin/keys", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"no-saml-sp\""), "{page}");
+    let res = client
+        .post(format!("{}/admin/keys/saml-import", app.address))
+        .multipart(upload("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = client
+        .post(format!("{}/admin/keys/saml-import", app.address))
+        .multipart(upload("keystore-pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    let fp = html
+        .split("the SAML SP certificate is now ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(fp.len(), 64, "{html}");
+    let page = client
+        .get(format!("{}/admin/keys", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&fp) && page.contains("CN=imported"), "{page}");
 }
 
 #[tokio::test]

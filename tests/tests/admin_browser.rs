@@ -28,35 +28,15 @@ async fn console_in_a_browser() {
             "grant_types": ["authorization_code"], "response_types": ["code"],
         }],
         "users": {"alice": {"sub": "alice", "email": "alice@example.com", "email_verified": true,
-                            "preferred_username": "alice", "groups": ["staff"]}}
+                            "preferred_username": "alice", "groups": ["staff", "sts-admins"]}}
     });
     let idp = start_node_peer(
         "oidc-idp.mjs",
         &["--port", "0", "--config", &idp_config.to_string()],
     )
     .await;
-    let app = spawn_app_on(
-        listener,
-        AppOptions::default()
-            .with("CORP_SECRET", "upstream-secret")
-            .config(format!(
-                r#"
-[[providers]]
-id = "corp"
-type = "oidc"
-issuer = "{}"
-client_id = "sts"
-client_secret_env = "CORP_SECRET"
-scopes = ["openid", "email", "profile"]
-
-[providers.roles]
-claim = "groups"
-rules = [ {{ match = "staff", roles = ["employee"] }} ]
-"#,
-                idp.issuer
-            )),
-    )
-    .await;
+    // No provider in the configuration: the browser adds one in the console.
+    let app = spawn_app_on(listener, AppOptions::default()).await;
     app.cli(
         &[
             "admin",
@@ -70,15 +50,6 @@ rules = [ {{ match = "staff", roles = ["employee"] }} ]
     )
     .await
     .ok();
-    // A user with an SSO session, for the sessions page.
-    let alice = browser();
-    let (res, _) = follow(
-        &alice,
-        &format!("{sts}/sso/login?provider=corp&login_hint=alice"),
-        None,
-    )
-    .await;
-    assert_eq!(res.status(), 200);
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -140,6 +111,12 @@ rules = [ {{ match = "staff", roles = ["employee"] }} ]
             "keystore-pw",
             "--sso-session-user",
             "alice",
+            "--oidc-issuer",
+            &idp.issuer,
+            "--oidc-secret",
+            "upstream-secret",
+            "--login-user",
+            "alice",
             "--keystore",
         ])
         .arg(d.join("ks.p12"))
@@ -161,7 +138,25 @@ rules = [ {{ match = "staff", roles = ["employee"] }} ]
     // Dashboard: the active key is the published one.
     let kids_at_start = r["keysBefore"].as_array().unwrap().len();
     assert!(kids_at_start >= 1);
-    assert_eq!(r["dashboard"]["sessions"], 1, "{r:#}");
+    assert_eq!(r["dashboard"]["sessions"], 0, "{r:#}");
+    // The OIDC provider added in the browser: a missing secret is refused with a reason; saved, it is live
+    // at once; its test login shows the claims received, the values at the role claim and the roles.
+    assert!(
+        r["providerNoSecret"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r:#}"))
+            .contains("client secret"),
+        "{r:#}"
+    );
+    assert_eq!(r["providerCreated"]["nameEscaped"], true, "{r:#}");
+    assert_eq!(
+        r["providerCreated"]["callbackUrl"],
+        format!("{sts}/sso/sso-openid/openid-login")
+    );
+    assert_eq!(r["providerLogin"]["outcome"], "ok", "{r:#}");
+    assert_eq!(r["providerLogin"]["roles"], "admin, user");
+    assert_eq!(r["providerLogin"]["claimsHaveEmail"], true);
+    assert_eq!(r["providerPreview"]["roles"], "admin, user");
     // The application's name is shown literally, its secret once.
     assert_eq!(r["appNameEscaped"], true, "{r:#}");
     assert_eq!(r["appSecretPrefixOk"], true);
@@ -184,8 +179,15 @@ rules = [ {{ match = "staff", roles = ["employee"] }} ]
     // The session was revoked: alice must sign in again.
     assert_eq!(r["sessionsBefore"], 1);
     assert_eq!(r["sessionsAfter"], 0);
-    let res = alice.get(format!("{sts}/sso/me")).send().await.unwrap();
-    assert_eq!(res.status(), 303, "alice's session is gone");
+    // Another browser signs in through the console's provider (live without a restart).
+    let alice = browser();
+    let (res, visited) = follow(
+        &alice,
+        &format!("{sts}/sso/login?provider=corp&login_hint=alice"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{visited:?}");
     assert_eq!(r["afterLogoutPath"], "/admin/login");
     assert_eq!(r["pageErrors"], serde_json::json!([]), "{r:#}");
     assert_eq!(

@@ -47,8 +47,14 @@ pub fn settings_from_source(
     let raw: RawProvider = toml::Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| e.message().to_string())?;
-    raw.validate(&env)
-        .map_err(|e| e.to_string().replace(SECRET_VAR, "the client secret field"))
+    raw.validate(&env).map_err(|e| {
+        e.to_string()
+            .replace(SECRET_VAR, "the client secret field")
+            .replace(
+                "(`client_secret_env` or `client_secret_file`)",
+                "(the client secret field)",
+            )
+    })
 }
 
 /// The AAD that binds a sealed client secret to its provider.

@@ -3,6 +3,7 @@
 //
 // usage: node admin-browser.mjs --sts URL --user NAME --password PW --out DIR --keystore P12FILE
 //                               --keystore-password PW [--sso-session-user NAME]
+//                               [--oidc-issuer URL --oidc-secret S --login-user NAME]
 //   --sts                the STS's base URL, e.g. http://127.0.0.1:8080 (a trailing slash is ignored); over https
 //                        its certificate is not checked (ignoreHTTPSErrors: the tests use a self-signed one)
 //   --user, --password   an administrator (sts admin create)
@@ -12,11 +13,29 @@
 //   --sso-session-user   optional: on /admin/sessions revoke the row of this user (the user name the table
 //                        shows before "(subject)", or the subject) instead of the first row; no such row:
 //                        nothing is revoked (sessionNote says why)
+//   --oidc-issuer, --oidc-secret, --login-user
+//                        optional, all three or none: run the identity provider steps P1-P4 (after step 1) with an
+//                        OpenID Provider at this issuer (e.g. oidc-idp.mjs) that knows client "sts" with this
+//                        secret (redirect URI <sts>/sso/sso-openid/openid-login) and logs in user NAME when given
+//                        login_hint=NAME. The SSO session of that login shows on /admin/sessions in step 4.
 //
 // Steps (each at most STEP_LIMIT_MS; every single wait or click at most STEP_TIMEOUT_MS):
 //   1. /admin -> /admin/login (redirectedToLogin); #username, #password, #sign-in -> h1 "Dashboard"; read
 //      #active-kid (null when absent), #count-providers, #count-clients, #count-sessions, #health, #admin-user;
 //      screenshot admin-dashboard.png.
+//   Only with --oidc-issuer (see above), right after step 1:
+//   P1. /admin/providers: the "Add a provider" form (#provider-source, #provider-secret, #save-provider) with the
+//       OIDC provider "corp" but no client secret -> the "Not saved" page: #message (providerNoSecret); then
+//       again with the secret -> /admin/providers/corp: #callback-url, whether the h1 shows the display name
+//       "Corp <i>SSO</i>" literally with no <i> element; the href of a#test-login (must be
+//       /sso/login?provider=corp&return_to=/sso/me, target _blank).
+//   P2. A real login: a second page of the same browser context opens that link's URL plus &login_hint=NAME
+//       (the console's link has none; oidc-idp.mjs logs in without a form only with one) and must end on
+//       /sso/me; then the provider page again (reloaded until #last-login shows, at most STEP_TIMEOUT_MS):
+//       #last-outcome, #last-subject, #last-roles, #last-external, #last-claims (JSON); screenshot
+//       admin-provider.png.
+//   P3. #sample-claims {"groups": ["sts-admins"]}, #preview -> #preview-roles, #preview-external.
+//   P4. /admin/providers: screenshot admin-providers.png.
 //   2. /admin/applications: register "web-a" named "Web <b>A</b>" (confidential, one redirect URI) -> the secret
 //      page: #secret must start with "stscs_"; click [data-copy="secret"], wait for "Copied", compare the
 //      clipboard; screenshot admin-application-secret.png; /admin/applications again: the name cell of web-a
@@ -47,11 +66,23 @@
 //    "regenerate": {"status", "title", "message", "kid", "confirmShown"},
 //    "sessionsBefore", "sessionsAfter", "sessionRevoked": null | {"user", "subject", "confirmShown"}, "sessionNote",
 //    "apiToken", "apiTokenPrefixOk", "auditActions": [...], "logoutUrl", "afterLogoutUrl", "afterLogoutPath",
+//    only with --oidc-issuer (absent otherwise):
+//    "providerNoSecret": {"status", "title", "message", "mentionsSecret" (message matches /client.?secret/i)},
+//    "providerCreated": {"url", "callbackUrl", "nameHeading" (the h1 without its <small>), "nameEscaped",
+//    "italicElements" (<i> in the h1), "testLoginHref" (absolute), "testLoginTarget"},
+//    "providerLogin": {"loginUrl" (where the second page ended), "meEmail" (#email of /sso/me: the user's email
+//    as the STS took it, null when absent), "outcome", "subject", "roles", "external" (the texts of #last-roles,
+//    #last-external: comma-separated), "claims" (#last-claims parsed; its text when not JSON), "claimsEmail"
+//    (claims.email, null when absent), "claimsHaveEmail" (meEmail is an email address and #last-claims
+//    contains it)},
+//    "providerPreview": {"roles", "external", "error" (the form's error text, null when none)},
 //    "dialogs": [{"type", "message"}...], "stepMs": {step: ms},
 //    "consoleErrors": ["text (url:line)", ...] (CSP violations arrive here), "pageErrors": [...],
 //    "ignoredConsoleErrors": [favicon.ico 404s, which the browser requests on its own; the one "Failed to load
-//    resource: ... 4xx" of the deliberate wrong-password import (a second one is a console error)],
-//    "screenshots": {"dashboard", "applicationSecret", "applications", "keys", "sessions", "token", "audit"},
+//    resource: ... 4xx" of the deliberate wrong-password import and the one of the deliberately incomplete
+//    provider (P1) (a second one is a console error)],
+//    "screenshots": {"dashboard", "applicationSecret", "applications", "keys", "sessions", "token", "audit",
+//    and with --oidc-issuer "provider", "providers"},
 //    "elapsedMs"}
 //   exit 0: the run completed; the values are for the caller (the Rust test) to assert.
 //   {"ok": false, "error", "step", "url", "partial" (what was recorded before the failure), "consoleErrors",
@@ -76,6 +107,26 @@ const APP_ID = 'web-a';
 const APP_NAME = 'Web <b>A</b>';
 const APP_REDIRECT = 'https://web-a.example.com/cb';
 const TOKEN_NAME = 'ci';
+const PROVIDER_ID = 'corp';
+const PROVIDER_NAME = 'Corp <i>SSO</i>';
+const PREVIEW_CLAIMS = '{"groups": ["sts-admins"]}';
+// The [[providers]] entry of P1 (without the header), as the form takes it.
+function providerSource(issuer) {
+  return [
+    `id = ${JSON.stringify(PROVIDER_ID)}`,
+    'type = "oidc"',
+    `display_name = ${JSON.stringify(PROVIDER_NAME)}`,
+    `issuer = ${JSON.stringify(issuer)}`,
+    'client_id = "sts"',
+    'scopes = ["openid", "email", "profile", "groups"]',
+    '',
+    '[roles]',
+    'claim = "groups"',
+    'rules = [ { match = "sts-admins", roles = ["admin"] } ]',
+    'default_roles = ["user"]',
+    '',
+  ].join('\n');
+}
 
 let printed = false;
 function emit(obj, code) {
@@ -86,7 +137,7 @@ function emit(obj, code) {
 }
 
 const USAGE = 'usage: node admin-browser.mjs --sts URL --user NAME --password PW --out DIR --keystore P12FILE '
-  + '--keystore-password PW [--sso-session-user NAME]';
+  + '--keystore-password PW [--sso-session-user NAME] [--oidc-issuer URL --oidc-secret S --login-user NAME]';
 let args;
 try {
   ({ values: args } = parseArgs({
@@ -98,6 +149,9 @@ try {
       keystore: { type: 'string' },
       'keystore-password': { type: 'string' },
       'sso-session-user': { type: 'string' },
+      'oidc-issuer': { type: 'string' },
+      'oidc-secret': { type: 'string' },
+      'login-user': { type: 'string' },
     },
     strict: true,
   }));
@@ -105,6 +159,11 @@ try {
     if (!args[k]) throw new Error(`--${k} is required`);
   }
   new URL(args.sts); // eslint-disable-line no-new
+  const oidc = ['oidc-issuer', 'oidc-secret', 'login-user'];
+  if (oidc.some((k) => args[k] !== undefined)) {
+    for (const k of oidc) if (!args[k]) throw new Error(`--${k} is required with ${oidc.map((o) => `--${o}`).join(', ')}`);
+    new URL(args['oidc-issuer']); // eslint-disable-line no-new
+  }
   const st = await fs.stat(args.keystore).catch(() => null);
   if (!st || !st.isFile()) throw new Error(`--keystore ${args.keystore}: no such file`);
 } catch (e) {
@@ -127,7 +186,10 @@ let context;
 let page;
 let profileDir;
 let stepName = 'launch';
-let expectedImportError = 0; // see the console handler
+// Deliberate HTTP errors: path -> how many "Failed to load resource: ... 4xx" console errors to ignore (see the
+// console handler).
+const expectedHttpErrors = new Map();
+const withProviders = args['oidc-issuer'] !== undefined;
 
 async function cleanup() {
   if (context) {
@@ -324,14 +386,19 @@ async function run() {
     try {
       favicon = Boolean(loc && loc.url) && new URL(loc.url).pathname === '/favicon.ico';
     } catch {}
-    // The deliberate wrong-password import is answered with an HTTP error, which Chromium logs as "Failed to
-    // load resource: ... status of 400": expected once, so ignored once.
+    // The deliberate wrong-password import (and the incomplete provider of P1) is answered with an HTTP error,
+    // which Chromium logs as "Failed to load resource: ... status of 400": expected once, so ignored once.
     let expected = false;
-    if (expectedImportError > 0 && /^Failed to load resource: the server responded with a status of 4\d\d/.test(msg.text())) {
+    if (/^Failed to load resource: the server responded with a status of 4\d\d/.test(msg.text())) {
+      let p = null;
       try {
-        expected = new URL(loc.url).pathname === '/admin/keys/import';
+        p = new URL(loc.url).pathname;
       } catch {}
-      if (expected) expectedImportError -= 1;
+      const left = expectedHttpErrors.get(p) ?? 0;
+      if (left > 0) {
+        expected = true;
+        expectedHttpErrors.set(p, left - 1);
+      }
     }
     (favicon || expected ? ignoredConsoleErrors : consoleErrors).push(line);
   });
@@ -356,6 +423,10 @@ async function run() {
     token: shot('admin-token.png'),
     audit: shot('admin-audit.png'),
   };
+  if (withProviders) {
+    screenshots.provider = shot('admin-provider.png');
+    screenshots.providers = shot('admin-providers.png');
+  }
 
   // 1. sign in
   await step('1-login', async () => {
@@ -378,6 +449,130 @@ async function run() {
     };
     await page.screenshot({ path: screenshots.dashboard, fullPage: true });
   });
+
+  // P1-P4 (only with --oidc-issuer): an identity provider added in the console, a real login through it, the
+  // role-mapping preview, the list.
+  if (withProviders) {
+    const providerPath = `/admin/providers/${PROVIDER_ID}`;
+    const source = providerSource(args['oidc-issuer']);
+
+    // P1. add a provider: first without its client secret (refused), then with it
+    await step('P1-provider-create', async () => {
+      await goto('/admin/providers');
+      if ((await page.locator('#provider-source').count()) === 0) throw await unexpected('/admin/providers has no #provider-source', null);
+      await page.locator('#provider-source').fill(source);
+      await page.locator('#provider-secret').fill('');
+      expectedHttpErrors.set('/admin/providers', 1);
+      let status = await submit(page.locator('#save-provider'));
+      const noSecret = await messagePage('saving a provider without a client secret', status);
+      expectedHttpErrors.delete('/admin/providers');
+      out.providerNoSecret = { ...noSecret, mentionsSecret: /client.?secret/i.test(noSecret.message ?? '') };
+
+      await goto('/admin/providers');
+      await page.locator('#provider-source').fill(source);
+      await page.locator('#provider-secret').fill(args['oidc-secret']);
+      status = await submit(page.locator('#save-provider'));
+      if (pathOf(page.url()) !== providerPath || (await page.locator('#callback-url').count()) === 0) {
+        throw await unexpected(`saving the provider did not lead to ${providerPath}`, status);
+      }
+      const h1 = await page.$eval('h1', (el) => {
+        const c = el.cloneNode(true);
+        for (const s of c.querySelectorAll('small')) s.remove();
+        return { name: c.textContent.trim(), italic: el.querySelectorAll('i').length };
+      });
+      const link = page.locator('a#test-login');
+      const hasLink = (await link.count()) > 0;
+      out.providerCreated = {
+        url: page.url(),
+        callbackUrl: await text('#callback-url'),
+        nameHeading: h1.name,
+        nameEscaped: h1.name === PROVIDER_NAME && h1.italic === 0,
+        italicElements: h1.italic,
+        testLoginHref: hasLink ? await link.evaluate((a) => a.href) : null,
+        testLoginTarget: hasLink ? await link.getAttribute('target') : null,
+      };
+    });
+
+    // P2. a real login through it (second page, same context), then the provider page's last login
+    await step('P2-provider-login', async () => {
+      const href = out.providerCreated.testLoginHref;
+      if (href === null) throw await unexpected(`${providerPath} has no a#test-login`, null);
+      const u = new URL(href);
+      if (u.origin !== stsOrigin || u.pathname !== '/sso/login' || u.searchParams.get('provider') !== PROVIDER_ID) {
+        throw new Error(`a#test-login points to ${href}, not ${sts}/sso/login?provider=${PROVIDER_ID}...`);
+      }
+      u.searchParams.set('login_hint', args['login-user']);
+      out.providerLogin = {};
+      const second = await context.newPage();
+      try {
+        second.setDefaultTimeout(STEP_TIMEOUT_MS);
+        second.setDefaultNavigationTimeout(STEP_TIMEOUT_MS);
+        const resp = await second.goto(u.toString(), { waitUntil: 'load' });
+        if (pathOf(second.url()) !== '/sso/me') {
+          await second.waitForURL((x) => x.pathname === '/sso/me', { waitUntil: 'load' }).catch(() => {});
+        }
+        out.providerLogin.loginUrl = second.url();
+        if (pathOf(second.url()) !== '/sso/me') {
+          const body = ((await second.locator('body').textContent().catch(() => '')) ?? '').trim().slice(0, 300);
+          throw new Error(`the login through ${PROVIDER_ID} ended on ${second.url()} (HTTP ${resp ? resp.status() : null}), `
+            + `not /sso/me: ${JSON.stringify(body)}`);
+        }
+        const email = second.locator('#email');
+        out.providerLogin.meEmail = (await email.count()) > 0 ? ((await email.first().textContent()) ?? '').trim() : null;
+      } finally {
+        await second.close().catch(() => {});
+      }
+
+      await goto(providerPath);
+      const until = Date.now() + STEP_TIMEOUT_MS;
+      while ((await page.locator('#last-outcome').count()) === 0) {
+        if (Date.now() > until) throw await unexpected(`${providerPath} shows no #last-outcome after the login`, null);
+        await page.waitForTimeout(200);
+        await goto(providerPath);
+      }
+      const claimsText = (await textIfPresent('#last-claims')) ?? '';
+      let claims;
+      try {
+        claims = JSON.parse(claimsText);
+      } catch {
+        claims = claimsText;
+      }
+      const email = claims && typeof claims === 'object' && typeof claims.email === 'string' ? claims.email : null;
+      Object.assign(out.providerLogin, {
+        outcome: await text('#last-outcome'),
+        subject: await textIfPresent('#last-subject'),
+        roles: await textIfPresent('#last-roles'),
+        external: await textIfPresent('#last-external'),
+        claims,
+        claimsEmail: email,
+        claimsHaveEmail: /^[^\s@]+@[^\s@]+$/.test(out.providerLogin.meEmail ?? '')
+          && claimsText.includes(out.providerLogin.meEmail),
+      });
+      await page.screenshot({ path: screenshots.provider, fullPage: true });
+    });
+
+    // P3. role-mapping preview
+    await step('P3-provider-preview', async () => {
+      await page.locator('#sample-claims').fill(PREVIEW_CLAIMS);
+      const status = await submit(page.locator('#preview'));
+      const error = await textIfPresent('form[action$="/preview"] .error');
+      if ((await page.locator('#preview-roles').count()) === 0 && error === null) {
+        throw await unexpected('the preview showed neither #preview-roles nor an error', status);
+      }
+      out.providerPreview = {
+        roles: await textIfPresent('#preview-roles'),
+        external: await textIfPresent('#preview-external'),
+        error,
+      };
+    });
+
+    // P4. the list
+    await step('P4-providers', async () => {
+      await goto('/admin/providers');
+      if ((await page.locator('#providers').count()) === 0) throw await unexpected('/admin/providers has no #providers table', null);
+      await page.screenshot({ path: screenshots.providers, fullPage: true });
+    });
+  }
 
   // 2. register an application; its secret; the list (escaping)
   await step('2-applications', async () => {
@@ -451,10 +646,10 @@ async function run() {
 
     await page.locator('#keystore').setInputFiles(keystore);
     await page.locator('#keystore-password').fill(WRONG_PASSWORD);
-    expectedImportError = 1;
+    expectedHttpErrors.set('/admin/keys/import', 1);
     let status = await submit(page.locator('#import'));
     out.importWrong = await messagePage('import with a wrong password', status);
-    expectedImportError = 0;
+    expectedHttpErrors.delete('/admin/keys/import');
 
     await goto('/admin/keys');
     await page.locator('#keystore').setInputFiles(keystore);
