@@ -133,6 +133,11 @@ impl Backend {
         if self.providers.has_saml_context() {
             return Ok(());
         }
+        self.load_saml_context().await
+    }
+
+    /// (Re)load the SAML SP credentials from the store (creating them the first time) into the registry.
+    async fn load_saml_context(&self) -> Result<(), BackendError> {
         let credentials =
             crate::providers::saml::SpCredentials::load_or_create(&self.keys, &self.pool)
                 .await
@@ -399,17 +404,7 @@ impl admin_ui::AdminBackend for Backend {
                 return Err(BackendError::Invalid(e.to_string()));
             }
             // Use it at once: new SP credentials, SAML providers rebuilt with them.
-            let credentials =
-                crate::providers::saml::SpCredentials::load_or_create(&self.keys, &self.pool)
-                    .await
-                    .map_err(|e| BackendError::Internal(e.to_string()))?;
-            self.providers
-                .set_saml_context(crate::providers::SamlContext {
-                    credentials: Arc::new(credentials),
-                    entity_id: format!("{}/sso/sso-saml/metadata", self.public_url),
-                    acs_url: format!("{}/sso/sso-saml/acs", self.public_url),
-                    base_url: format!("{}/sso/sso-saml", self.public_url),
-                });
+            self.load_saml_context().await?;
             for p in self.providers.all() {
                 if p.settings.kind == crate::providers::Kind::Saml {
                     let p = self.providers.upsert((*p.settings).clone());

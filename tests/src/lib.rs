@@ -552,3 +552,37 @@ pub mod admin {
             .to_string()
     }
 }
+
+/// A PKCS#12 keystore made by OpenSSL (default format): one fresh RSA 2048 key with a self-signed
+/// certificate for `cn`, protected by `password`. Returns its path inside `dir`.
+pub fn pkcs12_fixture(dir: &Path, cn: &str, password: &str) -> PathBuf {
+    let subject = format!("/CN={cn}");
+    let out = tool(
+        "openssl",
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-out", "c.pem",
+            "-subj", &subject, "-days", "2",
+        ],
+        dir,
+    );
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pass = format!("pass:{password}");
+    let out = tool(
+        "openssl",
+        &[
+            "pkcs12", "-export", "-inkey", "k.pem", "-in", "c.pem", "-out", "ks.p12", "-passout",
+            &pass,
+        ],
+        dir,
+    );
+    assert!(
+        out.status.success(),
+        "openssl pkcs12: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("ks.p12")
+}

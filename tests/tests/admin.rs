@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use base64::Engine;
-use sts_tests::{TestApp, browser, spawn_app, tool};
+use sts_tests::{TestApp, browser, spawn_app};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -479,49 +479,7 @@ async fn api_tokens_keys_and_applications() {
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(
-        tool(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "k.pem",
-                "-out",
-                "c.pem",
-                "-subj",
-                "/CN=imported",
-                "-days",
-                "2"
-            ],
-            d
-        )
-        .status
-        .success()
-    );
-    assert!(
-        tool(
-            "openssl",
-            &[
-                "pkcs12",
-                "-export",
-                "-inkey",
-                "k.pem",
-                "-in",
-                "c.pem",
-                "-out",
-                "ks.p12",
-                "-passout",
-                "pass:keystore-pw"
-            ],
-            d
-        )
-        .status
-        .success()
-    );
+    sts_tests::pkcs12_fixture(d, "imported", "keystore-pw");
     let p12 =
         base64::engine::general_purpose::STANDARD.encode(std::fs::read(d.join("ks.p12")).unwrap());
     let before = app.jwks_kids().await;
@@ -758,49 +716,7 @@ async fn keystore_upload_and_regenerate_in_the_console() {
     let (client, csrf) = admin(&app).await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(
-        tool(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "k.pem",
-                "-out",
-                "c.pem",
-                "-subj",
-                "/CN=imported",
-                "-days",
-                "2"
-            ],
-            d
-        )
-        .status
-        .success()
-    );
-    assert!(
-        tool(
-            "openssl",
-            &[
-                "pkcs12",
-                "-export",
-                "-inkey",
-                "k.pem",
-                "-in",
-                "c.pem",
-                "-out",
-                "ks.p12",
-                "-passout",
-                "pass:keystore-pw"
-            ],
-            d
-        )
-        .status
-        .success()
-    );
+    sts_tests::pkcs12_fixture(d, "imported", "keystore-pw");
     let p12 = std::fs::read(d.join("ks.p12")).unwrap();
     let upload = |password: &str| {
         reqwest::multipart::Form::new()

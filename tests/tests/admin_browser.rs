@@ -10,9 +10,7 @@ use std::net::TcpListener;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::Digest;
-use sts_tests::{
-    AppOptions, browser, follow, node_bin, repo_root, spawn_app_on, start_node_peer, tool,
-};
+use sts_tests::{AppOptions, browser, follow, node_bin, repo_root, spawn_app_on, start_node_peer};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -53,49 +51,7 @@ async fn console_in_a_browser() {
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(
-        tool(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "k.pem",
-                "-out",
-                "c.pem",
-                "-subj",
-                "/CN=console",
-                "-days",
-                "2"
-            ],
-            d
-        )
-        .status
-        .success()
-    );
-    assert!(
-        tool(
-            "openssl",
-            &[
-                "pkcs12",
-                "-export",
-                "-inkey",
-                "k.pem",
-                "-in",
-                "c.pem",
-                "-out",
-                "ks.p12",
-                "-passout",
-                "pass:keystore-pw"
-            ],
-            d
-        )
-        .status
-        .success()
-    );
+    sts_tests::pkcs12_fixture(d, "console", "keystore-pw");
     let out_dir = repo_root().join("target/screenshots/admin");
     let out = tokio::process::Command::new(node_bin())
         .current_dir(repo_root().join("tests/peers/node"))
