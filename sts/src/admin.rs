@@ -751,6 +751,13 @@ impl admin_ui::AdminBackend for Backend {
     ) -> BoxFut<'_, ProviderInfo> {
         let (actor, existing) = (actor.to_string(), existing.map(str::to_string));
         Box::pin(async move {
+            if let Some(id) = &existing
+                && self.config_provider_ids.iter().any(|c| c == id)
+            {
+                return Err(BackendError::Conflict(format!(
+                    "{id} is declared in the configuration file: edit it there"
+                )));
+            }
             let secret = secret
                 .filter(|s| !s.is_empty())
                 .map(zeroize::Zeroizing::new);
@@ -800,6 +807,18 @@ impl admin_ui::AdminBackend for Backend {
                 None => settings.enabled,
             };
             settings.enabled = enabled;
+            // A SAML provider's IdP metadata URL must answer with usable metadata before it is saved.
+            let built = self.providers.build(settings.clone());
+            if let Some(url) = built
+                .settings
+                .saml
+                .as_ref()
+                .and_then(|s| s.idp_metadata_url.clone())
+            {
+                crate::startup::fetch_saml_metadata(&built, &url)
+                    .await
+                    .map_err(BackendError::Invalid)?;
+            }
             let sealed = match effective {
                 Some(s) => Some(
                     self.keys
@@ -838,7 +857,7 @@ impl admin_ui::AdminBackend for Backend {
                     BackendError::NotFound
                 });
             }
-            let p = self.providers.upsert(settings);
+            let p = self.providers.put(built);
             if p.settings.enabled {
                 let _ = crate::startup::start_saml_metadata(&p).await;
             }
@@ -929,14 +948,28 @@ impl admin_ui::AdminBackend for Backend {
     fn import(&self, actor: &str, doc: serde_json::Value) -> BoxFut<'_, serde_json::Value> {
         let actor = actor.to_string();
         Box::pin(async move {
-            let summary =
-                crate::export::import(&self.pool, &doc, self.token_max_lifetime, self.clock.now())
-                    .await
-                    .map_err(|e| match e {
-                        crate::export::ImportError::Invalid(m) => BackendError::Invalid(m),
-                        crate::export::ImportError::Db(e) => db(e),
-                    })?;
+            let (summary, providers) = crate::export::import(
+                &self.pool,
+                &self.keys,
+                &doc,
+                self.token_max_lifetime,
+                self.clock.now(),
+            )
+            .await
+            .map_err(|e| match e {
+                crate::export::ImportError::Invalid(m) => BackendError::Invalid(m),
+                crate::export::ImportError::Db(e) => db(e),
+            })?;
             self.clients.reload().await.map_err(db)?;
+            for settings in providers {
+                if settings.kind == crate::providers::Kind::Saml {
+                    self.saml_ready().await?;
+                }
+                let p = self.providers.upsert(settings);
+                if p.settings.enabled {
+                    let _ = crate::startup::start_saml_metadata(&p).await;
+                }
+            }
             let summary = serde_json::to_value(&summary).unwrap_or_default();
             self.log(&actor, "config.import", None, summary.clone())
                 .await?;

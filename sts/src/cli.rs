@@ -251,14 +251,20 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let doc: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
             let service = open_service(&config).await?;
-            let summary = crate::export::import(
+            let (summary, providers) = crate::export::import(
                 service.pool(),
+                &service,
                 &doc,
                 config.token_max_lifetime,
                 service.now(),
             )
             .await
             .map_err(|e| anyhow::anyhow!("import refused, nothing changed: {e}"))?;
+            if !providers.is_empty() {
+                eprintln!(
+                    "note: a running server registers imported providers at its next start (the admin API's import applies them at once)"
+                );
+            }
             let summary = serde_json::to_value(&summary)?;
             store::admin::audit(
                 service.pool(),

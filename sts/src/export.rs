@@ -5,9 +5,10 @@
 //! applications (settings, source, enabled; secret hashes only with `with_secrets`, and they only work
 //! under the same master key), signing-key metadata (kid, algorithm, source, state, created; never private
 //! keys). Import validates every entry first and then applies them in one transaction: applications are
-//! upserted (an existing one is replaced), nothing is half-applied. Providers and key metadata are
-//! informational in version 1: providers come from the configuration file, keys cannot move without their
-//! private halves (use a PKCS#12 import).
+//! upserted (an existing one is replaced), and so are the providers added in the admin console (their TOML
+//! `source`; their client secret only with `with_secrets`, sealed, so it opens only under the same master
+//! key). Nothing is half-applied. Providers of the configuration file and key metadata are informational:
+//! they come from the file, and keys cannot move without their private halves (use a PKCS#12 import).
 
 use serde_json::{Value, json};
 
@@ -24,18 +25,36 @@ pub async fn export(
     with_secrets: bool,
     now: i64,
 ) -> anyhow::Result<Value> {
-    let providers: Vec<(String, String, String, i64, String, String)> = sqlx::query_as(
-        "SELECT id, kind, display_name, enabled, settings, managed_by FROM identity_providers ORDER BY id",
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(
+        String,
+        String,
+        String,
+        i64,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+    )> = sqlx::query_as(
+        "SELECT id, kind, display_name, enabled, settings, managed_by, source, secret_sealed \
+             FROM identity_providers ORDER BY id",
     )
     .fetch_all(pool)
     .await?;
-    let providers: Vec<Value> = providers
+    let providers: Vec<Value> = rows
         .into_iter()
-        .map(|(id, kind, name, enabled, settings, managed_by)| {
-            json!({
+        .map(|(id, kind, name, enabled, settings, managed_by, source, sealed)| {
+            let mut p = json!({
                 "id": id, "type": kind, "display_name": name, "enabled": enabled == 1, "managed_by": managed_by,
                 "settings": serde_json::from_str::<Value>(&settings).unwrap_or(Value::Null),
-            })
+            });
+            if managed_by == "admin" {
+                p["source"] = json!(source.unwrap_or_default());
+                if with_secrets && let Some(s) = sealed {
+                    p["secret_sealed"] = json!(s);
+                }
+            }
+            p
         })
         .collect();
     let mut applications = Vec::new();
@@ -68,8 +87,18 @@ pub async fn export(
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ImportSummary {
     pub applications: usize,
+    /// Console providers added or replaced.
+    pub providers: usize,
+    /// Providers of the configuration file (informational: they come from the file).
     pub providers_skipped: usize,
     pub keys_skipped: usize,
+}
+
+struct ConsoleProvider {
+    settings: crate::providers::ProviderSettings,
+    enabled: bool,
+    source: String,
+    sealed: Option<String>,
 }
 
 struct App {
@@ -79,13 +108,15 @@ struct App {
     secret: Option<(String, String)>,
 }
 
-/// Validate the whole document, then apply it in one transaction. Errors name the entry.
+/// Validate the whole document, then apply it in one transaction. Errors name the entry. Returns the
+/// summary and the console providers applied (for a running server to register them at once).
 pub async fn import(
     pool: &Pool,
+    keys: &KeyService,
     doc: &Value,
     max_lifetime: u64,
     now: i64,
-) -> Result<ImportSummary, ImportError> {
+) -> Result<(ImportSummary, Vec<crate::providers::ProviderSettings>), ImportError> {
     let bad = |m: String| ImportError::Invalid(m);
     if doc["format"] != FORMAT {
         return Err(bad(format!(
@@ -140,9 +171,85 @@ pub async fn import(
             secret,
         });
     }
-    let providers = list("providers")?.len();
-    let keys = list("keys")?.len();
+    let config_ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM identity_providers WHERE managed_by = 'config' AND enabled = 1",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(ImportError::Db)?;
+    let mut console = Vec::new();
+    let mut skipped = 0;
+    for (i, p) in list("providers")?.iter().enumerate() {
+        let at = |m: String| bad(format!("providers[{i}]: {m}"));
+        if p["managed_by"] != "admin" {
+            skipped += 1;
+            continue;
+        }
+        let source = p["source"]
+            .as_str()
+            .ok_or_else(|| at("a console provider needs its `source`".into()))?;
+        let sealed = p["secret_sealed"].as_str().map(str::to_string);
+        let id = p["id"].as_str().unwrap_or_default();
+        let secret = match &sealed {
+            Some(s) => Some(
+                keys.open_sealed(s, &crate::providers::managed::secret_aad(id))
+                    .map_err(|_| at("secret_sealed cannot be opened with this master key (export and import need the same one)".into()))
+                    .and_then(|b| String::from_utf8(b.to_vec()).map_err(|_| at("secret_sealed is not text".into())))?,
+            ),
+            None => None,
+        };
+        let settings = crate::providers::managed::settings_from_source(source, secret.as_deref())
+            .map_err(|e| {
+            at(format!(
+                "{e} (export with --with-secrets to carry client secrets)"
+            ))
+        })?;
+        if settings.id != id {
+            return Err(at(format!(
+                "id {id:?} differs from the id in `source` ({:?})",
+                settings.id
+            )));
+        }
+        if config_ids.contains(&settings.id) {
+            return Err(at(format!(
+                "{:?} is declared in this server's configuration file",
+                settings.id
+            )));
+        }
+        let enabled = p["enabled"]
+            .as_bool()
+            .ok_or_else(|| at("enabled must be true or false".into()))?;
+        console.push(ConsoleProvider {
+            settings,
+            enabled,
+            source: source.to_string(),
+            sealed,
+        });
+    }
+    let keys_n = list("keys")?.len();
     let mut tx = pool.begin().await.map_err(ImportError::Db)?;
+    for c in &console {
+        let json = serde_json::to_string(&c.settings).expect("serialisable");
+        sqlx::query(
+            "INSERT INTO identity_providers (id, kind, display_name, enabled, settings, managed_by, source, secret_sealed, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, 'admin', ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, display_name = excluded.display_name, enabled = excluded.enabled, \
+             settings = excluded.settings, managed_by = 'admin', source = excluded.source, \
+             secret_sealed = COALESCE(excluded.secret_sealed, identity_providers.secret_sealed), updated_at = excluded.updated_at",
+        )
+        .bind(&c.settings.id)
+        .bind(c.settings.kind.as_str())
+        .bind(&c.settings.display_name)
+        .bind(i64::from(c.enabled))
+        .bind(json)
+        .bind(&c.source)
+        .bind(c.sealed.as_deref())
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(ImportError::Db)?;
+    }
     for a in &apps {
         let json = serde_json::to_string(&a.settings).expect("serialisable");
         sqlx::query(
@@ -166,11 +273,21 @@ pub async fn import(
         .map_err(ImportError::Db)?;
     }
     tx.commit().await.map_err(ImportError::Db)?;
-    Ok(ImportSummary {
+    let summary = ImportSummary {
         applications: apps.len(),
-        providers_skipped: providers,
-        keys_skipped: keys,
-    })
+        providers: console.len(),
+        providers_skipped: skipped,
+        keys_skipped: keys_n,
+    };
+    let live = console
+        .into_iter()
+        .map(|c| {
+            let mut s = c.settings;
+            s.enabled = c.enabled;
+            s
+        })
+        .collect();
+    Ok((summary, live))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -268,24 +268,30 @@ async fn load_console_providers(
 
 /// Fetch a SAML provider's IdP metadata (timeouts, no redirects, size limit) and install it if usable.
 async fn refresh_saml_metadata(p: &crate::providers::Provider, url: &str) -> bool {
-    let http =
-        crate::providers::http::Outbound::new(p.settings.connect_timeout_ms, p.settings.timeout_ms);
-    match http.text(http.client().get(url)).await {
-        Ok(xml) => match p.set_saml_metadata(&xml) {
-            Ok(()) => {
-                tracing::info!(provider = %p.id(), "IdP metadata loaded");
-                true
-            }
-            Err(e) => {
-                tracing::warn!(provider = %p.id(), reason = "idp_metadata_invalid", detail = %e, "IdP metadata refused; keeping the previous one");
-                false
-            }
-        },
+    match fetch_saml_metadata(p, url).await {
+        Ok(()) => {
+            tracing::info!(provider = %p.id(), "IdP metadata loaded");
+            true
+        }
         Err(e) => {
-            tracing::warn!(provider = %p.id(), reason = e.code(), "IdP metadata could not be fetched; keeping the previous one");
+            tracing::warn!(provider = %p.id(), reason = "idp_metadata_unavailable", detail = %e, "IdP metadata not loaded; keeping the previous one");
             false
         }
     }
+}
+
+/// Fetch and install a SAML provider's IdP metadata; the reason when it could not.
+pub async fn fetch_saml_metadata(p: &crate::providers::Provider, url: &str) -> Result<(), String> {
+    let http =
+        crate::providers::http::Outbound::new(p.settings.connect_timeout_ms, p.settings.timeout_ms);
+    let xml = http.text(http.client().get(url)).await.map_err(|e| {
+        format!(
+            "the IdP metadata could not be fetched from {url} ({})",
+            e.code()
+        )
+    })?;
+    p.set_saml_metadata(&xml)
+        .map_err(|e| format!("the IdP metadata at {url} is not usable: {e}"))
 }
 
 /// For a SAML provider with `idp_metadata_url`: the first fetch now (a failure leaves the provider unusable

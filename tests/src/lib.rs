@@ -586,3 +586,81 @@ pub fn pkcs12_fixture(dir: &Path, cn: &str, password: &str) -> PathBuf {
     );
     dir.join("ks.p12")
 }
+
+/// The SimpleSAMLphp IdP peer (tests/peers/saml/start-idp.py), shared by the SAML and admin tests.
+pub mod saml_idp {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A running SimpleSAMLphp; killed on drop.
+    pub struct Idp {
+        pub metadata_url: String,
+        _child: tokio::process::Child,
+        pub dir: tempfile::TempDir,
+    }
+
+    pub async fn start_idp(sp_metadata: &str, flags: &[&str]) -> Idp {
+        start_idp_on(0, sp_metadata, flags).await
+    }
+
+    /// A free port on loopback (bound and released).
+    pub fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    pub async fn start_idp_on(port: u16, sp_metadata: &str, flags: &[&str]) -> Idp {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let sp_file = dir.path().join("sp.xml");
+        std::fs::write(&sp_file, sp_metadata).unwrap();
+        let script = repo_root().join("tests/peers/saml/start-idp.py");
+        assert!(
+            Path::new("/usr/share/simplesamlphp/www").is_dir(),
+            "SimpleSAMLphp missing: run scripts/install-deps --peers"
+        );
+        let mut child = tokio::process::Command::new("python3")
+            .arg(script)
+            .arg("--dir")
+            .arg(dir.path().join("idp"))
+            .args(["--port", &port.to_string(), "--sp-metadata"])
+            .arg(&sp_file)
+            .args(flags)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start SimpleSAMLphp");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("SimpleSAMLphp did not start within 30 s")
+            .unwrap()
+            .expect("start-idp.py exited before READY");
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(parts.first(), Some(&"READY"), "{line}");
+        Idp {
+            metadata_url: parts[2].to_string(),
+            _child: child,
+            dir,
+        }
+    }
+
+    /// SP metadata as an IdP admin would register it before the STS runs: entity ID and ACS only.
+    pub fn bootstrap_sp_metadata(sts: &str) -> String {
+        bootstrap_sp_metadata_acs(sts, &format!("{sts}/sso/sso-saml/acs"))
+    }
+
+    pub fn bootstrap_sp_metadata_acs(sts: &str, acs: &str) -> String {
+        format!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{sts}/sso/sso-saml/metadata">
+      <md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol" WantAssertionsSigned="true">
+        <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{acs}" index="0"/>
+      </md:SPSSODescriptor>
+    </md:EntityDescriptor>"#
+        )
+    }
+}

@@ -853,6 +853,16 @@ redirect_uris = ["https://c.example.com/cb"]
             .unwrap();
         assert_eq!(res.status(), 201);
     }
+    // A provider added in the console (its client secret is carried only with --with-secrets).
+    let source = "id = \"corp\"\ntype = \"oidc\"\nissuer = \"https://login.example.com\"\nclient_id = \"sts\"\n\n[roles]\nclaim = \"groups\"\nrules = [ { match = \"x\", roles = [\"y\"] } ]\n";
+    let res = http
+        .post(format!("{api}/providers"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"source": source, "client_secret": "provider-secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
     let res = http
         .put(format!("{api}/applications/cli/enabled"))
         .bearer_auth(&token)
@@ -898,6 +908,18 @@ redirect_uris = ["https://c.example.com/cb"]
     let empty = spawn_app().await;
     let target = empty.dir.path().join("in.json");
     std::fs::copy(&file, &target).unwrap();
+    // The console provider comes without its client secret: the whole import is refused, with the reason.
+    let out = empty.cli(&["import", target.to_str().unwrap()], &[]).await;
+    assert_ne!(out.status, 0);
+    assert!(
+        out.stderr.contains("providers[0]") && out.stderr.contains("--with-secrets"),
+        "{}",
+        out.stderr
+    );
+    // Without it, the applications import.
+    let mut apps_only = doc.clone();
+    apps_only["providers"] = serde_json::json!([]);
+    std::fs::write(&target, apps_only.to_string()).unwrap();
     let out = empty
         .cli(&["import", target.to_str().unwrap()], &[])
         .await
@@ -942,6 +964,85 @@ redirect_uris = ["https://c.example.com/cb"]
         doc3["applications"], doc["applications"],
         "nothing was half-applied"
     );
+    // With --with-secrets, into a database under the same master key: the provider round-trips too.
+    let secrets_file = app.dir.path().join("with-secrets.json");
+    app.cli(
+        &[
+            "export",
+            "--with-secrets",
+            "--out",
+            secrets_file.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await
+    .ok();
+    let with: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&secrets_file).unwrap()).unwrap();
+    assert!(with["providers"][0]["secret_sealed"].is_string());
+    assert!(
+        !with.to_string().contains("provider-secret"),
+        "the secret itself never appears"
+    );
+    let twin_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(twin_dir.path().join("keys")).unwrap();
+    std::fs::copy(
+        app.dir.path().join("keys/master.key"),
+        twin_dir.path().join("keys/master.key"),
+    )
+    .unwrap();
+    let twin = sts_tests::try_spawn_in(twin_dir, sts_tests::AppOptions::default())
+        .await
+        .map_err(|(_, e)| e)
+        .unwrap();
+    create_admin(&twin, "root").await;
+    let (c, csrf) = admin(&twin).await;
+    let twin_token = api_token(&twin, &c, &csrf, "t").await;
+    let res = http
+        .post(format!("{}/admin/api/v1/import", twin.address))
+        .bearer_auth(&twin_token)
+        .json(&with)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let again: serde_json::Value = http
+        .get(format!("{}/admin/api/v1/export", twin.address))
+        .bearer_auth(&twin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        again["providers"][0]["source"],
+        with["providers"][0]["source"]
+    );
+    assert_eq!(
+        again["providers"][0]["settings"], with["providers"][0]["settings"],
+        "the provider round-trips"
+    );
+    assert_eq!(again["applications"].as_array().unwrap().len(), 4);
+    let live: serde_json::Value = http
+        .get(format!("{}/admin/api/v1/providers", twin.address))
+        .bearer_auth(&twin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(live["items"][0]["id"], "corp", "registered at once");
+    // Under another master key the sealed secret cannot be opened: refused, nothing applied.
+    let other_file = empty.dir.path().join("w.json");
+    std::fs::write(&other_file, with.to_string()).unwrap();
+    let out = empty
+        .cli(&["import", other_file.to_str().unwrap()], &[])
+        .await;
+    assert_ne!(out.status, 0);
+    assert!(out.stderr.contains("same one"), "{}", out.stderr);
+
     let mut wrong = doc.clone();
     wrong["version"] = 2.into();
     let res = http

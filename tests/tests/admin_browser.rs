@@ -33,7 +33,11 @@ async fn console_in_a_browser() {
         &["--port", "0", "--config", &idp_config.to_string()],
     )
     .await;
-    // No provider in the configuration: the browser adds one in the console.
+    // SimpleSAMLphp, with our SP registered as its admin would before the STS runs.
+    let saml_idp =
+        sts_tests::saml_idp::start_idp(&sts_tests::saml_idp::bootstrap_sp_metadata(&sts), &[])
+            .await;
+    // No provider in the configuration: the browser adds them in the console.
     let app = spawn_app_on(listener, AppOptions::default()).await;
     app.cli(
         &[
@@ -73,6 +77,8 @@ async fn console_in_a_browser() {
             "upstream-secret",
             "--login-user",
             "alice",
+            "--saml-metadata-url",
+            &saml_idp.metadata_url,
             "--keystore",
         ])
         .arg(d.join("ks.p12"))
@@ -113,6 +119,14 @@ async fn console_in_a_browser() {
     assert_eq!(r["providerLogin"]["roles"], "admin, user");
     assert_eq!(r["providerLogin"]["claimsHaveEmail"], true);
     assert_eq!(r["providerPreview"]["roles"], "admin, user");
+    // The SAML provider added from SimpleSAMLphp's metadata URL: enabled, our ACS and SP metadata shown.
+    assert_eq!(
+        r["samlProvider"]["callbackUrl"],
+        format!("{sts}/sso/sso-saml/acs"),
+        "{r:#}"
+    );
+    assert_eq!(r["samlProvider"]["metadataOk"], true, "{r:#}");
+    assert_eq!(r["samlProvider"]["state"], "saml, enabled");
     // The application's name is shown literally, its secret once.
     assert_eq!(r["appNameEscaped"], true, "{r:#}");
     assert_eq!(r["appSecretPrefixOk"], true);

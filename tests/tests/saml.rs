@@ -3,84 +3,14 @@
 //! responses, XML 1.1 / DOCTYPE parser differentials, assertion wrapping.
 
 use std::net::TcpListener;
-use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use sts_tests::saml_idp::{
+    Idp, bootstrap_sp_metadata, bootstrap_sp_metadata_acs, free_port, start_idp, start_idp_on,
+};
 use sts_tests::verifiers::pyjwt;
 use sts_tests::{AppOptions, TestApp, browser, repo_root, spawn_app_on};
-
-/// A running SimpleSAMLphp; killed on drop.
-struct Idp {
-    metadata_url: String,
-    _child: tokio::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_idp(sp_metadata: &str, flags: &[&str]) -> Idp {
-    start_idp_on(0, sp_metadata, flags).await
-}
-
-/// A free port on loopback (bound and released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start_idp_on(port: u16, sp_metadata: &str, flags: &[&str]) -> Idp {
-    use tokio::io::AsyncBufReadExt;
-    let dir = tempfile::tempdir().unwrap();
-    let sp_file = dir.path().join("sp.xml");
-    std::fs::write(&sp_file, sp_metadata).unwrap();
-    let script = repo_root().join("tests/peers/saml/start-idp.py");
-    assert!(
-        Path::new("/usr/share/simplesamlphp/www").is_dir(),
-        "SimpleSAMLphp missing: run scripts/install-deps --peers"
-    );
-    let mut child = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg("--dir")
-        .arg(dir.path().join("idp"))
-        .args(["--port", &port.to_string(), "--sp-metadata"])
-        .arg(&sp_file)
-        .args(flags)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start SimpleSAMLphp");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("SimpleSAMLphp did not start within 30 s")
-        .unwrap()
-        .expect("start-idp.py exited before READY");
-    let parts: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(parts.first(), Some(&"READY"), "{line}");
-    Idp {
-        metadata_url: parts[2].to_string(),
-        _child: child,
-        _dir: dir,
-    }
-}
-
-/// SP metadata as an IdP admin would register it before the STS runs: entity ID and ACS only.
-fn bootstrap_sp_metadata(sts: &str) -> String {
-    bootstrap_sp_metadata_acs(sts, &format!("{sts}/sso/sso-saml/acs"))
-}
-
-fn bootstrap_sp_metadata_acs(sts: &str, acs: &str) -> String {
-    format!(
-        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{sts}/sso/sso-saml/metadata">
-  <md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol" WantAssertionsSigned="true">
-    <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{acs}" index="0"/>
-  </md:SPSSODescriptor>
-</md:EntityDescriptor>"#
-    )
-}
 
 struct Setup {
     app: TestApp,
@@ -894,7 +824,7 @@ fn resign_with_idp_key(idp: &Idp, xml: &str) -> String {
     let input = dir.path().join("in.xml");
     let output = dir.path().join("out.xml");
     std::fs::write(&input, xml).unwrap();
-    let cert = idp._dir.path().join("idp/cert");
+    let cert = idp.dir.path().join("idp/cert");
     let key = format!(
         "{},{}",
         cert.join("idp.key").display(),
@@ -1278,6 +1208,23 @@ async fn saml_provider_from_a_metadata_url_added_in_the_console() {
     let idp = start_idp(&bootstrap_sp_metadata(&sts), &[]).await;
     let app = spawn_app_on(listener, AppOptions::default()).await;
     let token = sts_tests::admin::api_token(&app).await;
+    // A metadata URL that does not answer is refused on save, with the reason; nothing is saved.
+    let res = reqwest::Client::new()
+        .post(format!("{sts}/admin/api/v1/providers"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"source": format!("id = \"nowhere\"\ntype = \"saml\"\nidp_metadata_url = \"http://127.0.0.1:{}/metadata.xml\"\n\n[roles]\nclaim = \"groups\"\n", free_port())}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be fetched"),
+        "{body}"
+    );
     let source = format!(
         "id = \"console-saml\"\ntype = \"saml\"\ndisplay_name = \"Console SAML\"\nidp_metadata_url = \"{}\"\n\n[roles]\nclaim = \"groups\"\nrules = [ {{ match = \"sts-admins\", roles = [\"admin\"] }} ]\ndefault_roles = [\"user\"]\n",
         idp.metadata_url

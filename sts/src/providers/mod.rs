@@ -463,10 +463,19 @@ impl Registry {
         *self.saml.write().expect("registry lock") = Some(ctx);
     }
 
+    /// A provider built like the registry's own, not (yet) registered: to check it before saving.
+    pub fn build(&self, settings: ProviderSettings) -> Arc<Provider> {
+        let saml = self.saml.read().expect("registry lock").clone();
+        Arc::new(Provider::new(settings, self.clock.clone(), saml.as_ref()))
+    }
+
     /// Add a provider, or replace the one with the same id. Returns the new entry.
     pub fn upsert(&self, settings: ProviderSettings) -> Arc<Provider> {
-        let saml = self.saml.read().expect("registry lock").clone();
-        let p = Arc::new(Provider::new(settings, self.clock.clone(), saml.as_ref()));
+        self.put(self.build(settings))
+    }
+
+    /// Register a built provider (replacing the one with the same id).
+    pub fn put(&self, p: Arc<Provider>) -> Arc<Provider> {
         let mut list = self.providers.write().expect("registry lock");
         match list.iter_mut().find(|x| x.id() == p.id()) {
             Some(slot) => *slot = p.clone(),

@@ -4,6 +4,7 @@
 // usage: node admin-browser.mjs --sts URL --user NAME --password PW --out DIR --keystore P12FILE
 //                               --keystore-password PW [--sso-session-user NAME]
 //                               [--oidc-issuer URL --oidc-secret S --login-user NAME]
+//                               [--saml-metadata-url URL]
 //   --sts                the STS's base URL, e.g. http://127.0.0.1:8080 (a trailing slash is ignored); over https
 //                        its certificate is not checked (ignoreHTTPSErrors: the tests use a self-signed one)
 //   --user, --password   an administrator (sts admin create)
@@ -18,6 +19,9 @@
 //                        OpenID Provider at this issuer (e.g. oidc-idp.mjs) that knows client "sts" with this
 //                        secret (redirect URI <sts>/sso/sso-openid/openid-login) and logs in user NAME when given
 //                        login_hint=NAME. The SSO session of that login shows on /admin/sessions in step 4.
+//   --saml-metadata-url  optional, independent of the OIDC flags: run step S1 (after P4, or after step 1 without
+//                        the OIDC flags): add the SAML provider "corp-saml" whose idp_metadata_url is this URL (e.g.
+//                        the metadata URL that tests/peers/saml/start-idp.py prints; the STS fetches it on save).
 //
 // Steps (each at most STEP_LIMIT_MS; every single wait or click at most STEP_TIMEOUT_MS):
 //   1. /admin -> /admin/login (redirectedToLogin); #username, #password, #sign-in -> h1 "Dashboard"; read
@@ -36,6 +40,15 @@
 //       admin-provider.png.
 //   P3. #sample-claims {"groups": ["sts-admins"]}, #preview -> #preview-roles, #preview-external.
 //   P4. /admin/providers: screenshot admin-providers.png.
+//   Only with --saml-metadata-url, right after P4 (after step 1 without --oidc-issuer):
+//   S1. /admin/providers: #provider-source with the SAML provider "corp-saml" (type "saml", idp_metadata_url,
+//       the same [roles] as P1), #provider-secret left empty, #save-provider -> must land on
+//       /admin/providers/corp-saml: #callback-url (the ACS URL), the href of a#sp-metadata (absolute; null when
+//       absent), #provider-state; then that SP metadata URL is fetched with the browser context's cookies
+//       (page.request: the console's CSP, default-src 'none', forbids a fetch() inside the page; the URL must
+//       be on the STS's origin, else it is not fetched) and the body parsed by the page's DOMParser: metadataOk
+//       when the answer is 200 with an XML Content-Type, parses as XML and has an SPSSODescriptor element;
+//       screenshot admin-provider-saml.png.
 //   2. /admin/applications: register "web-a" named "Web <b>A</b>" (confidential, one redirect URI) -> the secret
 //      page: #secret must start with "stscs_"; click [data-copy="secret"], wait for "Copied", compare the
 //      clipboard; screenshot admin-application-secret.png; /admin/applications again: the name cell of web-a
@@ -76,13 +89,17 @@
 //    (claims.email, null when absent), "claimsHaveEmail" (meEmail is an email address and #last-claims
 //    contains it)},
 //    "providerPreview": {"roles", "external", "error" (the form's error text, null when none)},
+//    only with --saml-metadata-url (absent otherwise):
+//    "samlProvider": {"url" (where the save ended), "callbackUrl" (#callback-url: the ACS URL), "spMetadataUrl"
+//    (a#sp-metadata's absolute href, null when absent), "state" (#provider-state's text), "metadataOk"
+//    (true|false, see S1), "metadataNote" (null when metadataOk, else why not)},
 //    "dialogs": [{"type", "message"}...], "stepMs": {step: ms},
 //    "consoleErrors": ["text (url:line)", ...] (CSP violations arrive here), "pageErrors": [...],
 //    "ignoredConsoleErrors": [favicon.ico 404s, which the browser requests on its own; the one "Failed to load
 //    resource: ... 4xx" of the deliberate wrong-password import and the one of the deliberately incomplete
 //    provider (P1) (a second one is a console error)],
 //    "screenshots": {"dashboard", "applicationSecret", "applications", "keys", "sessions", "token", "audit",
-//    and with --oidc-issuer "provider", "providers"},
+//    with --oidc-issuer "provider", "providers", with --saml-metadata-url "samlProvider"},
 //    "elapsedMs"}
 //   exit 0: the run completed; the values are for the caller (the Rust test) to assert.
 //   {"ok": false, "error", "step", "url", "partial" (what was recorded before the failure), "consoleErrors",
@@ -110,6 +127,9 @@ const TOKEN_NAME = 'ci';
 const PROVIDER_ID = 'corp';
 const PROVIDER_NAME = 'Corp <i>SSO</i>';
 const PREVIEW_CLAIMS = '{"groups": ["sts-admins"]}';
+const SAML_PROVIDER_ID = 'corp-saml';
+const SAML_PROVIDER_NAME = 'Corp SAML';
+const SAML_MD_NS = 'urn:oasis:names:tc:SAML:2.0:metadata';
 // The [[providers]] entry of P1 (without the header), as the form takes it.
 function providerSource(issuer) {
   return [
@@ -128,6 +148,22 @@ function providerSource(issuer) {
   ].join('\n');
 }
 
+// The [[providers]] entry of S1 (without the header), as the form takes it.
+function samlProviderSource(metadataUrl) {
+  return [
+    `id = ${JSON.stringify(SAML_PROVIDER_ID)}`,
+    'type = "saml"',
+    `display_name = ${JSON.stringify(SAML_PROVIDER_NAME)}`,
+    `idp_metadata_url = ${JSON.stringify(metadataUrl)}`,
+    '',
+    '[roles]',
+    'claim = "groups"',
+    'rules = [ { match = "sts-admins", roles = ["admin"] } ]',
+    'default_roles = ["user"]',
+    '',
+  ].join('\n');
+}
+
 let printed = false;
 function emit(obj, code) {
   if (printed) return;
@@ -137,7 +173,8 @@ function emit(obj, code) {
 }
 
 const USAGE = 'usage: node admin-browser.mjs --sts URL --user NAME --password PW --out DIR --keystore P12FILE '
-  + '--keystore-password PW [--sso-session-user NAME] [--oidc-issuer URL --oidc-secret S --login-user NAME]';
+  + '--keystore-password PW [--sso-session-user NAME] [--oidc-issuer URL --oidc-secret S --login-user NAME] '
+  + '[--saml-metadata-url URL]';
 let args;
 try {
   ({ values: args } = parseArgs({
@@ -152,6 +189,7 @@ try {
       'oidc-issuer': { type: 'string' },
       'oidc-secret': { type: 'string' },
       'login-user': { type: 'string' },
+      'saml-metadata-url': { type: 'string' },
     },
     strict: true,
   }));
@@ -163,6 +201,10 @@ try {
   if (oidc.some((k) => args[k] !== undefined)) {
     for (const k of oidc) if (!args[k]) throw new Error(`--${k} is required with ${oidc.map((o) => `--${o}`).join(', ')}`);
     new URL(args['oidc-issuer']); // eslint-disable-line no-new
+  }
+  if (args['saml-metadata-url'] !== undefined) {
+    if (!args['saml-metadata-url']) throw new Error('--saml-metadata-url must not be empty');
+    new URL(args['saml-metadata-url']); // eslint-disable-line no-new
   }
   const st = await fs.stat(args.keystore).catch(() => null);
   if (!st || !st.isFile()) throw new Error(`--keystore ${args.keystore}: no such file`);
@@ -190,6 +232,7 @@ let stepName = 'launch';
 // console handler).
 const expectedHttpErrors = new Map();
 const withProviders = args['oidc-issuer'] !== undefined;
+const withSaml = args['saml-metadata-url'] !== undefined;
 
 async function cleanup() {
   if (context) {
@@ -427,6 +470,7 @@ async function run() {
     screenshots.provider = shot('admin-provider.png');
     screenshots.providers = shot('admin-providers.png');
   }
+  if (withSaml) screenshots.samlProvider = shot('admin-provider-saml.png');
 
   // 1. sign in
   await step('1-login', async () => {
@@ -571,6 +615,73 @@ async function run() {
       await goto('/admin/providers');
       if ((await page.locator('#providers').count()) === 0) throw await unexpected('/admin/providers has no #providers table', null);
       await page.screenshot({ path: screenshots.providers, fullPage: true });
+    });
+  }
+
+  // S1 (only with --saml-metadata-url): a SAML provider added in the console; its ACS URL and SP metadata
+  if (withSaml) {
+    await step('S1-saml-provider', async () => {
+      const samlPath = `/admin/providers/${SAML_PROVIDER_ID}`;
+      await goto('/admin/providers');
+      if ((await page.locator('#provider-source').count()) === 0) throw await unexpected('/admin/providers has no #provider-source', null);
+      await page.locator('#provider-source').fill(samlProviderSource(args['saml-metadata-url']));
+      await page.locator('#provider-secret').fill('');
+      const status = await submit(page.locator('#save-provider'));
+      if (pathOf(page.url()) !== samlPath || (await page.locator('#callback-url').count()) === 0) {
+        throw await unexpected(`saving the SAML provider did not lead to ${samlPath}`, status);
+      }
+      const link = page.locator('a#sp-metadata');
+      const spMetadataUrl = (await link.count()) > 0 ? await link.first().evaluate((a) => a.href) : null;
+      out.samlProvider = {
+        url: page.url(),
+        callbackUrl: await text('#callback-url'),
+        spMetadataUrl,
+        state: await textIfPresent('#provider-state'),
+        metadataOk: false,
+        metadataNote: null,
+      };
+      await page.screenshot({ path: screenshots.samlProvider, fullPage: true });
+
+      // The SP metadata: a fetch() inside the page would be refused by the console's CSP (no connect-src), so
+      // it goes through the browser context's request API, which sends the context's cookies like a
+      // same-origin fetch would; only to the STS's own origin.
+      let note = null;
+      if (spMetadataUrl === null) {
+        note = `${samlPath} has no a#sp-metadata`;
+      } else if (new URL(spMetadataUrl).origin !== stsOrigin) {
+        note = `a#sp-metadata points to another origin (${spMetadataUrl}); not fetched`;
+      } else {
+        let resp = null;
+        try {
+          resp = await page.request.get(spMetadataUrl, { timeout: STEP_TIMEOUT_MS, maxRedirects: 0, failOnStatusCode: false });
+        } catch (e) {
+          note = `fetching ${spMetadataUrl} failed: ${firstLine(e)}`;
+        }
+        if (resp !== null) {
+          const contentType = resp.headers()['content-type'] ?? '';
+          const body = await resp.text().catch(() => '');
+          const parsed = await page.evaluate(({ xml, ns }) => {
+            const doc = new DOMParser().parseFromString(xml, 'application/xml');
+            if (doc.getElementsByTagName('parsererror').length > 0) return { xml: false, sp: 0, root: null };
+            return {
+              xml: true,
+              sp: doc.getElementsByTagNameNS(ns, 'SPSSODescriptor').length,
+              root: doc.documentElement ? doc.documentElement.localName : null,
+            };
+          }, { xml: body, ns: SAML_MD_NS });
+          if (resp.status() !== 200) {
+            note = `${spMetadataUrl} answered HTTP ${resp.status()}: ${JSON.stringify(body.slice(0, 200))}`;
+          } else if (!/[/+]xml(\s*;|$)/i.test(contentType.trim())) {
+            note = `${spMetadataUrl} answered with Content-Type ${JSON.stringify(contentType)}, not XML`;
+          } else if (!parsed.xml) {
+            note = `${spMetadataUrl} is not well-formed XML: ${JSON.stringify(body.slice(0, 200))}`;
+          } else if (parsed.sp === 0 || !body.includes('SPSSODescriptor')) {
+            note = `${spMetadataUrl} has no SPSSODescriptor (root element ${JSON.stringify(parsed.root)})`;
+          }
+        }
+      }
+      out.samlProvider.metadataOk = note === null;
+      out.samlProvider.metadataNote = note;
     });
   }
 
