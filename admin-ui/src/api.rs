@@ -30,6 +30,7 @@ pub enum Op {
     ListApplications,
     CreateApplication,
     RotateSecret,
+    UpdateApplication,
     SetApplicationEnabled,
     ListAudit,
     Export,
@@ -117,6 +118,15 @@ pub const ROUTES: &[Route] = &[
         paged: false,
         request: Some("NewApplication"),
         response: (201, Some("CreatedApplication")),
+    },
+    Route {
+        op: Op::UpdateApplication,
+        method: "PUT",
+        path: "/applications/{id}",
+        summary: "Replace an application's settings (same id and type; validated like [[clients]]; the secret is kept)",
+        paged: false,
+        request: Some("NewApplication"),
+        response: (200, Some("Application")),
     },
     Route {
         op: Op::RotateSecret,
@@ -248,6 +258,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 Op::ListApplications => m.to(list_applications),
                 Op::CreateApplication => m.to(create_application),
                 Op::RotateSecret => m.to(rotate_secret),
+                Op::UpdateApplication => m.to(update_application),
                 Op::SetApplicationEnabled => m.to(set_enabled),
                 Op::ListAudit => m.to(list_audit),
                 Op::Export => m.to(export),
@@ -485,6 +496,26 @@ async fn create_application(req: HttpRequest, body: web::Bytes, b: Backend) -> H
         Ok((info, secret)) => ok_json(
             StatusCode::CREATED,
             json!({"application": info, "client_secret": secret}),
+        ),
+        Err(e) => backend_error(e),
+    }
+}
+
+async fn update_application(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    b: Backend,
+) -> HttpResponse {
+    let actor = auth_or_return!(req, b);
+    let c: NewClient = match json_body(&req, &body) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match b.update_client(&actor, &path, c).await {
+        Ok(info) => ok_json(
+            StatusCode::OK,
+            serde_json::to_value(info).unwrap_or_default(),
         ),
         Err(e) => backend_error(e),
     }
@@ -781,6 +812,7 @@ pub fn openapi_document() -> Value {
         if matches!(
             r.op,
             Op::CreateApplication
+                | Op::UpdateApplication
                 | Op::RotateSecret
                 | Op::SetApplicationEnabled
                 | Op::CreateProvider

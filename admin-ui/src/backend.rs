@@ -235,6 +235,8 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// Register an application; returns it and, for a confidential client with a secret, the secret
     /// (shown once).
     fn create_client(&self, actor: &str, c: NewClient) -> BoxFut<'_, (ClientInfo, Option<String>)>;
+    /// Replace an admin-managed application's settings (same id and type; its secret is kept).
+    fn update_client(&self, actor: &str, id: &str, c: NewClient) -> BoxFut<'_, ClientInfo>;
     /// A new secret (shown once); the previous one stops working.
     fn rotate_client_secret(&self, actor: &str, id: &str) -> BoxFut<'_, String>;
     fn set_client_enabled(&self, actor: &str, id: &str, enabled: bool) -> BoxFut<'_, ()>;

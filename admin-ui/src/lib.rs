@@ -50,6 +50,11 @@ pub fn configure(
             )
             .route("/applications", web::get().to(pages::applications))
             .route("/applications", web::post().to(pages::create_application))
+            .route("/applications/{id}", web::get().to(pages::application))
+            .route(
+                "/applications/{id}",
+                web::post().to(pages::update_application),
+            )
             .route(
                 "/applications/{id}/secret",
                 web::post().to(pages::rotate_secret),
@@ -83,6 +88,7 @@ pub const STATE_CHANGING_PAGES: &[&str] = &[
     "/admin/keys/saml-import",
     "/admin/sessions/{sid}/revoke",
     "/admin/applications",
+    "/admin/applications/{id}",
     "/admin/applications/{id}/secret",
     "/admin/applications/{id}/disable",
     "/admin/applications/{id}/enable",

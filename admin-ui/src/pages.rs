@@ -716,13 +716,45 @@ fn words(v: Option<&String>) -> Option<Vec<String>> {
     .filter(|w| !w.is_empty())
 }
 
-pub async fn create_application(req: HttpRequest, body: web::Bytes, b: Backend) -> HttpResponse {
-    let f = form(&body).unwrap_or_default();
-    let admin = match admin_for_post(&req, &b, f.get("csrf").map(String::as_str)).await {
+#[derive(Template)]
+#[template(path = "application.html")]
+struct ApplicationPage<'a> {
+    admin: Option<&'a Admin>,
+    c: &'a ClientInfo,
+}
+
+pub async fn application(req: HttpRequest, path: web::Path<String>, b: Backend) -> HttpResponse {
+    let admin = match current_admin(&req, &b).await {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let new = NewClient {
+    match b.clients().await {
+        Ok(list) => match list
+            .iter()
+            .find(|c| c.id == *path && c.managed_by == "admin")
+        {
+            Some(c) => render(
+                StatusCode::OK,
+                &ApplicationPage {
+                    admin: Some(&admin),
+                    c,
+                },
+            ),
+            None => message(
+                StatusCode::NOT_FOUND,
+                Some(&admin),
+                "Not found",
+                "no such application managed in the console",
+                "/admin/applications",
+            ),
+        },
+        Err(e) => internal(e),
+    }
+}
+
+/// The application fields of a console form.
+fn client_form(f: &HashMap<String, String>) -> NewClient {
+    NewClient {
         id: f.get("id").cloned().unwrap_or_default().trim().to_string(),
         name: f
             .get("name")
@@ -735,7 +767,37 @@ pub async fn create_application(req: HttpRequest, body: web::Bytes, b: Backend) 
         scopes: words(f.get("scopes")),
         audience: words(f.get("audience")),
         roles: words(f.get("roles")).unwrap_or_default(),
+    }
+}
+
+pub async fn update_application(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    b: Backend,
+) -> HttpResponse {
+    let f = form(&body).unwrap_or_default();
+    let admin = match admin_for_post(&req, &b, f.get("csrf").map(String::as_str)).await {
+        Ok(a) => a,
+        Err(r) => return r,
     };
+    let back = format!("/admin/applications/{}", path.as_str());
+    match b
+        .update_client(&format!("admin:{}", admin.username), &path, client_form(&f))
+        .await
+    {
+        Ok(_) => redirect("/admin/applications"),
+        Err(e) => failed(&admin, e, &back),
+    }
+}
+
+pub async fn create_application(req: HttpRequest, body: web::Bytes, b: Backend) -> HttpResponse {
+    let f = form(&body).unwrap_or_default();
+    let admin = match admin_for_post(&req, &b, f.get("csrf").map(String::as_str)).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let new = client_form(&f);
     match b
         .create_client(&format!("admin:{}", admin.username), new)
         .await

@@ -159,6 +159,40 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// A console/API application, validated exactly like a `[[clients]]` entry.
+    fn validate_client(&self, c: NewClient) -> Result<ClientSettings, BackendError> {
+        let client_type = match c.client_type.as_str() {
+            "confidential" => ClientType::Confidential,
+            "public" => ClientType::Public,
+            other => {
+                return Err(BackendError::Invalid(format!(
+                    "type must be confidential or public, not {other:?}"
+                )));
+            }
+        };
+        let raw = RawClient {
+            id: c.id,
+            name: c.name,
+            client_type,
+            redirect_uris: c.redirect_uris,
+            post_logout_redirect_uris: c.post_logout_redirect_uris,
+            grant_types: parse_list::<GrantType>("grant_types", c.grant_types)?,
+            scopes: c.scopes,
+            audience: c.audience,
+            roles: c.roles,
+            access_token_lifetime_seconds: None,
+            refresh_token_lifetime_seconds: None,
+            providers: vec![],
+            token_endpoint_auth_method: None,
+            jwks: None,
+            enabled: true,
+        };
+        raw.validate(self.token_max_lifetime)
+            .map_err(BackendError::Invalid)
+    }
+}
+
 fn parse_list<T: serde::de::DeserializeOwned>(
     field: &str,
     v: Option<Vec<String>>,
@@ -471,35 +505,7 @@ impl admin_ui::AdminBackend for Backend {
     fn create_client(&self, actor: &str, c: NewClient) -> BoxFut<'_, (ClientInfo, Option<String>)> {
         let actor = actor.to_string();
         Box::pin(async move {
-            let client_type = match c.client_type.as_str() {
-                "confidential" => ClientType::Confidential,
-                "public" => ClientType::Public,
-                other => {
-                    return Err(BackendError::Invalid(format!(
-                        "type must be confidential or public, not {other:?}"
-                    )));
-                }
-            };
-            let raw = RawClient {
-                id: c.id,
-                name: c.name,
-                client_type,
-                redirect_uris: c.redirect_uris,
-                post_logout_redirect_uris: c.post_logout_redirect_uris,
-                grant_types: parse_list::<GrantType>("grant_types", c.grant_types)?,
-                scopes: c.scopes,
-                audience: c.audience,
-                roles: c.roles,
-                access_token_lifetime_seconds: None,
-                refresh_token_lifetime_seconds: None,
-                providers: vec![],
-                token_endpoint_auth_method: None,
-                jwks: None,
-                enabled: true,
-            };
-            let settings = raw
-                .validate(self.token_max_lifetime)
-                .map_err(BackendError::Invalid)?;
+            let settings = self.validate_client(c)?;
             let now = self.clock.now();
             let json = serde_json::to_string(&settings).expect("serialisable");
             if !store::admin::insert_client(&self.pool, &settings.id, &json, now)
@@ -539,6 +545,52 @@ impl admin_ui::AdminBackend for Backend {
                 self.client_info(&settings, true, secret.is_some(), "admin"),
                 secret,
             ))
+        })
+    }
+
+    fn update_client(&self, actor: &str, id: &str, c: NewClient) -> BoxFut<'_, ClientInfo> {
+        let (actor, id) = (actor.to_string(), id.to_string());
+        Box::pin(async move {
+            if c.id != id {
+                return Err(BackendError::Conflict(format!(
+                    "the client id cannot change (this is {id:?})"
+                )));
+            }
+            let rows = store::oauth::load_clients(&self.pool).await.map_err(db)?;
+            let row = rows
+                .iter()
+                .find(|r| r.client_id == id)
+                .ok_or(BackendError::NotFound)?;
+            if row.managed_by != "admin" {
+                return Err(BackendError::Conflict(format!(
+                    "{id} is managed by the configuration file"
+                )));
+            }
+            let old: ClientSettings = serde_json::from_str(&row.settings)
+                .map_err(|e| BackendError::Internal(e.to_string()))?;
+            let mut settings = self.validate_client(c)?;
+            if settings.client_type != old.client_type {
+                return Err(BackendError::Conflict(
+                    "the type cannot change; register a new application".into(),
+                ));
+            }
+            settings.enabled = row.enabled;
+            let json = serde_json::to_string(&settings).expect("serialisable");
+            if !store::admin::update_client(&self.pool, &id, &json, self.clock.now())
+                .await
+                .map_err(db)?
+            {
+                return Err(BackendError::NotFound);
+            }
+            self.clients.reload().await.map_err(db)?;
+            self.log(
+                &actor,
+                "application.update",
+                Some(&id),
+                serde_json::to_value(&settings).unwrap_or_default(),
+            )
+            .await?;
+            Ok(self.client_info(&settings, row.enabled, row.secret_hash.is_some(), "admin"))
         })
     }
 
@@ -951,6 +1003,7 @@ impl admin_ui::AdminBackend for Backend {
             let (summary, providers) = crate::export::import(
                 &self.pool,
                 &self.keys,
+                &self.config_provider_ids,
                 &doc,
                 self.token_max_lifetime,
                 self.clock.now(),

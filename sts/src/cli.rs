@@ -251,9 +251,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let doc: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
             let service = open_service(&config).await?;
+            let config_ids: Vec<String> = config.providers.iter().map(|p| p.id.clone()).collect();
             let (summary, providers) = crate::export::import(
                 service.pool(),
                 &service,
+                &config_ids,
                 &doc,
                 config.token_max_lifetime,
                 service.now(),

@@ -113,6 +113,7 @@ struct App {
 pub async fn import(
     pool: &Pool,
     keys: &KeyService,
+    config_ids: &[String],
     doc: &Value,
     max_lifetime: u64,
     now: i64,
@@ -171,12 +172,6 @@ pub async fn import(
             secret,
         });
     }
-    let config_ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM identity_providers WHERE managed_by = 'config' AND enabled = 1",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(ImportError::Db)?;
     let mut console = Vec::new();
     let mut skipped = 0;
     for (i, p) in list("providers")?.iter().enumerate() {

@@ -469,3 +469,22 @@ pub async fn last_login(
     .fetch_optional(pool)
     .await
 }
+
+/// Replace an admin-managed client's settings; false when there is no such admin-managed client.
+pub async fn update_client(
+    pool: &Pool,
+    client_id: &str,
+    settings: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE oauth_clients SET settings = ?, updated_at = ? WHERE client_id = ? AND managed_by = 'admin'",
+    )
+    .bind(settings)
+    .bind(now)
+    .bind(client_id)
+    .execute(pool)
+    .await?
+    .rows_affected()
+        == 1)
+}
