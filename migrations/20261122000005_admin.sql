@@ -43,3 +43,14 @@ CREATE INDEX audit_log_at ON audit_log (at, seq);
 -- client secret sealed under the master key (AES-256-GCM, AAD "provider-secret:<id>").
 ALTER TABLE identity_providers ADD COLUMN source TEXT;
 ALTER TABLE identity_providers ADD COLUMN secret_sealed TEXT;
+
+-- Recent sign-ins through the identity providers, successes and failures with their reason code (the
+-- dashboard); kept 7 days.
+CREATE TABLE login_events (
+    id           TEXT PRIMARY KEY,
+    at           BIGINT NOT NULL,
+    provider_id  TEXT,
+    subject      TEXT,
+    outcome      TEXT NOT NULL                       -- 'ok' or a reason code
+);
+CREATE INDEX login_events_at ON login_events (at);

@@ -147,6 +147,8 @@ pub struct Dashboard {
     pub sso_sessions: i64,
     /// Last login per provider: (provider, subject, outcome, at).
     pub recent_logins: Vec<(String, Option<String>, String, i64)>,
+    /// The latest sign-in outcomes, successes and failures: (provider, subject, outcome, at).
+    pub recent_events: Vec<(String, Option<String>, String, i64)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -301,6 +301,9 @@ impl admin_ui::AdminBackend for Backend {
                 clients,
                 sso_sessions,
                 recent_logins: store::admin::recent_logins(&self.pool).await.map_err(db)?,
+                recent_events: store::login::recent_login_events(&self.pool, 20)
+                    .await
+                    .map_err(db)?,
             })
         })
     }

@@ -1383,6 +1383,36 @@ async fn holders_of_an_admin_role_sign_in_through_single_sign_on() {
             assert_eq!(res.status(), 303, "no admin session for bob");
         }
     }
+    // The dashboard lists recent sign-ins and failures with their reason codes.
+    let res = browser()
+        .get(format!(
+            "{sts}/sso/sso-openid/openid-login?state=forged&code=x"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let (admin_client, _) = sts_tests::admin::sign_in(&app).await;
+    let dash = admin_client
+        .get(format!("{sts}/admin"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = dash
+        .split("id=\"events\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{dash}"));
+    assert!(
+        events.contains("<code>state_unknown_or_used</code>"),
+        "{events}"
+    );
+    assert!(
+        events.contains("<td>alice</td>") && events.contains("<code>ok</code>"),
+        "{events}"
+    );
     // Without an SSO session: the sign-in page with a reason.
     let res = browser()
         .get(format!("{sts}/admin/sso"))

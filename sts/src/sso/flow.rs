@@ -119,6 +119,19 @@ impl LoginError {
     }
 }
 
+/// The error page, after recording the failure for the dashboard (unknown providers are not recorded: anyone
+/// can make up ids).
+async fn failed(st: &AppState, e: LoginError, provider: Option<&str>) -> HttpResponse {
+    let known = provider.filter(|p| st.providers.get(p).is_some());
+    if !matches!(e, LoginError::UnknownProvider | LoginError::BadRequest)
+        && let Err(err) =
+            store::login::record_login_event(&st.pool, st.clock.now(), known, None, e.code()).await
+    {
+        tracing::warn!(error = %err, "recording a login failure failed");
+    }
+    e.page(known)
+}
+
 fn redirect(location: &str) -> actix_web::HttpResponseBuilder {
     let mut r = HttpResponse::SeeOther();
     r.insert_header((LOCATION, location.to_string()))
@@ -145,7 +158,7 @@ pub async fn start(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     let provider_id = q.provider.clone();
     match start_login(&req, &st, q).await {
         Ok(resp) => resp,
-        Err(e) => e.page(provider_id.as_deref()),
+        Err(e) => failed(&st, e, provider_id.as_deref()).await,
     }
 }
 
@@ -274,7 +287,7 @@ async fn callback(req: HttpRequest, st: web::Data<AppState>, kind: Kind) -> Http
     let mut provider_id = None;
     match complete_login(&req, &st, kind, &mut provider_id).await {
         Ok(resp) => resp,
-        Err(e) => e.page(provider_id.as_deref()),
+        Err(e) => failed(&st, e, provider_id.as_deref()).await,
     }
 }
 
@@ -370,6 +383,16 @@ async fn finish_login(
         },
     )
     .await?;
+    if verdict.is_ok() {
+        store::login::record_login_event(
+            &st.pool,
+            now,
+            Some(provider.id()),
+            Some(&identity.subject),
+            "ok",
+        )
+        .await?;
+    }
     verdict?;
 
     // A fresh session id (cookie) at every login; the previous session of this browser ends. When the same
@@ -541,7 +564,7 @@ pub async fn saml_acs(req: HttpRequest, body: web::Bytes, st: web::Data<AppState
     let mut provider_id = None;
     match consume_saml(&req, &body, &st, &mut provider_id).await {
         Ok(resp) => resp,
-        Err(e) => e.page(provider_id.as_deref()),
+        Err(e) => failed(&st, e, provider_id.as_deref()).await,
     }
 }
 

@@ -216,6 +216,10 @@ pub async fn purge_expired(pool: &Pool, now: i64) -> Result<u64, sqlx::Error> {
         .execute(pool)
         .await?
         .rows_affected();
+    sqlx::query("DELETE FROM login_events WHERE at <= ?")
+        .bind(now - 7 * 86_400)
+        .execute(pool)
+        .await?;
     let b = sqlx::query("DELETE FROM sso_sessions WHERE expires_at <= ? OR idle_expires_at <= ?")
         .bind(now)
         .bind(now)
@@ -252,4 +256,38 @@ pub async fn record_last_login(pool: &Pool, l: &LastLogin<'_>) -> Result<(), sql
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// One sign-in outcome for the dashboard (`ok` or a reason code).
+pub async fn record_login_event(
+    pool: &Pool,
+    at: i64,
+    provider_id: Option<&str>,
+    subject: Option<&str>,
+    outcome: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO login_events (id, at, provider_id, subject, outcome) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(uuid::Uuid::new_v4().simple().to_string())
+    .bind(at)
+    .bind(provider_id)
+    .bind(subject)
+    .bind(outcome)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The latest sign-in outcomes: (provider, subject, outcome, at).
+pub async fn recent_login_events(
+    pool: &Pool,
+    limit: i64,
+) -> Result<Vec<(String, Option<String>, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT COALESCE(provider_id, '-'), subject, outcome, at FROM login_events ORDER BY at DESC, id LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }
