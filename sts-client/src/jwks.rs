@@ -123,8 +123,11 @@ impl KeyCache {
             return match Self::pick(&set, kid, alg) {
                 Err(Error::UnknownKey(_)) => {
                     // A key rotation: look again, at most once per cool-down, one request for everyone.
-                    self.refresh(Why::UnknownKid, seen).await?;
-                    Self::pick(&self.current().expect("fetched"), kid, alg)
+                    match self.refresh(Why::UnknownKid, seen).await {
+                        Err(Error::UnknownKey(_)) => Err(Error::UnknownKey(kid.to_string())),
+                        Err(e) => Err(e),
+                        Ok(()) => Self::pick(&self.current().expect("fetched"), kid, alg),
+                    }
                 }
                 other => other,
             };
@@ -162,8 +165,8 @@ impl KeyCache {
             }
             st.last_kid_refetch = Some(now);
         }
-        // Do not hammer an STS that just failed (the caller may use the stale set meanwhile).
-        if why == Why::Expired
+        // Do not hammer an STS that just failed (the caller may use the stale set meanwhile, or retry later).
+        if why != Why::UnknownKid
             && let Some((t, e)) = &st.last_failure
             && now.duration_since(*t) < self.s.refetch_cooldown
         {
