@@ -1,6 +1,6 @@
 //! A tiny API behind the STS: `GET /whoami` for any valid token, `GET /admin/report` only with the `admin`
 //! role. Run: `STS_ISSUER=http://127.0.0.1:19090 cargo run -p sts-client --example demo_api` (listens on
-//! 127.0.0.1:8081; audience `demo-api`, or STS_AUDIENCE).
+//! DEMO_API_LISTEN, default 127.0.0.1:8081; audience `demo-api`, or STS_AUDIENCE). Prints `READY <url>`.
 
 use actix_web::{App, HttpServer, web};
 use sts_client::Verifier;
@@ -25,6 +25,9 @@ async fn main() -> std::io::Result<()> {
         .build()
         .map_err(std::io::Error::other)?;
     let data = web::Data::new(verifier);
+    let listen = std::env::var("DEMO_API_LISTEN").unwrap_or_else(|_| "127.0.0.1:8081".into());
+    let listener = std::net::TcpListener::bind(&listen)?;
+    println!("READY http://{}", listener.local_addr()?);
     HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -35,7 +38,8 @@ async fn main() -> std::io::Result<()> {
                     .route("/report", web::get().to(report)),
             )
     })
-    .bind(("127.0.0.1", 8081))?
+    .workers(1)
+    .listen(listener)?
     .run()
     .await
 }

@@ -401,3 +401,77 @@ fn fake_token(kid: &str) -> String {
     let c = URL_SAFE_NO_PAD.encode(r#"{"sub":"x"}"#);
     format!("{h}.{c}.c2ln")
 }
+
+/// The demo API (sts-client/examples/demo_api.rs, a service that uses the crate) as a separate process.
+#[tokio::test]
+async fn the_demo_api_uses_the_verifier() {
+    use tokio::io::AsyncBufReadExt;
+    let app = app().await;
+    let exe = sts_tests::sts_bin()
+        .parent()
+        .unwrap()
+        .join("examples/demo_api");
+    assert!(
+        exe.is_file(),
+        "{} missing: cargo build --workspace --all-targets builds it",
+        exe.display()
+    );
+    let mut child = tokio::process::Command::new(&exe)
+        .env("STS_ISSUER", &app.address)
+        .env("STS_AUDIENCE", "demo-api")
+        .env("DEMO_API_LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start demo_api");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let base = line.strip_prefix("READY ").unwrap().to_string();
+    let admin = app
+        .issue_token(&["--sub", "alice", "--roles", "admin", "--aud", "demo-api"])
+        .await;
+    let user = app
+        .issue_token(&["--sub", "bob", "--aud", "demo-api"])
+        .await;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{base}/whoami"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let me: serde_json::Value = http
+        .get(format!("{base}/whoami"))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["sub"], "bob");
+    assert_eq!(
+        http.get(format!("{base}/admin/report"))
+            .bearer_auth(&user)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        http.get(format!("{base}/admin/report"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
