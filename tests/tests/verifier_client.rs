@@ -475,3 +475,18 @@ async fn the_demo_api_uses_the_verifier() {
         200
     );
 }
+
+/// After its TTL the key set is revalidated with If-None-Match: the STS's ETag gives 304, no new body.
+#[tokio::test]
+async fn an_expired_cache_is_revalidated_with_the_etag() {
+    let app = app().await;
+    let token = app
+        .issue_token(&["--sub", "alice", "--aud", "orders-api"])
+        .await;
+    let v = verifier(&app).cache_ttl_seconds(1).build().unwrap();
+    v.verify(&token).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    v.verify(&token).await.unwrap();
+    let s = v.stats();
+    assert_eq!((s.fetches, s.not_modified, s.failures), (2, 1, 0), "{s:?}");
+}
