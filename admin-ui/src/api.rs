@@ -759,8 +759,8 @@ fn schemas() -> Value {
                 "settings": {"type": "object"}, "managed_by": {"type": "string", "enum": ["config", "admin"]}, "enabled": {"type": "boolean"},
                 "secret_hash": {"type": "string"}, "secret_key_id": {"type": "string"}}}},
             "keys": {"type": ["array", "null"], "items": {}}}},
-        "ImportSummary": {"type": "object", "required": ["applications", "providers", "providers_skipped", "keys_skipped"], "additionalProperties": false, "properties": {
-            "applications": {"type": "integer"}, "providers": {"type": "integer"}, "providers_skipped": {"type": "integer"}, "keys_skipped": {"type": "integer"}}},
+        "ImportSummary": {"type": "object", "required": ["applications", "applications_skipped", "providers", "providers_skipped", "keys_skipped"], "additionalProperties": false, "properties": {
+            "applications": {"type": "integer"}, "applications_skipped": {"type": "integer"}, "providers": {"type": "integer"}, "providers_skipped": {"type": "integer"}, "keys_skipped": {"type": "integer"}}},
         "Provider": {"type": "object", "required": ["id", "type", "display_name", "enabled", "managed_by", "source", "callback_url", "sp_metadata_url", "last_outcome", "last_at"], "additionalProperties": false, "properties": {
             "id": {"type": "string"}, "type": {"type": "string", "enum": ["oidc", "oauth2", "saml"]}, "display_name": {"type": "string"},
             "enabled": {"type": "boolean"}, "managed_by": {"type": "string", "enum": ["config", "admin"]}, "source": {"type": ["string", "null"]},

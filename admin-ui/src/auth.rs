@@ -118,49 +118,77 @@ pub fn removal(name: &'static str, secure: bool) -> Cookie<'static> {
     c
 }
 
-/// Failed sign-ins per account and per address within a sliding window.
+/// Sign-in attempts per account and per address within a sliding window. An attempt counts when it starts
+/// (so concurrent requests cannot all pass the check); a success forgets the account's attempts. At most
+/// [`MAX_CONCURRENT_VERIFICATIONS`] password hashes run at once (argon2id takes 19 MiB each).
 #[derive(Default)]
 pub struct RateLimiter {
-    failures: Mutex<HashMap<String, Vec<i64>>>,
+    attempts: Mutex<HashMap<String, Vec<i64>>>,
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Concurrent argon2id verifications (each 19 MiB); more answer "busy".
+pub const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
+
+/// A verification slot; freed on drop.
+pub struct Slot<'a>(&'a RateLimiter);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl RateLimiter {
-    fn recent(&self, key: &str, now: i64) -> usize {
-        let mut map = self.failures.lock().expect("rate limiter lock");
-        let list = map.entry(key.to_string()).or_default();
-        list.retain(|t| *t > now - WINDOW_SECONDS);
-        list.len()
-    }
-
-    /// `Some(seconds to wait)` when this account or address may not try now.
-    pub fn blocked(&self, account: &str, ip: &str, now: i64) -> Option<i64> {
-        let by_account = self.recent(&format!("u:{account}"), now) >= MAX_PER_ACCOUNT;
-        let by_ip = self.recent(&format!("ip:{ip}"), now) >= MAX_PER_IP;
-        if !(by_account || by_ip) {
-            return None;
+    fn recent(map: &mut HashMap<String, Vec<i64>>, key: &str, now: i64) -> usize {
+        match map.get_mut(key) {
+            Some(list) => {
+                list.retain(|t| *t > now - WINDOW_SECONDS);
+                list.len()
+            }
+            None => 0,
         }
-        let map = self.failures.lock().expect("rate limiter lock");
-        let oldest = [format!("u:{account}"), format!("ip:{ip}")]
-            .iter()
-            .filter_map(|k| map.get(k).and_then(|l| l.first().copied()))
-            .min()
-            .unwrap_or(now);
-        Some((oldest + WINDOW_SECONDS - now).max(1))
     }
 
-    pub fn failed(&self, account: &str, ip: &str, now: i64) {
-        let mut map = self.failures.lock().expect("rate limiter lock");
-        for k in [format!("u:{account}"), format!("ip:{ip}")] {
+    /// `Err(seconds to wait)` when this account or address may not try now; otherwise the attempt is
+    /// recorded at once.
+    pub fn attempt(&self, account: &str, ip: &str, now: i64) -> Result<(), i64> {
+        let mut map = self.attempts.lock().expect("rate limiter lock");
+        let (ka, ki) = (format!("u:{account}"), format!("ip:{ip}"));
+        let by_account = Self::recent(&mut map, &ka, now) >= MAX_PER_ACCOUNT;
+        let by_ip = Self::recent(&mut map, &ki, now) >= MAX_PER_IP;
+        if by_account || by_ip {
+            let oldest = [&ka, &ki]
+                .iter()
+                .filter_map(|k| map.get(*k).and_then(|l| l.first().copied()))
+                .min()
+                .unwrap_or(now);
+            return Err((oldest + WINDOW_SECONDS - now).max(1));
+        }
+        for k in [ka, ki] {
             map.entry(k).or_default().push(now);
         }
         // Bound memory: forget idle keys.
         if map.len() > 10_000 {
             map.retain(|_, l| l.iter().any(|t| *t > now - WINDOW_SECONDS));
         }
+        Ok(())
     }
 
+    /// A slot for one password verification, or None when too many run already.
+    pub fn verification_slot(&self) -> Option<Slot<'_>> {
+        let n = self
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let slot = Slot(self);
+        (n < MAX_CONCURRENT_VERIFICATIONS).then_some(slot)
+    }
+
+    /// A successful sign-in forgets the account's attempts.
     pub fn succeeded(&self, account: &str) {
-        self.failures
+        self.attempts
             .lock()
             .expect("rate limiter lock")
             .remove(&format!("u:{account}"));
@@ -185,16 +213,36 @@ mod tests {
     fn rate_limit_per_account_and_ip() {
         let r = RateLimiter::default();
         for _ in 0..5 {
-            assert!(r.blocked("admin", "1.2.3.4", 1000).is_none());
-            r.failed("admin", "1.2.3.4", 1000);
+            assert!(r.attempt("admin", "1.2.3.4", 1000).is_ok());
         }
-        assert!(r.blocked("admin", "9.9.9.9", 1001).is_some(), "per account");
-        assert!(r.blocked("other", "1.2.3.4", 1001).is_none());
         assert!(
-            r.blocked("admin", "1.2.3.4", 1000 + WINDOW_SECONDS + 1)
-                .is_none(),
+            r.attempt("admin", "9.9.9.9", 1001).is_err(),
+            "per account, counted at the start"
+        );
+        assert!(r.attempt("other", "1.2.3.4", 1001).is_ok());
+        assert!(
+            r.attempt("admin", "1.2.3.4", 1000 + WINDOW_SECONDS + 1)
+                .is_ok(),
             "window passes"
         );
+        r.succeeded("admin");
+        for _ in 0..4 {
+            assert!(
+                r.attempt("admin", "5.5.5.5", 2000).is_ok(),
+                "a success forgets the account's attempts"
+            );
+        }
+    }
+
+    #[test]
+    fn verification_slots_are_bounded() {
+        let r = RateLimiter::default();
+        let slots: Vec<_> = (0..MAX_CONCURRENT_VERIFICATIONS)
+            .map(|_| r.verification_slot().unwrap())
+            .collect();
+        assert!(r.verification_slot().is_none());
+        drop(slots);
+        assert!(r.verification_slot().is_some());
     }
 
     #[test]

@@ -64,9 +64,17 @@ pub fn configure(
                 web::post().to(pages::set_enabled),
             )
             .route("/providers", web::get().to(pages::providers))
-            .route("/providers", web::post().to(pages::save_provider))
+            .service(
+                web::resource("/providers")
+                    .app_data(web::PayloadConfig::new(pages::PROVIDER_FORM_LIMIT))
+                    .route(web::post().to(pages::save_provider)),
+            )
             .route("/providers/{id}", web::get().to(pages::provider))
-            .route("/providers/{id}", web::post().to(pages::save_provider))
+            .service(
+                web::resource("/providers/{id}")
+                    .app_data(web::PayloadConfig::new(pages::PROVIDER_FORM_LIMIT))
+                    .route(web::post().to(pages::save_provider)),
+            )
             .route(
                 "/providers/{id}/{action}",
                 web::post().to(pages::provider_action),

@@ -21,6 +21,8 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; 
                        form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 /// Largest form body (the keystore upload has its own limit).
 pub const FORM_LIMIT: usize = 64 * 1024;
+/// Largest provider form (its TOML may hold an IdP's metadata XML: up to 256 KiB, urlencoded).
+pub const PROVIDER_FORM_LIMIT: usize = 1024 * 1024;
 /// Largest keystore upload (multipart body).
 pub const UPLOAD_LIMIT: usize = 256 * 1024;
 
@@ -365,15 +367,8 @@ pub async fn login(
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
     let now = b.now();
-    if let Some(wait) = limiter.blocked(&username, &ip, now) {
-        let _ = b
-            .audit(
-                "-",
-                "admin.login_blocked",
-                Some(&username),
-                serde_json::json!({"ip": ip}),
-            )
-            .await;
+    if let Err(wait) = limiter.attempt(&username, &ip, now) {
+        tracing::warn!(account = %username, ip = %ip, "admin sign-in refused: too many attempts");
         return login_page(
             StatusCode::TOO_MANY_REQUESTS,
             &b,
@@ -384,6 +379,14 @@ pub async fn login(
             &username,
         );
     }
+    let Some(_slot) = limiter.verification_slot() else {
+        return login_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &b,
+            Some("the server is busy; try again in a moment"),
+            &username,
+        );
+    };
     let stored = match b.admin_password_hash(&username).await {
         Ok(h) => h,
         Err(e) => return internal(e),
@@ -392,7 +395,6 @@ pub async fn login(
         .await
         .unwrap_or(false);
     if !ok {
-        limiter.failed(&username, &ip, now);
         let _ = b
             .audit(
                 "-",

@@ -65,12 +65,14 @@ impl ResponseError for AuthError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        // Only RFC 6750 codes go in the challenge; "temporarily_unavailable" (503) only in the body.
         let (challenge, code) = match self {
             AuthError::Missing => ("Bearer realm=\"api\"".to_string(), None),
-            AuthError::Refused(e) => (
-                format!("Bearer realm=\"api\", error=\"{}\"", e.oauth_code()),
-                Some(e.oauth_code()),
+            AuthError::Refused(e) if e.oauth_code() == "invalid_token" => (
+                "Bearer realm=\"api\", error=\"invalid_token\"".to_string(),
+                Some("invalid_token"),
             ),
+            AuthError::Refused(e) => ("Bearer realm=\"api\"".to_string(), Some(e.oauth_code())),
             AuthError::Forbidden(_) => (
                 "Bearer realm=\"api\", error=\"insufficient_scope\"".to_string(),
                 Some("insufficient_scope"),

@@ -236,7 +236,10 @@ impl KeyCache {
         {
             return Ok(u);
         }
-        let discovery = format!("{}/.well-known/openid-configuration", self.s.issuer);
+        let discovery = format!(
+            "{}/.well-known/openid-configuration",
+            self.s.issuer.trim_end_matches('/')
+        );
         let res = self
             .s
             .http
@@ -262,6 +265,11 @@ impl KeyCache {
             .as_str()
             .ok_or_else(|| Error::KeysUnavailable("discovery: no jwks_uri".into()))?
             .to_string();
+        if self.s.issuer.starts_with("https://") && !url.starts_with("https://") {
+            return Err(Error::KeysUnavailable(
+                "discovery: jwks_uri is not https".into(),
+            ));
+        }
         self.trusted(&url)?;
         st.jwks_url = Some(url.clone());
         Ok(url)
@@ -376,10 +384,11 @@ fn usable(jwk: &Jwk) -> Option<Entry> {
         return None;
     }
     let key = DecodingKey::from_jwk(jwk).ok()?;
-    let alg = jwk
-        .common
-        .key_algorithm
-        .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+    // A key for another purpose (e.g. `RSA-OAEP`) is not a signature key.
+    let alg = match jwk.common.key_algorithm {
+        None => None,
+        Some(a) => Some(a.to_string().parse::<Algorithm>().ok()?),
+    };
     Some(Entry { key, alg })
 }
 

@@ -236,7 +236,7 @@ impl VerifierBuilder {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let keys = jwks::KeyCache::new(jwks::Settings {
             http,
-            issuer: self.issuer.trim_end_matches('/').to_string(),
+            issuer: self.issuer.clone(),
             jwks_url: self.jwks_url.clone(),
             source_url: self.source_url.clone(),
             trusted,

@@ -32,6 +32,8 @@ pub struct Backend {
     pub config_provider_ids: Vec<String>,
     /// `admin.sso_roles`.
     pub sso_roles: Vec<String>,
+    /// Serialises provider changes (save, enable, import, SP key) so none overwrites another's.
+    pub provider_changes: tokio::sync::Mutex<()>,
     pub session_idle: i64,
 }
 
@@ -420,6 +422,7 @@ impl admin_ui::AdminBackend for Backend {
     fn import_saml_sp(&self, actor: &str, data: Vec<u8>, password: String) -> BoxFut<'_, String> {
         let actor = actor.to_string();
         Box::pin(async move {
+            let _changes = self.provider_changes.lock().await;
             let password = zeroize::Zeroizing::new(password);
             if data.len() > crate::keys::import::MAX_KEYSTORE_BYTES {
                 return Err(BackendError::Invalid(
@@ -578,6 +581,12 @@ impl admin_ui::AdminBackend for Backend {
                 ));
             }
             settings.enabled = row.enabled;
+            // What the console does not edit is kept (an imported entry may have set it).
+            settings.providers = old.providers.clone();
+            settings.auth_method = old.auth_method;
+            settings.jwks = old.jwks.clone();
+            settings.access_token_lifetime = old.access_token_lifetime;
+            settings.refresh_token_lifetime = old.refresh_token_lifetime;
             let json = serde_json::to_string(&settings).expect("serialisable");
             if !store::admin::update_client(&self.pool, &id, &json, self.clock.now())
                 .await
@@ -806,6 +815,7 @@ impl admin_ui::AdminBackend for Backend {
     ) -> BoxFut<'_, ProviderInfo> {
         let (actor, existing) = (actor.to_string(), existing.map(str::to_string));
         Box::pin(async move {
+            let _changes = self.provider_changes.lock().await;
             if let Some(id) = &existing
                 && self.config_provider_ids.iter().any(|c| c == id)
             {
@@ -839,6 +849,28 @@ impl admin_ui::AdminBackend for Backend {
                 _ => None,
             };
             let effective = secret.as_ref().or(kept.as_ref()).map(|s| s.as_str());
+            // A kept secret must keep going where it went: not to a changed issuer, endpoint or client id.
+            if secret.is_none()
+                && kept.is_some()
+                && let (Some(id), Ok(new)) = (
+                    &existing,
+                    crate::providers::managed::settings_from_source(&source, effective),
+                )
+                && let Some(old) = self.providers.get(id)
+            {
+                let o = &old.settings;
+                if o.client_id != new.client_id
+                    || o.issuer != new.issuer
+                    || o.authorization_endpoint != new.authorization_endpoint
+                    || o.token_endpoint != new.token_endpoint
+                    || o.userinfo_endpoint != new.userinfo_endpoint
+                    || o.client_auth != new.client_auth
+                {
+                    return Err(BackendError::Invalid(
+                        "the client id, issuer or an endpoint changed: give the client secret again".into(),
+                    ));
+                }
+            }
             let mut settings = crate::providers::managed::settings_from_source(&source, effective)
                 .map_err(BackendError::Invalid)?;
             if let Some(id) = &existing
@@ -934,6 +966,7 @@ impl admin_ui::AdminBackend for Backend {
     fn set_provider_enabled(&self, actor: &str, id: &str, enabled: bool) -> BoxFut<'_, ()> {
         let (actor, id) = (actor.to_string(), id.to_string());
         Box::pin(async move {
+            let _changes = self.provider_changes.lock().await;
             if !store::admin::set_provider_enabled(&self.pool, &id, enabled, self.clock.now())
                 .await
                 .map_err(db)?
@@ -1003,6 +1036,7 @@ impl admin_ui::AdminBackend for Backend {
     fn import(&self, actor: &str, doc: serde_json::Value) -> BoxFut<'_, serde_json::Value> {
         let actor = actor.to_string();
         Box::pin(async move {
+            let _changes = self.provider_changes.lock().await;
             let (summary, providers) = crate::export::import(
                 &self.pool,
                 &self.keys,

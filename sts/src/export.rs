@@ -87,6 +87,8 @@ pub async fn export(
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ImportSummary {
     pub applications: usize,
+    /// Applications of the configuration file (informational: they come from the file).
+    pub applications_skipped: usize,
     /// Console providers added or replaced.
     pub providers: usize,
     /// Providers of the configuration file (informational: they come from the file).
@@ -138,6 +140,12 @@ pub async fn import(
         }
     };
     let mut apps = Vec::new();
+    let mut apps_skipped = 0;
+    let config_clients: Vec<String> =
+        sqlx::query_scalar("SELECT client_id FROM oauth_clients WHERE managed_by = 'config'")
+            .fetch_all(pool)
+            .await
+            .map_err(ImportError::Db)?;
     for (i, a) in list("applications")?.iter().enumerate() {
         let at = |m: String| bad(format!("applications[{i}]: {m}"));
         let settings: ClientSettings =
@@ -148,6 +156,11 @@ pub async fn import(
             Some(m @ ("config" | "admin")) => m.to_string(),
             _ => return Err(at("managed_by must be \"config\" or \"admin\"".into())),
         };
+        if managed_by == "config" {
+            // The configuration file's entries come from the file of the server that reads it.
+            apps_skipped += 1;
+            continue;
+        }
         let enabled = a["enabled"]
             .as_bool()
             .ok_or_else(|| at("enabled must be true or false".into()))?;
@@ -162,6 +175,12 @@ pub async fn import(
                 ));
             }
         };
+        if config_clients.contains(&again.id) {
+            return Err(at(format!(
+                "{:?} is managed by this server's configuration file",
+                again.id
+            )));
+        }
         if apps.iter().any(|x: &App| x.settings.id == again.id) {
             return Err(at(format!("client id {:?} appears twice", again.id)));
         }
@@ -250,9 +269,10 @@ pub async fn import(
         sqlx::query(
             "INSERT INTO oauth_clients (client_id, settings, managed_by, enabled, secret_hash, secret_key_id, secret_created_at, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (client_id) DO UPDATE SET settings = excluded.settings, managed_by = excluded.managed_by, \
+             ON CONFLICT (client_id) DO UPDATE SET settings = excluded.settings, \
              enabled = excluded.enabled, secret_hash = COALESCE(excluded.secret_hash, oauth_clients.secret_hash), \
-             secret_key_id = COALESCE(excluded.secret_key_id, oauth_clients.secret_key_id), updated_at = excluded.updated_at",
+             secret_key_id = COALESCE(excluded.secret_key_id, oauth_clients.secret_key_id), updated_at = excluded.updated_at \
+             WHERE oauth_clients.managed_by = 'admin'",
         )
         .bind(&a.settings.id)
         .bind(json)
@@ -270,6 +290,7 @@ pub async fn import(
     tx.commit().await.map_err(ImportError::Db)?;
     let summary = ImportSummary {
         applications: apps.len(),
+        applications_skipped: apps_skipped,
         providers: console.len(),
         providers_skipped: skipped,
         keys_skipped: keys_n,

@@ -116,6 +116,7 @@ impl Application {
             public_url: config.public_url.clone(),
             config_provider_ids: config.providers.iter().map(|p| p.id.clone()).collect(),
             sso_roles: config.admin_sso_roles.clone(),
+            provider_changes: tokio::sync::Mutex::new(()),
             session_idle: config.session_idle_timeout as i64,
         });
         let limiter = Arc::new(admin_ui::auth::RateLimiter::default());
@@ -246,10 +247,17 @@ async fn load_console_providers(
             continue;
         }
         let secret = match sealed {
-            Some(s) => Some(String::from_utf8(
-                keys.open_sealed(&s, &crate::providers::managed::secret_aad(&id))?
-                    .to_vec(),
-            )?),
+            Some(s) => match keys
+                .open_sealed(&s, &crate::providers::managed::secret_aad(&id))
+                .ok()
+                .and_then(|b| String::from_utf8(b.to_vec()).ok())
+            {
+                Some(secret) => Some(secret),
+                None => {
+                    tracing::error!(provider = %id, "the client secret of a console provider cannot be opened; provider left out");
+                    continue;
+                }
+            },
             None => None,
         };
         match crate::providers::managed::settings_from_source(&source, secret.as_deref()) {

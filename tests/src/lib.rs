@@ -307,9 +307,9 @@ pub async fn start_node_peer_env(script: &str, args: &[&str], env: &[(&str, &str
         .unwrap_or_else(|e| panic!("cannot start node {script}: {e}"));
     let stdout = child.stdout.take().unwrap();
     let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+    let line = tokio::time::timeout(std::time::Duration::from_secs(45), lines.next_line())
         .await
-        .unwrap_or_else(|_| panic!("{script} did not become ready within 20 s"))
+        .unwrap_or_else(|_| panic!("{script} did not become ready within 45 s"))
         .expect("read peer stdout")
         .unwrap_or_else(|| panic!("{script} exited before it was ready"));
     let issuer = line

@@ -904,8 +904,9 @@ redirect_uris = ["https://c.example.com/cb"]
         .unwrap();
     assert_eq!(via_api["applications"], doc["applications"]);
 
-    // Import into an empty database (a second STS with nothing configured).
-    let empty = spawn_app().await;
+    // Import into an empty database (a second STS with the same configuration file: the file's
+    // applications come from it, the document's copies of them are only counted).
+    let empty = sts_tests::spawn_app_with(sts_tests::AppOptions::default().config(config)).await;
     let target = empty.dir.path().join("in.json");
     std::fs::copy(&file, &target).unwrap();
     // The console provider comes without its client secret: the whole import is refused, with the reason.
@@ -924,7 +925,12 @@ redirect_uris = ["https://c.example.com/cb"]
         .cli(&["import", target.to_str().unwrap()], &[])
         .await
         .ok();
-    assert!(out.stdout.contains("\"applications\":4"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("\"applications\":3")
+            && out.stdout.contains("\"applications_skipped\":1"),
+        "{}",
+        out.stdout
+    );
     let again = empty.dir.path().join("again.json");
     empty
         .cli(&["export", "--out", again.to_str().unwrap()], &[])
@@ -940,7 +946,7 @@ redirect_uris = ["https://c.example.com/cb"]
     // A document with one bad entry changes nothing.
     let mut bad = doc.clone();
     bad["applications"][0]["settings"]["id"] = "new-one".into();
-    bad["applications"][1]["settings"]["redirect_uris"] =
+    bad["applications"][2]["settings"]["redirect_uris"] =
         serde_json::json!(["http://evil.example.com/cb"]);
     let bad_file = empty.dir.path().join("bad.json");
     std::fs::write(&bad_file, bad.to_string()).unwrap();
@@ -949,7 +955,7 @@ redirect_uris = ["https://c.example.com/cb"]
         .await;
     assert_ne!(out.status, 0);
     assert!(
-        out.stderr.contains("applications[1]") && out.stderr.contains("nothing changed"),
+        out.stderr.contains("applications[2]") && out.stderr.contains("nothing changed"),
         "{}",
         out.stderr
     );
@@ -1023,7 +1029,11 @@ redirect_uris = ["https://c.example.com/cb"]
         again["providers"][0]["settings"], with["providers"][0]["settings"],
         "the provider round-trips"
     );
-    assert_eq!(again["applications"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        again["applications"].as_array().unwrap().len(),
+        3,
+        "the configuration-file application is only counted"
+    );
     let live: serde_json::Value = http
         .get(format!("{}/admin/api/v1/providers", twin.address))
         .bearer_auth(&twin_token)
@@ -1042,6 +1052,57 @@ redirect_uris = ["https://c.example.com/cb"]
         .await;
     assert_ne!(out.status, 0);
     assert!(out.stderr.contains("same one"), "{}", out.stderr);
+
+    // An import cannot take over or rewrite an application of the configuration file.
+    let from_config = doc["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["settings"]["id"] == "from-config")
+        .unwrap()
+        .clone();
+    let mut evil = from_config.clone();
+    evil["settings"]["redirect_uris"] = serde_json::json!(["https://evil.example.com/cb"]);
+    for managed_by in ["admin", "config"] {
+        evil["managed_by"] = managed_by.into();
+        let doc_evil = serde_json::json!({"format": "sts-export", "version": 1, "applications": [evil.clone()]});
+        let res = http
+            .post(format!("{api}/import"))
+            .bearer_auth(&token)
+            .json(&doc_evil)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let body = res.text().await.unwrap();
+        if managed_by == "admin" {
+            assert_eq!(status, 400, "{body}");
+            assert!(body.contains("configuration file"), "{body}");
+        } else {
+            assert_eq!(status, 200, "{body}");
+            assert!(body.contains("\"applications_skipped\":1"), "{body}");
+        }
+    }
+    let now: serde_json::Value = http
+        .get(format!("{api}/export"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kept = now["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["settings"]["id"] == "from-config")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        kept, from_config,
+        "the configuration file's application is unchanged"
+    );
 
     let mut wrong = doc.clone();
     wrong["version"] = 2.into();
@@ -1249,6 +1310,21 @@ async fn console_providers_are_validated_live_and_survive_a_restart() {
     )
     .await;
     assert_eq!(res.status(), 200, "the kept secret still works");
+    // ... but not towards another issuer: the secret would go somewhere else.
+    let res = reqwest::Client::new()
+        .put(format!("{sts}/admin/api/v1/providers/corp"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"source": source.replace("http://127.0.0.1", "http://localhost"), "client_secret": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("give the client secret again")
+    );
     let res = reqwest::Client::new()
         .put(format!("{sts}/admin/api/v1/providers/corp"))
         .bearer_auth(&token)
@@ -1383,7 +1459,31 @@ async fn holders_of_an_admin_role_sign_in_through_single_sign_on() {
             assert_eq!(res.status(), 303, "no admin session for bob");
         }
     }
-    // The dashboard lists recent sign-ins and failures with their reason codes.
+    // The dashboard lists recent sign-ins and failures with their reason codes: bob's refusal at the
+    // console is not a login failure, so make one: a login cancelled at the IdP (a real flow of ours).
+    let bob = browser();
+    let res = bob
+        .get(format!("{sts}/sso/login?provider=corp&login_hint=bob"))
+        .send()
+        .await
+        .unwrap();
+    let to_idp = res.headers()["location"].to_str().unwrap().to_string();
+    let state = url::Url::parse(&to_idp)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let res = bob
+        .get(format!(
+            "{sts}/sso/sso-openid/openid-login?state={state}&error=access_denied"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    // Made-up states are not recorded (anyone could send them).
     let res = browser()
         .get(format!(
             "{sts}/sso/sso-openid/openid-login?state=forged&code=x"
@@ -1405,9 +1505,10 @@ async fn holders_of_an_admin_role_sign_in_through_single_sign_on() {
         .split("id=\"events\"")
         .nth(1)
         .unwrap_or_else(|| panic!("{dash}"));
+    assert!(events.contains("<code>login_cancelled</code>"), "{events}");
     assert!(
-        events.contains("<code>state_unknown_or_used</code>"),
-        "{events}"
+        !events.contains("state_unknown_or_used"),
+        "made-up states are not recorded: {events}"
     );
     assert!(
         events.contains("<td>alice</td>") && events.contains("<code>ok</code>"),

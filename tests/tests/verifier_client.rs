@@ -413,7 +413,7 @@ async fn the_demo_api_uses_the_verifier() {
         .join("examples/demo_api");
     assert!(
         exe.is_file(),
-        "{} missing: cargo build --workspace --all-targets builds it",
+        "{} missing: scripts/test builds it (cargo build --workspace --examples)",
         exe.display()
     );
     let mut child = tokio::process::Command::new(&exe)

@@ -123,9 +123,17 @@ impl LoginError {
 /// can make up ids).
 async fn failed(st: &AppState, e: LoginError, provider: Option<&str>) -> HttpResponse {
     let known = provider.filter(|p| st.providers.get(p).is_some());
-    if !matches!(e, LoginError::UnknownProvider | LoginError::BadRequest)
-        && let Err(err) =
-            store::login::record_login_event(&st.pool, st.clock.now(), known, None, e.code()).await
+    // Requests that never reached a login flow of ours (made-up provider ids or `state`s, malformed
+    // requests) are not recorded: anyone could fill the dashboard with them.
+    if !matches!(
+        e,
+        LoginError::UnknownProvider
+            | LoginError::BadRequest
+            | LoginError::StateMissing
+            | LoginError::StateUnknown
+            | LoginError::ReturnToRefused
+    ) && let Err(err) =
+        store::login::record_login_event(&st.pool, st.clock.now(), known, None, e.code()).await
     {
         tracing::warn!(error = %err, "recording a login failure failed");
     }
