@@ -56,9 +56,8 @@ impl ResponseError for AuthError {
     fn status_code(&self) -> StatusCode {
         match self {
             AuthError::Missing => StatusCode::UNAUTHORIZED,
-            AuthError::Refused(Error::KeysUnavailable(_)) | AuthError::NotConfigured => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AuthError::Refused(Error::KeysUnavailable(_) | Error::Config(_))
+            | AuthError::NotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::Refused(_) => StatusCode::UNAUTHORIZED,
             AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
         }
