@@ -12,6 +12,7 @@ CREATE TABLE admin_sessions (
     username         TEXT NOT NULL,
     via              TEXT NOT NULL,                  -- 'password' or 'sso'
     csrf             TEXT NOT NULL,                  -- the session's CSRF token
+    sso_sid          TEXT,                           -- via 'sso': the SSO session it depends on
     created_at       BIGINT NOT NULL,
     idle_expires_at  BIGINT NOT NULL,
     expires_at       BIGINT NOT NULL

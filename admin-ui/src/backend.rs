@@ -34,6 +34,18 @@ pub struct NewAdminSession {
     pub now: i64,
     pub idle_expires_at: i64,
     pub expires_at: i64,
+    /// Signed in through single sign-on: the SSO session's `sid`; the admin session ends with it.
+    pub sso_sid: Option<String>,
+}
+
+/// An administrator signed in through single sign-on.
+#[derive(Debug, Clone)]
+pub struct SsoAdmin {
+    /// `sso:<sub>`.
+    pub name: String,
+    pub sid: String,
+    /// The SSO session's absolute end.
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -252,7 +264,7 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn sso_enabled(&self) -> bool;
     /// The admin name (`sso:<sub>`) for the SSO session with this cookie value, when it is live and holds an
     /// admin role; `Err(Invalid)` names why not.
-    fn sso_admin(&self, sso_session_cookie: &str) -> BoxFut<'_, String>;
+    fn sso_admin(&self, sso_session_cookie: &str) -> BoxFut<'_, SsoAdmin>;
 
     fn providers(&self) -> BoxFut<'_, Vec<ProviderInfo>>;
     fn provider(&self, id: &str) -> BoxFut<'_, ProviderDetail>;

@@ -275,7 +275,7 @@ pub async fn sso(req: HttpRequest, b: Backend) -> HttpResponse {
             "",
         );
     };
-    let name = match b.sso_admin(cookie.value()).await {
+    let sso = match b.sso_admin(cookie.value()).await {
         Ok(n) => n,
         Err(BackendError::Invalid(m)) => {
             return login_page(StatusCode::FORBIDDEN, &b, Some(&m), "");
@@ -287,14 +287,18 @@ pub async fn sso(req: HttpRequest, b: Backend) -> HttpResponse {
         let _ = b.delete_admin_session(&auth::hash(old.value())).await;
     }
     let id = auth::random_token();
+    let name = sso.name.clone();
+    // The console session ends with the SSO session (logout, revocation, its absolute end).
+    let expires_at = (now + auth::ABSOLUTE_SECONDS).min(sso.expires_at);
     let session = NewAdminSession {
         id_hash: auth::hash(&id),
         username: name.clone(),
         via: "sso",
         csrf: auth::random_token(),
         now,
-        idle_expires_at: now + auth::IDLE_SECONDS,
-        expires_at: now + auth::ABSOLUTE_SECONDS,
+        idle_expires_at: (now + auth::IDLE_SECONDS).min(expires_at),
+        expires_at,
+        sso_sid: Some(sso.sid),
     };
     if let Err(e) = b.insert_admin_session(session).await {
         return internal(e);
@@ -424,6 +428,7 @@ pub async fn login(
         now,
         idle_expires_at: now + auth::IDLE_SECONDS,
         expires_at: now + auth::ABSOLUTE_SECONDS,
+        sso_sid: None,
     };
     if let Err(e) = b.insert_admin_session(session).await {
         return internal(e);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use admin_ui::backend::{
     AdminSession, ApiTokenInfo, AuditEntry, BackendError, BoxFut, ClientInfo, Dashboard, KeyInfo,
     LastLogin, NewAdminSession, NewClient, ProviderDetail, ProviderInfo, RolePreview, SamlSpInfo,
-    SsoSessionInfo,
+    SsoAdmin, SsoSessionInfo,
 };
 use serde_json::json;
 
@@ -710,7 +710,7 @@ impl admin_ui::AdminBackend for Backend {
         !self.sso_roles.is_empty()
     }
 
-    fn sso_admin(&self, sso_session_cookie: &str) -> BoxFut<'_, String> {
+    fn sso_admin(&self, sso_session_cookie: &str) -> BoxFut<'_, SsoAdmin> {
         let h = crate::sso::hash(sso_session_cookie);
         Box::pin(async move {
             if self.sso_roles.is_empty() {
@@ -740,7 +740,14 @@ impl admin_ui::AdminBackend for Backend {
                     self.sso_roles.join(", ")
                 )));
             }
-            Ok(format!("sso:{sub}"))
+            let sid = s
+                .sid
+                .ok_or_else(|| BackendError::Invalid("no single sign-on session".into()))?;
+            Ok(SsoAdmin {
+                name: format!("sso:{sub}"),
+                sid,
+                expires_at: s.expires_at,
+            })
         })
     }
 

@@ -1527,6 +1527,49 @@ async fn holders_of_an_admin_role_sign_in_through_single_sign_on() {
         audit.contains("admin:sso:corp|alice") && audit.contains("admin.login_refused"),
         "{audit}"
     );
+
+    // A console session from single sign-on ends with its SSO session.
+    let alice = browser();
+    let (res, _) = follow(
+        &alice,
+        &format!("{sts}/sso/login?provider=corp&login_hint=alice&return_to=%2Fadmin%2Fsso"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        alice
+            .get(format!("{sts}/admin"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let sessions = api_get(&app, &token, "/sessions").await;
+    let sids: Vec<String> = sessions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["username"] == "alice")
+        .map(|x| x["sid"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!sids.is_empty(), "alice's SSO sessions");
+    for sid in sids {
+        let res = reqwest::Client::new()
+            .delete(format!("{sts}/admin/api/v1/sessions/{sid}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+    }
+    let res = alice.get(format!("{sts}/admin")).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        303,
+        "the console session ended with the SSO session"
+    );
     drop(idp);
 }
 

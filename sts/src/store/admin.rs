@@ -63,13 +63,14 @@ pub async fn insert_session(
     s: &admin_ui::backend::NewAdminSession,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO admin_sessions (id_hash, username, via, csrf, created_at, idle_expires_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO admin_sessions (id_hash, username, via, csrf, sso_sid, created_at, idle_expires_at, expires_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&s.id_hash)
     .bind(&s.username)
     .bind(s.via)
     .bind(&s.csrf)
+    .bind(&s.sso_sid)
     .bind(s.now)
     .bind(s.idle_expires_at)
     .bind(s.expires_at)
@@ -85,17 +86,35 @@ pub async fn touch_session(
     now: i64,
     idle_until: i64,
 ) -> Result<Option<(String, String)>, sqlx::Error> {
-    sqlx::query_as(
+    // A session from single sign-on lives only while its SSO session does; console activity is user
+    // activity, so it keeps the SSO session's idle deadline moving too.
+    let row: Option<(String, String, Option<String>)> = sqlx::query_as(
         "UPDATE admin_sessions SET idle_expires_at = CASE WHEN ? < expires_at THEN ? ELSE expires_at END \
-         WHERE id_hash = ? AND idle_expires_at > ? AND expires_at > ? RETURNING username, csrf",
+         WHERE id_hash = ? AND idle_expires_at > ? AND expires_at > ? \
+         AND (sso_sid IS NULL OR EXISTS (SELECT 1 FROM sso_sessions s WHERE s.sid = admin_sessions.sso_sid \
+              AND s.idle_expires_at > ? AND s.expires_at > ?)) \
+         RETURNING username, csrf, sso_sid",
     )
     .bind(idle_until)
     .bind(idle_until)
     .bind(id_hash)
     .bind(now)
     .bind(now)
+    .bind(now)
+    .bind(now)
     .fetch_optional(pool)
-    .await
+    .await?;
+    if let Some((_, _, Some(sid))) = &row {
+        sqlx::query(
+            "UPDATE sso_sessions SET idle_expires_at = CASE WHEN ? < expires_at THEN ? ELSE expires_at END WHERE sid = ?",
+        )
+        .bind(idle_until)
+        .bind(idle_until)
+        .bind(sid)
+        .execute(pool)
+        .await?;
+    }
+    Ok(row.map(|(u, c, _)| (u, c)))
 }
 
 pub async fn delete_session(pool: &Pool, id_hash: &str) -> Result<(), sqlx::Error> {
