@@ -561,7 +561,14 @@ async fn import_upload(
             // Without a readable form there is no CSRF token either.
             tracing::info!(reason = %m, "keystore upload unreadable");
             return match admin_for_post(&req, &b, None).await {
-                Ok(_) => unreachable!("no CSRF token was given"),
+                // Not reached (no token given), but never a panic.
+                Ok(a) => message(
+                    StatusCode::FORBIDDEN,
+                    Some(&a),
+                    "Request refused",
+                    &m,
+                    "/admin/keys",
+                ),
                 Err(r) => r,
             };
         }
