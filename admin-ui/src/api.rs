@@ -617,21 +617,7 @@ struct ProviderSource {
 }
 
 async fn create_provider(req: HttpRequest, body: web::Bytes, b: Backend) -> HttpResponse {
-    let actor = auth_or_return!(req, b);
-    let p: ProviderSource = match json_body(&req, &body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    match b
-        .save_provider(&actor, None, p.source, p.client_secret)
-        .await
-    {
-        Ok(info) => ok_json(
-            StatusCode::CREATED,
-            serde_json::to_value(info).unwrap_or_default(),
-        ),
-        Err(e) => backend_error(e),
-    }
+    save_provider(req, None, body, b, StatusCode::CREATED).await
 }
 
 async fn update_provider(
@@ -640,19 +626,27 @@ async fn update_provider(
     body: web::Bytes,
     b: Backend,
 ) -> HttpResponse {
+    save_provider(req, Some(path.into_inner()), body, b, StatusCode::OK).await
+}
+
+/// Create (`existing` None) or replace a console provider from a `ProviderSource` body.
+async fn save_provider(
+    req: HttpRequest,
+    existing: Option<String>,
+    body: web::Bytes,
+    b: Backend,
+    ok: StatusCode,
+) -> HttpResponse {
     let actor = auth_or_return!(req, b);
     let p: ProviderSource = match json_body(&req, &body) {
         Ok(p) => p,
         Err(r) => return r,
     };
     match b
-        .save_provider(&actor, Some(&path), p.source, p.client_secret)
+        .save_provider(&actor, existing.as_deref(), p.source, p.client_secret)
         .await
     {
-        Ok(info) => ok_json(
-            StatusCode::OK,
-            serde_json::to_value(info).unwrap_or_default(),
-        ),
+        Ok(info) => ok_json(ok, serde_json::to_value(info).unwrap_or_default()),
         Err(e) => backend_error(e),
     }
 }
