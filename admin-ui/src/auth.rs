@@ -1,14 +1,20 @@
 //! Administrator authentication: argon2id passwords, the admin session cookie, CSRF tokens, sign-in rate
 //! limiting, and API bearer tokens.
 //!
-//! - Passwords: argon2id (m = 19 MiB, t = 2, p = 1, OWASP's minimum), verified on the blocking pool; an
-//!   unknown user is verified against a dummy hash so both paths take the same time.
+//! - Passwords: argon2id (m = 19 MiB, t = 2, p = 1, OWASP's minimum), verified on the blocking pool in
+//!   one of at most [`MAX_CONCURRENT_VERIFICATIONS`] preallocated 19 MiB memory areas ([`HashMemory`]),
+//!   reused for every verification and wiped after each, so hashing never allocates again: the process
+//!   stays at its size after any number of sign-ins (argon2's own allocation per check, freed on
+//!   blocking-pool threads, stayed in glibc's per-thread arenas and grew the process by ~19.5 MB each).
+//!   An unknown user is verified against a dummy hash so both paths take the same time.
 //! - Session: 256-bit random id in `sts_admin` (HttpOnly, SameSite=Strict, Path=/admin, Secure on https),
 //!   stored hashed; a new id at every sign-in; idle timeout 15 min, absolute 8 h.
 //! - CSRF: a per-session random token in a hidden field of every form, compared in constant time on every
 //!   state-changing request. The sign-in form (no session yet) uses a double-submit cookie.
-//! - Rate limit: after 5 failed sign-ins within 15 min for an account, or 20 from one IP address, sign-in
-//!   is refused for the rest of the window with a clear message (in memory, per process).
+//! - Rate limit: after 5 sign-in attempts within 15 min for an account name (known or not), 20 from one IP
+//!   address, or [`MAX_TOTAL`] in all (however many names and addresses an attacker uses), password
+//!   sign-in is refused for the rest of the window with a clear message (in memory, per process). A
+//!   success forgets the account's attempts. Console SSO and the CLI are not affected by the limits.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,6 +32,10 @@ pub const ABSOLUTE_SECONDS: i64 = 8 * 3600;
 const WINDOW_SECONDS: i64 = 15 * 60;
 const MAX_PER_ACCOUNT: usize = 5;
 const MAX_PER_IP: usize = 20;
+/// Sign-in attempts within the window over all accounts and addresses (unknown names and many client
+/// addresses included): beyond it, password sign-in waits for the window to move on.
+pub const MAX_TOTAL: usize = 100;
+const TOTAL_KEY: &str = "*";
 
 /// 256 random bits, base64url.
 pub fn random_token() -> String {
@@ -75,9 +85,21 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Verify `password` against a PHC string; `None` (unknown user) still does the same work.
+/// Verify `password` against a PHC string; `None` (unknown user) still does the same work. Allocates its
+/// own 19 MiB (CLI and tests); the server uses [`verify_password_in`] with pooled memory.
 pub fn verify_password(password: &str, phc: Option<&str>) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    let mut memory = vec![argon2::Block::new(); MEMORY_BLOCKS].into_boxed_slice();
+    verify_password_in(password, phc, &mut memory)
+}
+
+/// argon2 memory blocks (1 KiB each) for one verification: m = 19 MiB.
+pub const MEMORY_BLOCKS: usize = 19 * 1024;
+
+/// Verify `password` against a PHC string using `memory` (at least [`MEMORY_BLOCKS`] blocks) for argon2's
+/// working area: no allocation of its own. A hash with other parameters than fit in `memory`, another
+/// algorithm or a malformed string never verifies. `None` (unknown user) does the same work as a real one.
+pub fn verify_password_in(password: &str, phc: Option<&str>, memory: &mut [argon2::Block]) -> bool {
+    use argon2::password_hash::PasswordHash;
     let (target, real) = match phc {
         Some(p) => (p, true),
         None => (DUMMY_HASH, false),
@@ -85,10 +107,92 @@ pub fn verify_password(password: &str, phc: Option<&str>) -> bool {
     let Ok(parsed) = PasswordHash::new(target) else {
         return false;
     };
-    argon2()
-        .verify_password(password.as_bytes(), &parsed)
+    if parsed.algorithm.as_str() != "argon2id" {
+        return false;
+    }
+    let (Ok(params), Some(expected), Some(salt)) = (
+        argon2::Params::try_from(&parsed),
+        parsed.hash,
+        parsed.salt,
+    ) else {
+        return false;
+    };
+    if params.block_count() > memory.len() {
+        return false;
+    }
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let version = parsed
+        .version
+        .and_then(|v| argon2::Version::try_from(v).ok())
+        .unwrap_or(argon2::Version::V0x13);
+    let mut out = [0u8; 64];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    let ok = argon2::Argon2::new(argon2::Algorithm::Argon2id, version, params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut *memory)
         .is_ok()
-        && real
+        && constant_time_eq(out, expected.as_bytes());
+    // The working area holds values derived from the password: wipe it.
+    memory.fill(argon2::Block::new());
+    ok && real
+}
+
+/// The argon2 working areas of this process: at most [`MAX_CONCURRENT_VERIFICATIONS`], each allocated once
+/// on first use and then reused; a [`Lease`] hands one out and gives it back when dropped (also when the
+/// request that asked for it went away), so the memory of hashing is bounded for good.
+#[derive(Default)]
+pub struct HashMemory {
+    inner: Mutex<(Vec<Box<[argon2::Block]>>, usize)>,
+}
+
+/// One working area, returned to its [`HashMemory`] on drop.
+pub struct Lease {
+    memory: Option<Box<[argon2::Block]>>,
+    pool: std::sync::Arc<HashMemory>,
+}
+
+impl Lease {
+    pub fn blocks(&mut self) -> &mut [argon2::Block] {
+        self.memory.as_deref_mut().unwrap_or_default()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(m) = self.memory.take()
+            && let Ok(mut g) = self.pool.inner.lock()
+        {
+            g.0.push(m);
+        }
+    }
+}
+
+impl HashMemory {
+    /// A working area, or None when [`MAX_CONCURRENT_VERIFICATIONS`] are in use.
+    pub fn lease(self: &std::sync::Arc<Self>) -> Option<Lease> {
+        let mut g = self.inner.lock().ok()?;
+        let memory = match g.0.pop() {
+            Some(m) => m,
+            None if g.1 < MAX_CONCURRENT_VERIFICATIONS => {
+                g.1 += 1;
+                vec![argon2::Block::new(); MEMORY_BLOCKS].into_boxed_slice()
+            }
+            None => return None,
+        };
+        Some(Lease {
+            memory: Some(memory),
+            pool: self.clone(),
+        })
+    }
+
+    /// Working areas allocated so far (never more than [`MAX_CONCURRENT_VERIFICATIONS`]).
+    pub fn allocated(&self) -> usize {
+        self.inner.lock().map(|g| g.1).unwrap_or(0)
+    }
 }
 
 /// A valid argon2id hash (same parameters) of a random string: unknown users cost the same as known ones.
@@ -118,28 +222,22 @@ pub fn removal(name: &'static str, secure: bool) -> Cookie<'static> {
     c
 }
 
-/// Sign-in attempts per account and per address within a sliding window. An attempt counts when it starts
-/// (so concurrent requests cannot all pass the check); a success forgets the account's attempts. At most
-/// [`MAX_CONCURRENT_VERIFICATIONS`] password hashes run at once (argon2id takes 19 MiB each).
+/// Sign-in attempts per account, per address and in all within a sliding window. An attempt counts when it
+/// starts (so concurrent requests cannot all pass the check); a success forgets the account's attempts
+/// and gives its place in the total back. At most [`MAX_CONCURRENT_VERIFICATIONS`] password hashes run at
+/// once, each in a reused working area of [`HashMemory`].
 #[derive(Default)]
 pub struct RateLimiter {
     attempts: Mutex<HashMap<String, Vec<i64>>>,
-    in_flight: std::sync::atomic::AtomicUsize,
+    memory: std::sync::Arc<HashMemory>,
 }
 
-/// Concurrent argon2id verifications (each 19 MiB); more answer "busy".
-pub const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
+/// Concurrent argon2id verifications (each 19 MiB, allocated once); others wait for it (up to
+/// [`SLOT_WAIT_MS`]), then answer "busy".
+pub const MAX_CONCURRENT_VERIFICATIONS: usize = 1;
 
-/// A verification slot; freed on drop.
-pub struct Slot<'a>(&'a RateLimiter);
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.0
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
+/// How long a sign-in waits for a free verification slot before it answers "busy".
+pub const SLOT_WAIT_MS: u64 = 10_000;
 
 impl RateLimiter {
     fn recent(map: &mut HashMap<String, Vec<i64>>, key: &str, now: i64) -> usize {
@@ -155,19 +253,28 @@ impl RateLimiter {
     /// `Err(seconds to wait)` when this account or address may not try now; otherwise the attempt is
     /// recorded at once.
     pub fn attempt(&self, account: &str, ip: &str, now: i64) -> Result<(), i64> {
-        let mut map = self.attempts.lock().expect("rate limiter lock");
+        let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded keys: names are at most 64 characters by the form's rule, but never trust that here.
+        let account: String = account.chars().take(128).collect();
         let (ka, ki) = (format!("u:{account}"), format!("ip:{ip}"));
         let by_account = Self::recent(&mut map, &ka, now) >= MAX_PER_ACCOUNT;
         let by_ip = Self::recent(&mut map, &ki, now) >= MAX_PER_IP;
-        if by_account || by_ip {
-            let oldest = [&ka, &ki]
+        let by_total = Self::recent(&mut map, TOTAL_KEY, now) >= MAX_TOTAL;
+        if by_account || by_ip || by_total {
+            let blocking = [
+                (by_account, ka.as_str()),
+                (by_ip, ki.as_str()),
+                (by_total, TOTAL_KEY),
+            ];
+            let oldest = blocking
                 .iter()
-                .filter_map(|k| map.get(*k).and_then(|l| l.first().copied()))
-                .min()
+                .filter(|(hit, _)| *hit)
+                .filter_map(|(_, k)| map.get(*k).and_then(|l| l.first().copied()))
+                .max()
                 .unwrap_or(now);
             return Err((oldest + WINDOW_SECONDS - now).max(1));
         }
-        for k in [ka, ki] {
+        for k in [ka, ki, TOTAL_KEY.to_string()] {
             map.entry(k).or_default().push(now);
         }
         // Bound memory: forget idle keys.
@@ -177,21 +284,38 @@ impl RateLimiter {
         Ok(())
     }
 
-    /// A slot for one password verification, or None when too many run already.
-    pub fn verification_slot(&self) -> Option<Slot<'_>> {
-        let n = self
-            .in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let slot = Slot(self);
-        (n < MAX_CONCURRENT_VERIFICATIONS).then_some(slot)
+    /// The working area for one password verification, or None when too many run already.
+    pub fn verification_slot(&self) -> Option<Lease> {
+        self.memory.lease()
     }
 
-    /// A successful sign-in forgets the account's attempts.
+    /// The working area for one password verification, waiting up to [`SLOT_WAIT_MS`] for one to be free.
+    pub async fn wait_for_slot(&self) -> Option<Lease> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(SLOT_WAIT_MS);
+        loop {
+            if let Some(l) = self.memory.lease() {
+                return Some(l);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The argon2 working areas (to observe that they stay bounded).
+    pub fn hash_memory(&self) -> &HashMemory {
+        &self.memory
+    }
+
+    /// A successful sign-in forgets the account's attempts and gives its place in the total back.
     pub fn succeeded(&self, account: &str) {
-        self.attempts
-            .lock()
-            .expect("rate limiter lock")
-            .remove(&format!("u:{account}"));
+        let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let account: String = account.chars().take(128).collect();
+        map.remove(&format!("u:{account}"));
+        if let Some(total) = map.get_mut(TOTAL_KEY) {
+            total.pop();
+        }
     }
 }
 
@@ -235,14 +359,45 @@ mod tests {
     }
 
     #[test]
-    fn verification_slots_are_bounded() {
+    fn verification_slots_are_bounded_and_their_memory_reused() {
         let r = RateLimiter::default();
         let slots: Vec<_> = (0..MAX_CONCURRENT_VERIFICATIONS)
             .map(|_| r.verification_slot().unwrap())
             .collect();
         assert!(r.verification_slot().is_none());
         drop(slots);
-        assert!(r.verification_slot().is_some());
+        let h = hash_password("correct horse battery").unwrap();
+        for _ in 0..5 {
+            let mut lease = r.verification_slot().unwrap();
+            assert!(verify_password_in("correct horse battery", Some(&h), lease.blocks()));
+            assert!(!verify_password_in("wrong", Some(&h), lease.blocks()));
+            assert!(lease.blocks().iter().all(|b| b.as_ref().iter().all(|x| *x == 0)), "wiped");
+        }
+        assert_eq!(r.hash_memory().allocated(), MAX_CONCURRENT_VERIFICATIONS);
+    }
+
+    #[test]
+    fn hashes_with_more_memory_than_the_pool_never_verify() {
+        let a = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(64 * 1024, 1, 1, None).unwrap(),
+        );
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let h = a.hash_password(b"pw", &salt).unwrap().to_string();
+        let mut memory = vec![argon2::Block::new(); MEMORY_BLOCKS];
+        assert!(!verify_password_in("pw", Some(&h), &mut memory));
+    }
+
+    #[test]
+    fn the_total_limit_holds_for_unknown_names_and_many_addresses() {
+        let r = RateLimiter::default();
+        for i in 0..MAX_TOTAL {
+            assert!(r.attempt(&format!("nobody{i}"), &format!("10.0.{}.{}", i / 250, i % 250), 1000).is_ok());
+        }
+        assert!(r.attempt("fresh-name", "192.0.2.1", 1001).is_err());
+        assert!(r.attempt("fresh-name", "192.0.2.1", 1000 + WINDOW_SECONDS + 1).is_ok());
     }
 
     #[test]

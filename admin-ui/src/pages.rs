@@ -383,7 +383,7 @@ pub async fn login(
             &username,
         );
     }
-    let Some(_slot) = limiter.verification_slot() else {
+    let Some(mut lease) = limiter.wait_for_slot().await else {
         return login_page(
             StatusCode::SERVICE_UNAVAILABLE,
             &b,
@@ -395,7 +395,9 @@ pub async fn login(
         Ok(h) => h,
         Err(e) => return internal(e),
     };
-    let ok = web::block(move || auth::verify_password(&password, stored.as_deref()))
+    // The lease moves into the blocking task and goes back to the pool when the task ends, also when this
+    // request has gone away meanwhile.
+    let ok = web::block(move || auth::verify_password_in(&password, stored.as_deref(), lease.blocks()))
         .await
         .unwrap_or(false);
     if !ok {

@@ -24,6 +24,7 @@
 #[cfg(feature = "actix")]
 pub mod actix;
 mod jwks;
+mod jws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde_json::Value;
 
 pub use jwks::Stats;
+pub use jws::check_jws_header;
 
 /// Why a token was refused or keys could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -303,6 +305,7 @@ impl Verifier {
         if token.len() > 16 * 1024 {
             return Err(Error::Malformed("longer than 16 KiB".into()));
         }
+        check_jws_header(token).map_err(Error::Malformed)?;
         let header = decode_header(token).map_err(|e| Error::Malformed(e.to_string()))?;
         if !i.algorithms.contains(&header.alg) {
             return Err(Error::Algorithm(format!("{:?}", header.alg)));

@@ -42,6 +42,7 @@ fn db(e: sqlx::Error) -> BackendError {
 }
 
 impl Backend {
+    /// An audit entry on its own (refusals, exports: nothing else is written).
     async fn log(
         &self,
         actor: &str,
@@ -49,8 +50,21 @@ impl Backend {
         target: Option<&str>,
         details: serde_json::Value,
     ) -> Result<(), BackendError> {
+        self.log_in(&self.pool, actor, action, target, details)
+            .await
+    }
+
+    /// An audit entry inside the transaction of the change it records (both commit or neither).
+    async fn log_in(
+        &self,
+        conn: impl sqlx::SqliteExecutor<'_>,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        details: serde_json::Value,
+    ) -> Result<(), BackendError> {
         store::admin::audit(
-            &self.pool,
+            conn,
             self.clock.now(),
             actor,
             action,
@@ -429,11 +443,14 @@ impl admin_ui::AdminBackend for Backend {
                     "the keystore file is too large".into(),
                 ));
             }
+            // The new SP key and its audit entry commit together.
+            let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
             if let Err(e) = crate::providers::saml::SpCredentials::import_pkcs12(
-                &self.keys, &self.pool, &data, &password,
+                &self.keys, &mut *tx, &data, &password,
             )
             .await
             {
+                drop(tx);
                 self.log(
                     &actor,
                     "saml_sp.import_refused",
@@ -443,6 +460,9 @@ impl admin_ui::AdminBackend for Backend {
                 .await?;
                 return Err(BackendError::Invalid(e.to_string()));
             }
+            self.log_in(&mut *tx, &actor, "saml_sp.import", None, json!({}))
+                .await?;
+            tx.commit().await.map_err(db)?;
             // Use it at once: new SP credentials, SAML providers rebuilt with them.
             self.load_saml_context().await?;
             for p in self.providers.all() {
@@ -456,8 +476,6 @@ impl admin_ui::AdminBackend for Backend {
             let info = self.saml_sp().await?.ok_or_else(|| {
                 BackendError::Internal("SP credentials missing after import".into())
             })?;
-            self.log(&actor, "saml_sp.import", Some(&info.fingerprint), json!({}))
-                .await?;
             Ok(info.fingerprint)
         })
     }
@@ -473,17 +491,19 @@ impl admin_ui::AdminBackend for Backend {
     fn revoke_sso_session(&self, actor: &str, sid: &str) -> BoxFut<'_, ()> {
         let (actor, sid) = (actor.to_string(), sid.to_string());
         Box::pin(async move {
-            if !store::admin::delete_sso_session(&self.pool, &sid)
+            let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
+            if !store::admin::delete_sso_session(&mut *tx, &sid)
                 .await
                 .map_err(db)?
             {
                 return Err(BackendError::NotFound);
             }
-            store::oauth::revoke_session_tokens(&self.pool, &sid, self.clock.now())
+            store::oauth::revoke_session_tokens_in(&mut tx, &sid, self.clock.now())
                 .await
                 .map_err(db)?;
-            self.log(&actor, "session.revoke", Some(&sid), json!({}))
-                .await
+            self.log_in(&mut *tx, &actor, "session.revoke", Some(&sid), json!({}))
+                .await?;
+            tx.commit().await.map_err(db)
         })
     }
 
@@ -514,7 +534,9 @@ impl admin_ui::AdminBackend for Backend {
             let settings = self.validate_client(c)?;
             let now = self.clock.now();
             let json = serde_json::to_string(&settings).expect("serialisable");
-            if !store::admin::insert_client(&self.pool, &settings.id, &json, now)
+            // The application, its secret and the audit entry commit together.
+            let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
+            if !store::admin::insert_client(&mut *tx, &settings.id, &json, now)
                 .await
                 .map_err(db)?
             {
@@ -527,7 +549,7 @@ impl admin_ui::AdminBackend for Backend {
                 let secret = generate_secret();
                 let hash = self.clients.hasher.hash(&secret);
                 store::oauth::set_client_secret(
-                    &self.pool,
+                    &mut *tx,
                     &settings.id,
                     &hash,
                     self.clients.hasher.key_id(),
@@ -539,14 +561,16 @@ impl admin_ui::AdminBackend for Backend {
             } else {
                 None
             };
-            self.clients.reload().await.map_err(db)?;
-            self.log(
+            self.log_in(
+                &mut *tx,
                 &actor,
                 "application.create",
                 Some(&settings.id),
                 serde_json::to_value(&settings).unwrap_or_default(),
             )
             .await?;
+            tx.commit().await.map_err(db)?;
+            self.clients.reload().await.map_err(db)?;
             Ok((
                 self.client_info(&settings, true, secret.is_some(), "admin"),
                 secret,
@@ -588,20 +612,23 @@ impl admin_ui::AdminBackend for Backend {
             settings.access_token_lifetime = old.access_token_lifetime;
             settings.refresh_token_lifetime = old.refresh_token_lifetime;
             let json = serde_json::to_string(&settings).expect("serialisable");
-            if !store::admin::update_client(&self.pool, &id, &json, self.clock.now())
+            let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
+            if !store::admin::update_client(&mut *tx, &id, &json, self.clock.now())
                 .await
                 .map_err(db)?
             {
                 return Err(BackendError::NotFound);
             }
-            self.clients.reload().await.map_err(db)?;
-            self.log(
+            self.log_in(
+                &mut *tx,
                 &actor,
                 "application.update",
                 Some(&id),
                 serde_json::to_value(&settings).unwrap_or_default(),
             )
             .await?;
+            tx.commit().await.map_err(db)?;
+            self.clients.reload().await.map_err(db)?;
             Ok(self.client_info(&settings, row.enabled, row.secret_hash.is_some(), "admin"))
         })
     }
@@ -627,8 +654,9 @@ impl admin_ui::AdminBackend for Backend {
             }
             let secret = generate_secret();
             let hash = self.clients.hasher.hash(&secret);
+            let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
             store::oauth::set_client_secret(
-                &self.pool,
+                &mut *tx,
                 &id,
                 &hash,
                 self.clients.hasher.key_id(),
@@ -636,9 +664,10 @@ impl admin_ui::AdminBackend for Backend {
             )
             .await
             .map_err(db)?;
-            self.clients.reload().await.map_err(db)?;
-            self.log(&actor, "application.rotate_secret", Some(&id), json!({}))
+            self.log_in(&mut *tx, &actor, "application.rotate_secret", Some(&id), json!({}))
                 .await?;
+            tx.commit().await.map_err(db)?;
+            self.clients.reload().await.map_err(db)?;
             Ok(secret.to_string())
         })
     }
@@ -646,10 +675,12 @@ impl admin_ui::AdminBackend for Backend {
     fn set_client_enabled(&self, actor: &str, id: &str, enabled: bool) -> BoxFut<'_, ()> {
         let (actor, id) = (actor.to_string(), id.to_string());
         Box::pin(async move {
-            if !store::admin::set_client_enabled(&self.pool, &id, enabled, self.clock.now())
+            let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
+            if !store::admin::set_client_enabled(&mut *tx, &id, enabled, self.clock.now())
                 .await
                 .map_err(db)?
             {
+                drop(tx);
                 let exists = store::oauth::load_clients(&self.pool)
                     .await
                     .map_err(db)?
@@ -661,8 +692,8 @@ impl admin_ui::AdminBackend for Backend {
                     BackendError::NotFound
                 });
             }
-            self.clients.reload().await.map_err(db)?;
-            self.log(
+            self.log_in(
+                &mut *tx,
                 &actor,
                 if enabled {
                     "application.enable"
@@ -672,7 +703,9 @@ impl admin_ui::AdminBackend for Backend {
                 Some(&id),
                 json!({}),
             )
-            .await
+            .await?;
+            tx.commit().await.map_err(db)?;
+            self.clients.reload().await.map_err(db)
         })
     }
 
@@ -690,8 +723,9 @@ impl admin_ui::AdminBackend for Backend {
             }
             let id = uuid::Uuid::new_v4().simple().to_string();
             let token = format!("stsadm_{}", crate::sso::random_token());
+            let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
             store::admin::insert_api_token(
-                &self.pool,
+                &mut *tx,
                 &id,
                 &name,
                 &admin_ui::auth::hash(&token),
@@ -700,8 +734,9 @@ impl admin_ui::AdminBackend for Backend {
             )
             .await
             .map_err(db)?;
-            self.log(&actor, "api_token.create", Some(&name), json!({"id": id}))
+            self.log_in(&mut *tx, &actor, "api_token.create", Some(&name), json!({"id": id}))
                 .await?;
+            tx.commit().await.map_err(db)?;
             Ok((id, token))
         })
     }
@@ -925,8 +960,10 @@ impl admin_ui::AdminBackend for Backend {
                 None => None,
             };
             let json = serde_json::to_string(&settings).expect("serialisable");
+            // The provider, its sealed secret and the audit entry commit together.
+            let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
             let saved = store::admin::save_admin_provider(
-                &self.pool,
+                &mut *tx,
                 &store::admin::SavedProvider {
                     id: &settings.id,
                     kind: settings.kind.as_str(),
@@ -951,21 +988,23 @@ impl admin_ui::AdminBackend for Backend {
                     BackendError::NotFound
                 });
             }
-            let p = self.providers.put(built);
-            if p.settings.enabled {
-                let _ = crate::startup::start_saml_metadata(&p).await;
-            }
-            self.log(
+            self.log_in(
+                &mut *tx,
                 &actor,
                 if existing.is_none() {
                     "provider.create"
                 } else {
                     "provider.update"
                 },
-                Some(p.id()),
-                json!({"type": p.settings.kind.as_str(), "secret_changed": secret.is_some()}),
+                Some(&settings.id),
+                json!({"type": settings.kind.as_str(), "secret_changed": secret.is_some()}),
             )
             .await?;
+            tx.commit().await.map_err(db)?;
+            let p = self.providers.put(built);
+            if p.settings.enabled {
+                let _ = crate::startup::start_saml_metadata(&p).await;
+            }
             Ok(self.provider_info(&p, "admin", Some(source), None))
         })
     }
@@ -974,10 +1013,12 @@ impl admin_ui::AdminBackend for Backend {
         let (actor, id) = (actor.to_string(), id.to_string());
         Box::pin(async move {
             let _changes = self.provider_changes.lock().await;
-            if !store::admin::set_provider_enabled(&self.pool, &id, enabled, self.clock.now())
+            let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
+            if !store::admin::set_provider_enabled(&mut *tx, &id, enabled, self.clock.now())
                 .await
                 .map_err(db)?
             {
+                drop(tx);
                 return Err(if self.providers.get(&id).is_some() {
                     BackendError::Conflict(format!("{id} is managed by the configuration file"))
                 } else {
@@ -985,13 +1026,8 @@ impl admin_ui::AdminBackend for Backend {
                 });
             }
             let current = self.providers.get(&id).ok_or(BackendError::NotFound)?;
-            let mut settings = (*current.settings).clone();
-            settings.enabled = enabled;
-            let p = self.providers.upsert(settings);
-            if enabled {
-                let _ = crate::startup::start_saml_metadata(&p).await;
-            }
-            self.log(
+            self.log_in(
+                &mut *tx,
                 &actor,
                 if enabled {
                     "provider.enable"
@@ -1001,7 +1037,15 @@ impl admin_ui::AdminBackend for Backend {
                 Some(&id),
                 json!({}),
             )
-            .await
+            .await?;
+            tx.commit().await.map_err(db)?;
+            let mut settings = (*current.settings).clone();
+            settings.enabled = enabled;
+            let p = self.providers.upsert(settings);
+            if enabled {
+                let _ = crate::startup::start_saml_metadata(&p).await;
+            }
+            Ok(())
         })
     }
 
@@ -1051,6 +1095,7 @@ impl admin_ui::AdminBackend for Backend {
                 &doc,
                 self.token_max_lifetime,
                 self.clock.now(),
+                &actor,
             )
             .await
             .map_err(|e| match e {
@@ -1067,24 +1112,23 @@ impl admin_ui::AdminBackend for Backend {
                     let _ = crate::startup::start_saml_metadata(&p).await;
                 }
             }
-            let summary = serde_json::to_value(&summary).unwrap_or_default();
-            self.log(&actor, "config.import", None, summary.clone())
-                .await?;
-            Ok(summary)
+            Ok(serde_json::to_value(&summary).unwrap_or_default())
         })
     }
 
     fn revoke_api_token(&self, actor: &str, id: &str) -> BoxFut<'_, ()> {
         let (actor, id) = (actor.to_string(), id.to_string());
         Box::pin(async move {
-            let Some(name) = store::admin::revoke_api_token(&self.pool, &id, self.clock.now())
+            let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
+            let Some(name) = store::admin::revoke_api_token(&mut *tx, &id, self.clock.now())
                 .await
                 .map_err(db)?
             else {
                 return Err(BackendError::NotFound);
             };
-            self.log(&actor, "api_token.revoke", Some(&name), json!({"id": id}))
-                .await
+            self.log_in(&mut *tx, &actor, "api_token.revoke", Some(&name), json!({"id": id}))
+                .await?;
+            tx.commit().await.map_err(db)
         })
     }
 }

@@ -259,6 +259,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 &doc,
                 config.token_max_lifetime,
                 service.now(),
+                "cli",
             )
             .await
             .map_err(|e| anyhow::anyhow!("import refused, nothing changed: {e}"))?;
@@ -268,15 +269,6 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 );
             }
             let summary = serde_json::to_value(&summary)?;
-            store::admin::audit(
-                service.pool(),
-                service.now(),
-                "cli",
-                "config.import",
-                None,
-                &summary,
-            )
-            .await?;
             println!("{summary}");
             Ok(())
         }
@@ -382,14 +374,16 @@ async fn admin(cmd: AdminCommand, config: &Config) -> anyhow::Result<()> {
     let hash = admin_ui::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
     let service = open_service(config).await?;
     let now = service.now();
-    if !store::admin::upsert_admin(service.pool(), &username, &hash, now, replace).await? {
+    // The administrator and the audit entry commit together.
+    let mut tx = store::begin_write(service.pool()).await?;
+    if !store::admin::upsert_admin(&mut tx, &username, &hash, now, replace).await? {
         if replace {
             bail!("there is no administrator {username} (create one with sts admin create)");
         }
         bail!("the administrator {username} exists already (sts admin passwd sets a new password)");
     }
     store::admin::audit(
-        service.pool(),
+        &mut *tx,
         now,
         "cli",
         if replace {
@@ -401,6 +395,7 @@ async fn admin(cmd: AdminCommand, config: &Config) -> anyhow::Result<()> {
         &serde_json::json!({}),
     )
     .await?;
+    tx.commit().await?;
     println!(
         "{} administrator {username}; sign in at {}/admin",
         if replace { "updated" } else { "created" },
@@ -474,14 +469,26 @@ async fn clients(cmd: ClientsCommand, config: &Config) -> anyhow::Result<()> {
             }
             let secret = generate_secret();
             let hash = registry.hasher.hash(&secret);
+            // The new secret and its audit entry commit together.
+            let mut tx = store::begin_write(&pool).await?;
             store::oauth::set_client_secret(
-                &pool,
+                &mut *tx,
                 &id,
                 &hash,
                 registry.hasher.key_id(),
                 service.now(),
             )
             .await?;
+            store::admin::audit(
+                &mut *tx,
+                service.now(),
+                "cli",
+                "application.rotate_secret",
+                Some(&id),
+                &serde_json::json!({}),
+            )
+            .await?;
+            tx.commit().await?;
             tracing::info!(client = %id, "client secret replaced");
             println!("{}", secret.as_str());
         }

@@ -137,6 +137,10 @@ struct RawServer {
     listen: Option<String>,
     public_url: Option<String>,
     workers: Option<i64>,
+    request_header_timeout_ms: Option<i64>,
+    request_body_timeout_ms: Option<i64>,
+    keep_alive_seconds: Option<i64>,
+    max_connections_per_worker: Option<i64>,
     tls: RawTls,
 }
 
@@ -283,6 +287,15 @@ pub struct Config {
     /// Public base URL without trailing slash; also the token issuer (`iss`).
     pub public_url: String,
     pub workers: Option<usize>,
+    /// From accepting a connection (or the end of the previous request) to the end of the request head:
+    /// a client that sends no byte, or its headers slowly, is disconnected after it.
+    pub request_header_timeout: Duration,
+    /// From the request head to the last byte of its body.
+    pub request_body_timeout: Duration,
+    /// Idle time allowed between requests on a kept-alive connection (0 = no keep-alive).
+    pub keep_alive: Duration,
+    /// Open connections per worker; more wait in the listen backlog until one closes.
+    pub max_connections_per_worker: usize,
     pub tls: Option<TlsConfig>,
     pub database_url: String,
     pub database_max_connections: u32,
@@ -434,6 +447,31 @@ impl Config {
                 ));
             }
         };
+
+        let request_header_timeout = Duration::from_millis(positive(
+            "server.request_header_timeout_ms",
+            raw.server.request_header_timeout_ms.unwrap_or(5000),
+            500,
+            60_000,
+        )?);
+        let request_body_timeout = Duration::from_millis(positive(
+            "server.request_body_timeout_ms",
+            raw.server.request_body_timeout_ms.unwrap_or(15_000),
+            1000,
+            300_000,
+        )?);
+        let keep_alive = Duration::from_secs(positive(
+            "server.keep_alive_seconds",
+            raw.server.keep_alive_seconds.unwrap_or(5),
+            0,
+            300,
+        )?);
+        let max_connections_per_worker = positive(
+            "server.max_connections_per_worker",
+            raw.server.max_connections_per_worker.unwrap_or(1024),
+            16,
+            100_000,
+        )? as usize;
 
         let database_url = raw.database.url.trim().to_string();
         if !database_url.starts_with("sqlite:") && database_url.contains("://") {
@@ -619,6 +657,10 @@ impl Config {
             listen,
             public_url,
             workers,
+            request_header_timeout,
+            request_body_timeout,
+            keep_alive,
+            max_connections_per_worker,
             tls,
             database_url,
             database_max_connections: max_conn,

@@ -119,6 +119,7 @@ pub async fn import(
     doc: &Value,
     max_lifetime: u64,
     now: i64,
+    actor: &str,
 ) -> Result<(ImportSummary, Vec<crate::providers::ProviderSettings>), ImportError> {
     let bad = |m: String| ImportError::Invalid(m);
     if doc["format"] != FORMAT {
@@ -241,7 +242,9 @@ pub async fn import(
         });
     }
     let keys_n = list("keys")?.len();
-    let mut tx = pool.begin().await.map_err(ImportError::Db)?;
+    let mut tx = crate::store::begin_write(pool)
+        .await
+        .map_err(ImportError::Db)?;
     for c in &console {
         let json = serde_json::to_string(&c.settings).expect("serialisable");
         sqlx::query(
@@ -287,7 +290,6 @@ pub async fn import(
         .await
         .map_err(ImportError::Db)?;
     }
-    tx.commit().await.map_err(ImportError::Db)?;
     let summary = ImportSummary {
         applications: apps.len(),
         applications_skipped: apps_skipped,
@@ -295,6 +297,18 @@ pub async fn import(
         providers_skipped: skipped,
         keys_skipped: keys_n,
     };
+    // The audit entry commits with the import.
+    crate::store::admin::audit(
+        &mut *tx,
+        now,
+        actor,
+        "config.import",
+        None,
+        &serde_json::to_value(&summary).unwrap_or_default(),
+    )
+    .await
+    .map_err(ImportError::Db)?;
+    tx.commit().await.map_err(ImportError::Db)?;
     let live = console
         .into_iter()
         .map(|c| {

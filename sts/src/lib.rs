@@ -27,6 +27,7 @@ pub mod sso;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod tokens;
 
 pub use config::Config;

@@ -141,14 +141,28 @@ impl Application {
             },
         });
         let https_public = config.public_url.starts_with("https://");
+        let body_timeout = config.request_body_timeout;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .wrap(http::security_headers(https_public))
+                .wrap_fn(move |req, srv| http::body_deadline(req, srv, body_timeout))
                 .wrap_fn(http::request_span)
                 .configure(|cfg| admin_ui::configure(cfg, admin.clone(), limiter.clone()))
                 .configure(http::routes)
         })
+        // Slow or silent clients: the request head must arrive within the header timeout (from accept,
+        // or from the end of the previous response), its body within the body timeout (body_deadline);
+        // idle kept-alive connections close; at most max_connections_per_worker are open per worker.
+        .client_request_timeout(config.request_header_timeout)
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
+        .keep_alive(if config.keep_alive.is_zero() {
+            actix_web::http::KeepAlive::Disabled
+        } else {
+            actix_web::http::KeepAlive::Timeout(config.keep_alive)
+        })
+        .max_connections(config.max_connections_per_worker)
+        .max_connection_rate(256)
         .shutdown_timeout(5);
         if let Some(n) = config.workers {
             server = server.workers(n);

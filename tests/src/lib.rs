@@ -508,48 +508,13 @@ pub mod admin {
                 &[("ADMIN_PW", PASSWORD)],
             )
             .await;
-        let client = browser();
-        let page = client
-            .get(format!("{}/admin/login", app.address))
-            .send()
-            .await
-            .unwrap();
-        let csrf = csrf_of(&page.text().await.unwrap());
-        let res = client
-            .post(format!("{}/admin/login", app.address))
-            .form(&[
-                ("username", "root"),
-                ("password", PASSWORD),
-                ("csrf", &csrf),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 303, "admin sign-in");
-        let dash = client
-            .get(format!("{}/admin", app.address))
-            .send()
-            .await
-            .unwrap();
-        let csrf = csrf_of(&dash.text().await.unwrap());
-        (client, csrf)
+        process::sign_in_at(&app.address).await
     }
 
     /// An admin API token (created through the console).
     pub async fn api_token(app: &TestApp) -> String {
-        let (client, csrf) = sign_in(app).await;
-        let res = client
-            .post(format!("{}/admin/tokens", app.address))
-            .form(&[("csrf", csrf.as_str()), ("name", "tests")])
-            .send()
-            .await
-            .unwrap();
-        let html = res.text().await.unwrap();
-        html.split("id=\"secret\">")
-            .nth(1)
-            .and_then(|r| r.split('<').next())
-            .unwrap_or_else(|| panic!("no token in {html}"))
-            .to_string()
+        sign_in(app).await;
+        process::api_token_at(&app.address).await
     }
 }
 
@@ -662,5 +627,143 @@ pub mod saml_idp {
       </md:SPSSODescriptor>
     </md:EntityDescriptor>"#
         )
+    }
+}
+
+/// The real `sts serve` binary as a child process (for what must be measured or broken from outside:
+/// RSS from /proc, kill -9). The database and master key live in `dir`, which outlives restarts.
+pub mod process {
+    use super::*;
+
+    pub struct ServerProcess {
+        pub address: String,
+        pub port: u16,
+        pub env: BTreeMap<String, String>,
+        child: std::process::Child,
+        pub stderr_path: PathBuf,
+    }
+
+    /// Start `sts serve` on a free port in `dir` (database `dir/data/sts.db`, master key `dir/keys/`)
+    /// with `extra` variables; waits until `/health` answers (at most 30 s).
+    pub async fn start(dir: &Path, extra: &[(&str, &str)]) -> ServerProcess {
+        let port = saml_idp::free_port();
+        let mut env = base_env(dir, port, "http");
+        env.insert("STS_LOG".into(), "info".into());
+        for (k, v) in extra {
+            env.insert((*k).into(), (*v).into());
+        }
+        let stderr_path = dir.join(format!("server-{port}.log"));
+        let mut cmd = std::process::Command::new(sts_bin());
+        cmd.current_dir(dir).arg("serve");
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("STS_")) {
+            cmd.env_remove(k);
+        }
+        cmd.envs(&env)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).expect("server log"));
+        let child = cmd.spawn().expect("start sts serve");
+        let p = ServerProcess {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            env,
+            child,
+            stderr_path,
+        };
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(format!("{}/health", p.address)).send().await
+                && r.status() == 200
+            {
+                return p;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sts serve did not come up: {}",
+                std::fs::read_to_string(&p.stderr_path).unwrap_or_default()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    impl ServerProcess {
+        pub fn pid(&self) -> u32 {
+            self.child.id()
+        }
+
+        /// Resident set size in KiB, from /proc/PID/status (VmRSS).
+        pub fn rss_kib(&self) -> u64 {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+                .expect("the server process is running");
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .expect("VmRSS in /proc/PID/status")
+        }
+
+        /// SIGKILL, then reap.
+        pub fn kill9(mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+
+        pub fn log(&self) -> String {
+            std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        }
+    }
+
+    impl Drop for ServerProcess {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Create the administrator `root` with [`admin::PASSWORD`] in `dir` by the CLI.
+    pub async fn create_admin(dir: &Path) {
+        let env = base_env(dir, 0, "http");
+        run_cli(
+            dir,
+            &env,
+            &["admin", "create", "--username", "root", "--password-env", "ADMIN_PW"],
+            &[("ADMIN_PW", admin::PASSWORD)],
+        )
+        .await
+        .ok();
+    }
+
+    /// Sign in as `root` at `address`; returns the cookie-keeping client and the session's CSRF token.
+    pub async fn sign_in_at(address: &str) -> (reqwest::Client, String) {
+        let client = browser();
+        let page = client.get(format!("{address}/admin/login")).send().await.unwrap();
+        let csrf = admin::csrf_of(&page.text().await.unwrap());
+        let res = client
+            .post(format!("{address}/admin/login"))
+            .form(&[("username", "root"), ("password", admin::PASSWORD), ("csrf", &csrf)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "admin sign-in");
+        let dash = client.get(format!("{address}/admin")).send().await.unwrap();
+        let csrf = admin::csrf_of(&dash.text().await.unwrap());
+        (client, csrf)
+    }
+
+    /// An admin API token made through the console at `address`.
+    pub async fn api_token_at(address: &str) -> String {
+        let (client, csrf) = sign_in_at(address).await;
+        let res = client
+            .post(format!("{address}/admin/tokens"))
+            .form(&[("csrf", csrf.as_str()), ("name", "tests")])
+            .send()
+            .await
+            .unwrap();
+        let html = res.text().await.unwrap();
+        html.split("id=\"secret\">")
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .unwrap_or_else(|| panic!("no token in {html}"))
+            .to_string()
     }
 }

@@ -109,6 +109,12 @@ async fn bad_id_tokens_and_responses_are_refused_without_a_session() {
             "HS256 is not allowed",
         ),
         ("azp-multi-aud", "id_token_invalid", "no `azp`"),
+        // RFC 7515 4.1.11: critical extensions we do not implement; a repeated header member.
+        ("crit-exp", "id_token_invalid", "crit"),
+        ("crit-b64", "id_token_invalid", "crit"),
+        ("crit-empty", "id_token_invalid", "crit"),
+        ("crit-unknown", "id_token_invalid", "crit"),
+        ("duplicate-alg", "id_token_invalid", "appears twice"),
         ("wrong-redirect-iss", "iss_mismatch", "another issuer"),
     ];
     for (mode, expected, because) in cases {
@@ -180,4 +186,61 @@ async fn hanging_or_unreachable_idp_gives_an_error_page_within_the_timeout() {
     .await;
     let (status, code) = attempt(&app).await;
     assert_eq!((status, code.as_str()), (502, "idp_unreachable"));
+}
+
+/// Class: a hanging IdP must not queue its own logins one after another (no lock held across network I/O).
+/// A discovery endpoint that accepts connections and never answers: 20 concurrent logins all end within
+/// the provider's timeout + 1 s, share one request (single-flight), and a login right after is answered
+/// at once from the remembered failure without a new request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_discovery_costs_each_concurrent_login_one_timeout_at_most() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hang.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = vec![];
+            for conn in hang.incoming().flatten() {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                held.push(conn); // read nothing, answer nothing
+            }
+        });
+    }
+    let timeout_ms = 2000;
+    let toml = format!(
+        "[[providers]]\nid = \"hostile\"\ntype = \"oidc\"\nissuer = \"http://127.0.0.1:{port}\"\nclient_id = \"sts\"\nclient_secret_env = \"HOSTILE_SECRET\"\nconnect_timeout_ms = 1000\ntimeout_ms = {timeout_ms}\n"
+    );
+    let app = Arc::new(
+        spawn_app_with(
+            AppOptions::default()
+                .with("HOSTILE_SECRET", SECRET)
+                .config(toml),
+        )
+        .await,
+    );
+    let started = Instant::now();
+    let mut tasks = vec![];
+    for _ in 0..20 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = attempt(&app).await;
+            (r, started.elapsed())
+        }));
+    }
+    let limit = Duration::from_millis(timeout_ms + 1000);
+    for t in tasks {
+        let ((status, code), took) = t.await.unwrap();
+        assert_eq!((status, code.as_str()), (504, "idp_timeout"));
+        assert!(took < limit, "a login ended after {took:?} (limit {limit:?})");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one shared discovery request");
+    let again = Instant::now();
+    let (status, _) = attempt(&app).await;
+    assert_eq!(status, 504);
+    assert!(again.elapsed() < Duration::from_millis(500), "the failure is remembered briefly");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(app.session_count().await, 0);
 }

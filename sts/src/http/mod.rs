@@ -10,6 +10,8 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpResponse, web};
+use std::future::Future;
+
 use futures_util::FutureExt;
 use tracing::Instrument;
 
@@ -97,6 +99,68 @@ pub fn security_headers(https: bool) -> DefaultHeaders {
         h.add(("Strict-Transport-Security", "max-age=31536000"))
     } else {
         h
+    }
+}
+
+/// The request body must arrive within `timeout` of the request head (`server.request_body_timeout_ms`):
+/// a body sent one byte every few seconds is cut off with an error (400), and the connection closes,
+/// since the body was not read to its end. Requests without a body are not wrapped.
+pub fn body_deadline<S, B>(
+    mut req: actix_web::dev::ServiceRequest,
+    srv: &S,
+    timeout: std::time::Duration,
+) -> S::Future
+where
+    S: Service<actix_web::dev::ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    let has_body = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || req
+            .headers()
+            .contains_key(actix_web::http::header::TRANSFER_ENCODING);
+    if has_body {
+        let inner = actix_web::HttpMessage::take_payload(&mut req);
+        let stream = DeadlineStream {
+            inner,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+            expired: false,
+        };
+        req.set_payload(actix_web::dev::Payload::Stream {
+            payload: Box::pin(stream),
+        });
+    }
+    srv.call(req)
+}
+
+struct DeadlineStream {
+    inner: actix_web::dev::Payload,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    expired: bool,
+}
+
+impl futures_util::Stream for DeadlineStream {
+    type Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+            return Poll::Ready(Some(Err(actix_web::error::PayloadError::Io(
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the request body did not arrive in time",
+                ),
+            ))));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
     }
 }
 

@@ -91,10 +91,13 @@ impl OAuthError {
             "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
+        // Descriptions may quote client input: escaped and bounded for the JSON body and the log line.
+        let description =
+            crate::text::display_safe(&description.into(), crate::text::MAX_DISPLAY_CHARS);
         Self {
             status,
             error,
-            description: description.into(),
+            description,
             basic_challenge: false,
         }
     }
@@ -138,11 +141,28 @@ pub fn parse_params(raw: &[u8]) -> Result<HashMap<String, String>, String> {
     let mut out = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(raw) {
         if out.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(format!("parameter `{k}` is given more than once"));
+            // Only a parameter name of the protocols is ever quoted: any other name (which could carry
+            // a secret, a newline or an escape sequence) is not repeated back or logged.
+            return Err(if KNOWN_PARAMS.contains(&k.as_ref()) {
+                format!("parameter `{k}` is given more than once")
+            } else {
+                "a parameter is given more than once".to_string()
+            });
         }
     }
     Ok(out)
 }
+
+/// Parameter names of the endpoints (RFC 6749, 7636, 7009, 7662, 7523, OIDC Core and RP-Initiated Logout)
+/// that an error message may name.
+const KNOWN_PARAMS: &[&str] = &[
+    "grant_type", "code", "redirect_uri", "client_id", "client_secret", "code_verifier", "refresh_token",
+    "scope", "audience", "resource", "client_assertion", "client_assertion_type", "token",
+    "token_type_hint", "response_type", "response_mode", "state", "nonce", "code_challenge",
+    "code_challenge_method", "prompt", "max_age", "login_hint", "id_token_hint", "acr_values",
+    "ui_locales", "display", "claims", "request", "request_uri", "provider", "post_logout_redirect_uri",
+    "confirm", "logout_hint",
+];
 
 /// Only `application/x-www-form-urlencoded` bodies are read.
 pub fn form_body(
@@ -194,6 +214,7 @@ pub fn verify_own(
     if token.len() > 16 * 1024 {
         return Err("token too large".into());
     }
+    sts_client::check_jws_header(token)?;
     let header = decode_header(token).map_err(|e| format!("not a JWT: {e}"))?;
     if header.alg != Algorithm::RS256 {
         return Err("algorithm not allowed".into());
@@ -267,7 +288,12 @@ mod tests {
     #[test]
     fn duplicate_parameters_are_refused() {
         assert!(parse_params(b"a=1&b=2").is_ok());
-        assert!(parse_params(b"a=1&a=2").unwrap_err().contains("`a`"));
+        assert!(parse_params(b"code=1&code=2").unwrap_err().contains("`code`"));
+        // Any other name is never repeated back: it could be a secret or carry a forged log line.
+        for raw in [&b"a=1&a=2"[..], b"s3cr3t&s3cr3t", b"x%0AFORGED=1&x%0AFORGED=2", b"%1B%5B31m=1&%1B%5B31m=2"] {
+            let e = parse_params(raw).unwrap_err();
+            assert_eq!(e, "a parameter is given more than once");
+        }
     }
 
     #[test]

@@ -157,6 +157,7 @@ async fn check_assertion(
     if assertion.len() > 8192 {
         return Err(bad("too large"));
     }
+    sts_client::check_jws_header(assertion).map_err(|e| bad(&e))?;
     let header = decode_header(assertion).map_err(|_| bad("not a JWT"))?;
     if !matches!(
         header.alg,

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 /// Largest response accepted from an IdP (discovery, JWKS, token, userinfo).
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OutboundError {
     #[error("timed out")]
     Timeout,

@@ -12,6 +12,7 @@ pub mod oauth;
 pub mod oidc;
 pub mod saml;
 pub mod settings;
+pub mod shared_fetch;
 
 use std::sync::Arc;
 
@@ -55,7 +56,7 @@ pub struct Callback {
     pub error_description: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
     #[error("the identity provider's discovery document could not be used: {0}")]
     Discovery(String),

@@ -17,7 +17,9 @@
 //!    under the ID token's (ID token values win).
 //!
 //! Discovery (OpenID Connect Discovery 1.0 section 4.3): the document's `issuer` must equal the configured
-//! issuer exactly; it is cached and refreshed after `discovery_refresh_seconds`.
+//! issuer exactly; it is cached and refreshed after `discovery_refresh_seconds`. Discovery and JWKS fetches
+//! go through [`SharedFetch`]: no lock is held while a request is out, concurrent logins share one request,
+//! and a failure is remembered for a few seconds, so a hanging IdP costs each login at most one timeout.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,9 +28,10 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 
 use super::http::Outbound;
+use super::shared_fetch::SharedFetch;
 use super::settings::{ClientAuth, OidcEndpoints, ProviderSettings, endpoint_url};
 use super::{FlowSecrets, ProviderError};
 use crate::clock::SharedClock;
@@ -48,23 +51,16 @@ pub struct Metadata {
     pub authorization_response_iss_parameter_supported: bool,
 }
 
-struct Cached<T> {
-    value: T,
-    fetched: Instant,
-}
-
-#[derive(Default)]
-struct JwksState {
-    keys: Option<Cached<JwkSet>>,
-    last_forced: Option<Instant>,
-}
+/// JWKS cache lifetime (an unknown `kid` refetches earlier, once per cool-down).
+const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
 
 pub struct OidcProvider {
     s: Arc<ProviderSettings>,
     http: Outbound,
     clock: SharedClock,
-    meta: Mutex<Option<Cached<Metadata>>>,
-    jwks: Mutex<JwksState>,
+    meta: SharedFetch<Metadata>,
+    jwks: SharedFetch<Arc<JwkSet>>,
+    last_forced: Mutex<Option<Instant>>,
 }
 
 #[derive(Deserialize)]
@@ -79,8 +75,9 @@ impl OidcProvider {
             s,
             http,
             clock,
-            meta: Mutex::new(None),
-            jwks: Mutex::new(JwksState::default()),
+            meta: SharedFetch::default(),
+            jwks: SharedFetch::default(),
+            last_forced: Mutex::new(None),
         }
     }
 
@@ -108,48 +105,42 @@ impl OidcProvider {
             }
             OidcEndpoints::Discover { refresh_seconds } => Duration::from_secs(*refresh_seconds),
         };
-        let mut guard = self.meta.lock().await;
-        if let Some(c) = guard.as_ref().filter(|c| c.fetched.elapsed() < refresh) {
-            return Ok(c.value.clone());
-        }
         let url = format!(
             "{}/.well-known/openid-configuration",
             self.issuer().trim_end_matches('/')
         );
-        let fetched: Result<Metadata, ProviderError> = async {
-            let m: Metadata = self.http.json(self.http.client().get(&url)).await?;
-            if m.issuer != self.issuer() {
-                return Err(ProviderError::Discovery(format!(
-                    "document issuer `{}` is not `{}`",
-                    m.issuer,
-                    self.issuer()
-                )));
-            }
-            for u in [&m.authorization_endpoint, &m.token_endpoint, &m.jwks_uri]
-                .into_iter()
-                .chain(m.userinfo_endpoint.as_ref())
-            {
-                endpoint_url(u).map_err(ProviderError::Discovery)?;
-            }
-            Ok(m)
-        }
-        .await;
-        match fetched {
-            Ok(m) => {
-                *guard = Some(Cached {
-                    value: m.clone(),
-                    fetched: Instant::now(),
-                });
-                Ok(m)
-            }
-            // A stale document beats no login while the IdP's discovery endpoint hiccups.
-            Err(e) => match guard.as_ref() {
-                Some(c) => {
-                    tracing::warn!(provider = %self.s.id, reason = e.code(), "discovery refresh failed; using the cached document");
-                    Ok(c.value.clone())
+        let (http, issuer) = (self.http.clone(), self.issuer().to_string());
+        self.meta
+            .get(refresh, false, || async move {
+                let m: Metadata = http.json(http.client().get(&url)).await?;
+                if m.issuer != issuer {
+                    return Err(ProviderError::Discovery(format!(
+                        "document issuer `{}` is not `{issuer}`",
+                        m.issuer
+                    )));
                 }
-                None => Err(e),
-            },
+                for u in [&m.authorization_endpoint, &m.token_endpoint, &m.jwks_uri]
+                    .into_iter()
+                    .chain(m.userinfo_endpoint.as_ref())
+                {
+                    endpoint_url(u).map_err(ProviderError::Discovery)?;
+                }
+                Ok(m)
+            })
+            .await
+    }
+
+    fn fetch_jwks(
+        &self,
+        jwks_uri: &str,
+    ) -> impl FnOnce() -> futures_util::future::BoxFuture<'static, Result<Arc<JwkSet>, ProviderError>>
+    + use<> {
+        let (http, uri) = (self.http.clone(), jwks_uri.to_string());
+        move || {
+            Box::pin(async move {
+                let set: JwkSet = http.json(http.client().get(&uri)).await?;
+                Ok(Arc::new(set))
+            })
         }
     }
 
@@ -215,43 +206,42 @@ impl OidcProvider {
         kid: Option<&str>,
         alg: Algorithm,
     ) -> Result<Jwk, ProviderError> {
-        let mut state = self.jwks.lock().await;
-        let stale = state
-            .keys
-            .as_ref()
-            .is_none_or(|c| c.fetched.elapsed() > Duration::from_secs(3600));
-        if stale {
-            let set: JwkSet = self.http.json(self.http.client().get(jwks_uri)).await?;
-            state.keys = Some(Cached {
-                value: set,
-                fetched: Instant::now(),
-            });
-        }
-        if let Some(k) = find_key(&state.keys.as_ref().expect("fetched").value, kid, alg) {
+        let set = self
+            .jwks
+            .get(JWKS_MAX_AGE, false, self.fetch_jwks(jwks_uri))
+            .await?;
+        if let Some(k) = find_key(&set, kid, alg) {
             return Ok(k);
         }
-        if state
-            .last_forced
-            .is_some_and(|t| t.elapsed() < UNKNOWN_KID_COOLDOWN)
-        {
-            return Err(ProviderError::IdToken(format!(
-                "no key `{}` in the provider's JWKS",
-                kid.unwrap_or("-")
-            )));
-        }
-        state.last_forced = Some(Instant::now());
-        tracing::info!(provider = %self.s.id, kid = kid.unwrap_or("-"), "unknown kid; refetching the provider's JWKS");
-        let set: JwkSet = self.http.json(self.http.client().get(jwks_uri)).await?;
-        state.keys = Some(Cached {
-            value: set,
-            fetched: Instant::now(),
-        });
-        find_key(&state.keys.as_ref().expect("fetched").value, kid, alg).ok_or_else(|| {
+        let unknown = || {
             ProviderError::IdToken(format!(
                 "no key `{}` in the provider's JWKS",
                 kid.unwrap_or("-")
             ))
-        })
+        };
+        let cooling = {
+            let mut last = self.last_forced.lock().unwrap_or_else(|p| p.into_inner());
+            let cooling = last.is_some_and(|t| t.elapsed() < UNKNOWN_KID_COOLDOWN);
+            if !cooling {
+                *last = Some(Instant::now());
+            }
+            cooling
+        };
+        if cooling {
+            // Another login's refetch may be under way: its key set, else the error.
+            return self
+                .jwks
+                .in_flight()
+                .await
+                .and_then(|set| find_key(&set, kid, alg))
+                .ok_or_else(unknown);
+        }
+        tracing::info!(provider = %self.s.id, kid = kid.unwrap_or("-"), "unknown kid; refetching the provider's JWKS");
+        let set = self
+            .jwks
+            .get(JWKS_MAX_AGE, true, self.fetch_jwks(jwks_uri))
+            .await?;
+        find_key(&set, kid, alg).ok_or_else(unknown)
     }
 
     async fn validate_id_token(
@@ -261,6 +251,7 @@ impl OidcProvider {
         nonce: &str,
     ) -> Result<Value, ProviderError> {
         let bad = |m: String| ProviderError::IdToken(m);
+        sts_client::check_jws_header(token).map_err(bad)?;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| bad(format!("malformed or unsupported header: {e}")))?;
         let alg_name = format!("{:?}", header.alg);

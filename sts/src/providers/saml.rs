@@ -78,7 +78,7 @@ impl SpCredentials {
     /// A running server uses the new key after its next restart.
     pub async fn import_pkcs12(
         keys: &KeyService,
-        pool: &crate::store::Pool,
+        pool: impl sqlx::SqliteExecutor<'_>,
         data: &[u8],
         password: &str,
     ) -> anyhow::Result<String> {

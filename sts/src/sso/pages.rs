@@ -64,12 +64,15 @@ pub fn render(status: StatusCode, page: &impl Template) -> HttpResponse {
     }
 }
 
+/// An error page; the message may quote what a client or an IdP sent, so it is escaped and bounded
+/// ([`crate::text::display_safe`]) before askama's HTML escaping.
 pub fn error(status: StatusCode, title: &str, message: &str, code: &str) -> HttpResponse {
+    let message = crate::text::display_safe(message, 2 * crate::text::MAX_DISPLAY_CHARS);
     render(
         status,
         &ErrorPage {
             title,
-            message,
+            message: &message,
             code,
         },
     )

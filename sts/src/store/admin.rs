@@ -21,7 +21,7 @@ pub async fn admin_password_hash(
 /// Create an administrator, or (with `replace`) set the password of an existing one. Returns false when
 /// the administrator exists and `replace` is false, or does not exist and `replace` is true.
 pub async fn upsert_admin(
-    pool: &Pool,
+    pool: &mut sqlx::SqliteConnection,
     username: &str,
     password_hash: &str,
     now: i64,
@@ -32,7 +32,7 @@ pub async fn upsert_admin(
             .bind(password_hash)
             .bind(now)
             .bind(username)
-            .execute(pool)
+            .execute(&mut *pool)
             .await?
             .rows_affected()
     } else {
@@ -44,7 +44,7 @@ pub async fn upsert_admin(
         .bind(password_hash)
         .bind(now)
         .bind(now)
-        .execute(pool)
+        .execute(&mut *pool)
         .await?
         .rows_affected()
     };
@@ -52,7 +52,7 @@ pub async fn upsert_admin(
         // A new password ends the administrator's sessions.
         sqlx::query("DELETE FROM admin_sessions WHERE username = ?")
             .bind(username)
-            .execute(pool)
+            .execute(&mut *pool)
             .await?;
     }
     Ok(n == 1)
@@ -136,28 +136,27 @@ pub async fn purge_expired(pool: &Pool, now: i64) -> Result<u64, sqlx::Error> {
     )
 }
 
+/// One audit entry (`seq` the next number, in the same statement). Pass the transaction of the change it
+/// records, so both commit together.
 pub async fn audit(
-    pool: &Pool,
+    db: impl sqlx::SqliteExecutor<'_>,
     at: i64,
     actor: &str,
     action: &str,
     target: Option<&str>,
     details: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_log")
-        .fetch_one(pool)
-        .await?;
     sqlx::query(
-        "INSERT INTO audit_log (id, seq, at, actor, action, target, details) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (id, seq, at, actor, action, target, details) \
+         SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ? FROM audit_log",
     )
     .bind(uuid::Uuid::new_v4().simple().to_string())
-    .bind(seq)
     .bind(at)
     .bind(actor)
     .bind(action)
     .bind(target)
     .bind(details.to_string())
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(())
 }
@@ -198,7 +197,7 @@ pub async fn audit_log(
 }
 
 pub async fn insert_api_token(
-    pool: &Pool,
+    pool: impl sqlx::SqliteExecutor<'_>,
     id: &str,
     name: &str,
     token_hash: &str,
@@ -254,7 +253,7 @@ pub async fn api_tokens(pool: &Pool) -> Result<Vec<admin_ui::backend::ApiTokenIn
 
 /// (name) of the token revoked now; None when unknown or already revoked.
 pub async fn revoke_api_token(
-    pool: &Pool,
+    pool: impl sqlx::SqliteExecutor<'_>,
     id: &str,
     now: i64,
 ) -> Result<Option<String>, sqlx::Error> {
@@ -304,7 +303,7 @@ pub async fn sso_sessions(
 }
 
 /// End the session with this `sid`; false when there is none.
-pub async fn delete_sso_session(pool: &Pool, sid: &str) -> Result<bool, sqlx::Error> {
+pub async fn delete_sso_session(pool: impl sqlx::SqliteExecutor<'_>, sid: &str) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query("DELETE FROM sso_sessions WHERE sid = ?")
         .bind(sid)
         .execute(pool)
@@ -337,7 +336,7 @@ pub async fn recent_logins(
 }
 
 pub async fn insert_client(
-    pool: &Pool,
+    pool: impl sqlx::SqliteExecutor<'_>,
     client_id: &str,
     settings: &str,
     now: i64,
@@ -358,7 +357,7 @@ pub async fn insert_client(
 
 /// Enable or disable an admin-managed client; false when there is no such admin-managed client.
 pub async fn set_client_enabled(
-    pool: &Pool,
+    pool: impl sqlx::SqliteExecutor<'_>,
     client_id: &str,
     enabled: bool,
     now: i64,
@@ -417,7 +416,7 @@ pub struct SavedProvider<'a> {
 /// Create (`create`) or update a console provider. False when creating an id that exists, or updating one
 /// that is not a console provider.
 pub async fn save_admin_provider(
-    pool: &Pool,
+    pool: impl sqlx::SqliteExecutor<'_>,
     p: &SavedProvider<'_>,
     create: bool,
 ) -> Result<bool, sqlx::Error> {
@@ -459,7 +458,7 @@ pub async fn save_admin_provider(
 
 /// Enable or disable a console provider; false when there is none with this id.
 pub async fn set_provider_enabled(
-    pool: &Pool,
+    pool: impl sqlx::SqliteExecutor<'_>,
     id: &str,
     enabled: bool,
     now: i64,
@@ -491,7 +490,7 @@ pub async fn last_login(
 
 /// Replace an admin-managed client's settings; false when there is no such admin-managed client.
 pub async fn update_client(
-    pool: &Pool,
+    pool: impl sqlx::SqliteExecutor<'_>,
     client_id: &str,
     settings: &str,
     now: i64,

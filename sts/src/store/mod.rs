@@ -87,6 +87,14 @@ pub async fn connect(config: &Config) -> Result<Pool, StoreError> {
     Ok(pool)
 }
 
+/// A transaction for a change and its audit entry: `BEGIN IMMEDIATE` takes SQLite's write lock at the
+/// start (waiting up to the busy timeout), so a transaction that reads before it writes never fails to
+/// upgrade its lock under concurrent writers. Dropped without `commit`, it rolls back; a process killed
+/// meanwhile leaves nothing of it (SQLite's journal).
+pub async fn begin_write(pool: &Pool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
+
 /// Liveness of the database (used by `/ready`).
 pub async fn ping(pool: &Pool) -> bool {
     sqlx::query("SELECT 1").execute(pool).await.is_ok()

@@ -78,7 +78,7 @@ pub async fn load_clients(pool: &Pool) -> Result<Vec<ClientRow>, sqlx::Error> {
 
 /// Store a new secret hash; false when there is no such client.
 pub async fn set_client_secret(
-    pool: &Pool,
+    pool: impl sqlx::SqliteExecutor<'_>,
     client_id: &str,
     hash: &str,
     key_id: &str,
@@ -380,16 +380,31 @@ pub async fn touch_session_by_sid(
 
 /// Revoke every refresh token of a family and the access tokens they were issued with.
 pub async fn revoke_family(pool: &Pool, family_id: &str, now: i64) -> Result<u64, sqlx::Error> {
-    revoke_refresh_where(pool, Scope::Family, family_id, now).await
+    let mut tx = pool.begin().await?;
+    let n = revoke_refresh_in(&mut tx, Scope::Family, family_id, now).await?;
+    tx.commit().await?;
+    Ok(n)
 }
 
 /// Revoke every refresh token bound to an SSO session and its unused codes (logout).
 pub async fn revoke_session_tokens(pool: &Pool, sid: &str, now: i64) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let n = revoke_session_tokens_in(&mut tx, sid, now).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// [`revoke_session_tokens`] inside the caller's transaction.
+pub async fn revoke_session_tokens_in(
+    tx: &mut sqlx::SqliteConnection,
+    sid: &str,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
     sqlx::query("DELETE FROM authorization_codes WHERE sid = ? AND used_at IS NULL")
         .bind(sid)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
-    revoke_refresh_where(pool, Scope::Session, sid, now).await
+    revoke_refresh_in(tx, Scope::Session, sid, now).await
 }
 
 enum Scope {
@@ -397,8 +412,8 @@ enum Scope {
     Session,
 }
 
-async fn revoke_refresh_where(
-    pool: &Pool,
+async fn revoke_refresh_in(
+    tx: &mut sqlx::SqliteConnection,
     scope: Scope,
     value: &str,
     now: i64,
@@ -413,7 +428,6 @@ async fn revoke_refresh_where(
             "UPDATE refresh_tokens SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL",
         ),
     };
-    let mut tx = pool.begin().await?;
     let jtis: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(select)
         .bind(value)
         .fetch_all(&mut *tx)
@@ -437,7 +451,6 @@ async fn revoke_refresh_where(
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    tx.commit().await?;
     Ok(n)
 }
 

@@ -21,7 +21,7 @@ pub async fn sp_credentials(pool: &Pool) -> Result<Option<(String, String, Strin
 /// Store the SP credentials: `replace` = false keeps existing ones (first start, racing processes keep the
 /// winner's); true overwrites them (import).
 pub async fn store_sp_credentials(
-    pool: &Pool,
+    pool: impl sqlx::SqliteExecutor<'_>,
     cert: &str,
     sealed: &str,
     master_key_id: &str,

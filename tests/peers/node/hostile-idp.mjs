@@ -34,6 +34,11 @@
 //   unknown-kid-then-rotate  ID token signed by a second key (kid "hostile-rs256-2"): the first /jwks
 //                            answer has only key 1, every later one keys 1 and 2
 //   azp-multi-aud            aud [C, "other"] and no azp
+//   crit-exp                 correctly signed (node:crypto), header {"crit": ["exp"], "exp": ...} (RFC 7515 4.1.11)
+//   crit-b64                 correctly signed, header {"crit": ["b64"], "b64": true}
+//   crit-empty               correctly signed, header {"crit": []}
+//   crit-unknown             correctly signed, header {"crit": ["urn:x"], "urn:x": 1}
+//   duplicate-alg            correctly signed, header text with "alg" twice ("RS256", then "none")
 //
 // Prints exactly one line "READY <issuer>" on stdout once listening; refusals and errors go to stderr.
 
@@ -45,7 +50,8 @@ import { SignJWT } from 'jose';
 
 const MODES = new Set(['good', 'wrong-aud', 'wrong-iss', 'expired', 'bad-signature', 'alg-none', 'wrong-nonce',
   'missing-nonce', 'hs256-with-public-key', 'hs256-with-public-jwk', 'wrong-redirect-iss', 'hang-token',
-  'unknown-kid-then-rotate', 'azp-multi-aud']);
+  'unknown-kid-then-rotate', 'azp-multi-aud', 'crit-exp', 'crit-b64', 'crit-empty', 'crit-unknown',
+  'duplicate-alg']);
 
 function fail(msg) {
   console.error(`hostile-idp: ${msg}`);
@@ -111,8 +117,23 @@ function hs256(claims, secret) {
   return `${input}.${crypto.createHmac('sha256', secret).update(input).digest('base64url')}`;
 }
 
+// RS256 over a header given as raw JSON text (jose refuses to sign unknown crit names).
+function rs256Raw(headerText, claims) {
+  const input = `${Buffer.from(headerText).toString('base64url')}.${b64json(claims)}`;
+  return `${input}.${crypto.sign('sha256', Buffer.from(input), key1.privateKey).toString('base64url')}`;
+}
+
+const CRIT_HEADERS = {
+  'crit-exp': `{"alg":"RS256","typ":"JWT","kid":"${KID1}","crit":["exp"],"exp":4102444800}`,
+  'crit-b64': `{"alg":"RS256","typ":"JWT","kid":"${KID1}","crit":["b64"],"b64":true}`,
+  'crit-empty': `{"alg":"RS256","typ":"JWT","kid":"${KID1}","crit":[]}`,
+  'crit-unknown': `{"alg":"RS256","typ":"JWT","kid":"${KID1}","crit":["urn:x"],"urn:x":1}`,
+  'duplicate-alg': `{"alg":"RS256","typ":"JWT","kid":"${KID1}","alg":"none"}`,
+};
+
 async function idToken(req) {
   const claims = claimsFor(req);
+  if (CRIT_HEADERS[mode]) return rs256Raw(CRIT_HEADERS[mode], claims);
   switch (mode) {
     case 'alg-none':
       return `${b64json({ alg: 'none', typ: 'JWT' })}.${b64json(claims)}.`;
