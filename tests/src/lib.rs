@@ -614,6 +614,109 @@ pub mod saml_idp {
         }
     }
 
+    /// Start a login at the STS with `provider`, authenticate at the IdP (login.py); returns the client and
+    /// login.py's verdict. The AuthnRequest must be signed.
+    pub async fn idp_login_via(
+        app: &TestApp,
+        provider: &str,
+        user: &str,
+        password: &str,
+    ) -> (reqwest::Client, serde_json::Value) {
+        let client = browser();
+        let res = client
+            .get(format!("{}/sso/login?provider={provider}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "login start");
+        let authn_url = res.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            authn_url.contains("SAMLRequest=") && authn_url.contains("Signature="),
+            "signed AuthnRequest: {authn_url}"
+        );
+        let v = run_login_py(&authn_url, user, password).await;
+        (client, v)
+    }
+
+    /// tests/peers/saml/login.py against `authn_url`: its JSON verdict.
+    pub async fn run_login_py(authn_url: &str, user: &str, password: &str) -> serde_json::Value {
+        let out = tokio::process::Command::new("python3")
+            .arg(repo_root().join("tests/peers/saml/login.py"))
+            .args(["--authn-url", authn_url, "--user", user, "--password", password])
+            .output()
+            .await
+            .expect("run login.py");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|_| {
+            panic!(
+                "login.py printed no verdict: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    /// Post what login.py got from the IdP (response, RelayState) to the ACS it names:
+    /// (status, reason code, message).
+    pub async fn post_verdict_msg(
+        client: &reqwest::Client,
+        v: &serde_json::Value,
+    ) -> (u16, String, String) {
+        let field = |k: &str| {
+            v[k].as_str()
+                .unwrap_or_else(|| panic!("login.py verdict without {k}: {v}"))
+                .to_string()
+        };
+        post_acs_msg(
+            client,
+            &field("acs_url"),
+            &field("saml_response"),
+            &field("relay_state"),
+        )
+        .await
+    }
+
+    /// (status, reason code, message) of posting a SAMLResponse to the ACS.
+    pub async fn post_acs_msg(
+        client: &reqwest::Client,
+        acs: &str,
+        saml_response: &str,
+        relay_state: &str,
+    ) -> (u16, String, String) {
+        let res = client
+            .post(acs)
+            .form(&[("SAMLResponse", saml_response), ("RelayState", relay_state)])
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let html = res.text().await.unwrap();
+        let pick = |marker: &str| {
+            html.split(marker)
+                .nth(1)
+                .and_then(|r| r.split('<').next())
+                .unwrap_or("")
+                .to_string()
+        };
+        (status, pick("id=\"reason\">"), pick("class=\"message\">"))
+    }
+
+    /// A base64 SAMLResponse as XML text.
+    pub fn decode(saml_response: &str) -> String {
+        use base64::Engine;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(saml_response)
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// XML text as a base64 SAMLResponse.
+    pub fn encode(xml: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(xml.as_bytes())
+    }
+
     /// SP metadata as an IdP admin would register it before the STS runs: entity ID and ACS only.
     pub fn bootstrap_sp_metadata(sts: &str) -> String {
         bootstrap_sp_metadata_acs(sts, &format!("{sts}/sso/sso-saml/acs"))
@@ -641,6 +744,11 @@ pub mod process {
         pub env: BTreeMap<String, String>,
         child: std::process::Child,
         pub stderr_path: PathBuf,
+    }
+
+    /// The environment `start` gives the server (database and master key in `dir`), on port 0.
+    pub fn start_env(dir: &Path) -> BTreeMap<String, String> {
+        base_env(dir, 0, "http")
     }
 
     /// Start `sts serve` on a free port in `dir` (database `dir/data/sts.db`, master key `dir/keys/`)
@@ -767,3 +875,4 @@ pub mod process {
             .to_string()
     }
 }
+pub mod saml_idp2;

@@ -7,10 +7,11 @@ use std::net::TcpListener;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sts_tests::saml_idp::{
-    Idp, bootstrap_sp_metadata, bootstrap_sp_metadata_acs, free_port, start_idp, start_idp_on,
+    Idp, bootstrap_sp_metadata, bootstrap_sp_metadata_acs, decode, encode, free_port, idp_login_via,
+    post_acs_msg, post_verdict_msg, run_login_py, start_idp, start_idp_on,
 };
 use sts_tests::verifiers::pyjwt;
-use sts_tests::{AppOptions, TestApp, browser, repo_root, spawn_app_on};
+use sts_tests::{AppOptions, TestApp, browser, spawn_app_on};
 
 struct Setup {
     app: TestApp,
@@ -88,44 +89,9 @@ async fn idp_login(
     user: &str,
     password: &str,
 ) -> (reqwest::Client, serde_json::Value) {
-    let client = browser();
-    let res = client
-        .get(format!("{}/sso/login?provider=simplesaml", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303, "login start");
-    let authn_url = res.headers()["location"].to_str().unwrap().to_string();
-    assert!(
-        authn_url.contains("SAMLRequest=") && authn_url.contains("Signature="),
-        "signed AuthnRequest: {authn_url}"
-    );
-    let v = run_login_py(&authn_url, user, password).await;
-    (client, v)
+    idp_login_via(app, "simplesaml", user, password).await
 }
 
-async fn run_login_py(authn_url: &str, user: &str, password: &str) -> serde_json::Value {
-    let out = tokio::process::Command::new("python3")
-        .arg(repo_root().join("tests/peers/saml/login.py"))
-        .args([
-            "--authn-url",
-            authn_url,
-            "--user",
-            user,
-            "--password",
-            password,
-        ])
-        .output()
-        .await
-        .expect("run login.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|_| {
-        panic!(
-            "login.py printed no verdict: {stdout} {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
 
 async fn post_acs(
     client: &reqwest::Client,
@@ -157,48 +123,7 @@ async fn post_verdict(client: &reqwest::Client, v: &serde_json::Value) -> (u16, 
     (status, code)
 }
 
-async fn post_verdict_msg(
-    client: &reqwest::Client,
-    v: &serde_json::Value,
-) -> (u16, String, String) {
-    let field = |k: &str| {
-        v[k].as_str()
-            .unwrap_or_else(|| panic!("login.py verdict without {k}: {v}"))
-            .to_string()
-    };
-    post_acs_msg(
-        client,
-        &field("acs_url"),
-        &field("saml_response"),
-        &field("relay_state"),
-    )
-    .await
-}
 
-/// (status, reason code, message) of posting a SAMLResponse to the ACS.
-async fn post_acs_msg(
-    client: &reqwest::Client,
-    acs: &str,
-    saml_response: &str,
-    relay_state: &str,
-) -> (u16, String, String) {
-    let res = client
-        .post(acs)
-        .form(&[("SAMLResponse", saml_response), ("RelayState", relay_state)])
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let html = res.text().await.unwrap();
-    let pick = |marker: &str| {
-        html.split(marker)
-            .nth(1)
-            .and_then(|r| r.split('<').next())
-            .unwrap_or("")
-            .to_string()
-    };
-    (status, pick("id=\"reason\">"), pick("class=\"message\">"))
-}
 
 /// Byte span of the (first) signed assertion.
 fn assertion_span(x: &str) -> (usize, usize) {
@@ -234,13 +159,7 @@ fn reissue_as(url: &str, from: &str, to: &str) -> String {
     out.to_string()
 }
 
-fn decode(saml_response: &str) -> String {
-    String::from_utf8(STANDARD.decode(saml_response).unwrap()).unwrap()
-}
 
-fn encode(xml: &str) -> String {
-    STANDARD.encode(xml.as_bytes())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saml_login_ends_on_me_with_roles_and_the_sp_metadata_is_served() {
@@ -626,7 +545,7 @@ async fn wrong_key_audience_and_destination_are_refused() {
         "signed by a key not in the IdP metadata"
     );
     assert!(
-        message.contains("must be signed"),
+        message.contains("no signature verifies against the IdP metadata certificates"),
         "refused for another reason: {message}"
     );
 
@@ -1291,4 +1210,85 @@ async fn saml_provider_from_a_metadata_url_added_in_the_console() {
         .await
         .unwrap();
     assert_eq!(providers["items"][0]["last_outcome"], "ok");
+}
+
+/// Put the first `saml:{local}` element of the assertion in `xml` in another namespace (open and close tag).
+fn foreign(xml: &str, local: &str, ns_decl: &str, prefix: &str) -> String {
+    // Inside the (signed) assertion: the Response's own Issuer and Status are not signed here.
+    let base = xml.find("<saml:Assertion").unwrap();
+    let open = format!("<saml:{local}");
+    let at = base
+        + [" ", ">", "/"]
+            .iter()
+            .filter_map(|end| xml[base..].find(&format!("{open}{end}")))
+            .min()
+            .unwrap_or_else(|| panic!("no {open} in {xml}"));
+    let tag = if prefix.is_empty() { local.to_string() } else { format!("{prefix}:{local}") };
+    let mut out = format!("{}<{tag} {ns_decl}{}", &xml[..at], &xml[at + open.len()..]);
+    let close = format!("</saml:{local}>");
+    if let Some(c) = out[at..].find(&close) {
+        let c = at + c;
+        out = format!("{}</{tag}>{}", &out[..c], &out[c + close.len()..]);
+    }
+    out
+}
+
+/// Class: every value taken from an assertion is read by namespace. An IdP-signed assertion (re-signed
+/// with the IdP's own key after the edit) in which one SAML element carries a SAML local name in another
+/// namespace (default-namespace trick, another prefix, no namespace at all) is refused with
+/// `saml_namespace`, whichever element it is; the unchanged re-signed assertion logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saml_elements_outside_their_namespace_are_refused_even_when_signed() {
+    let s = setup(&[], "").await;
+    type Edit = Box<dyn Fn(&str) -> String>;
+    let other_default = r#"xmlns="urn:other""#;
+    let other_prefix = r#"xmlns:o="urn:other""#;
+    let protocol_prefix = r#"xmlns:o="urn:oasis:names:tc:SAML:2.0:protocol""#;
+    let mut cases: Vec<(&str, Edit)> = vec![
+        ("control: re-signed unchanged", Box::new(|x: &str| x.to_string())),
+        (
+            "the only NameID in a foreign default namespace, value changed",
+            Box::new(move |x: &str| {
+                let f = foreign(x, "NameID", other_default, "");
+                let a = f.find("<NameID ").unwrap();
+                let v = a + f[a..].find('>').unwrap() + 1;
+                let e = a + f[a..].find("</NameID>").unwrap();
+                format!("{}admin{}", &f[..v], &f[e..])
+            }),
+        ),
+        (
+            "a foreign NameID before the real one",
+            Box::new(|x: &str| {
+                let at = x.find("<saml:NameID").unwrap();
+                format!(r#"{}<x:NameID xmlns:x="urn:other">admin</x:NameID>{}"#, &x[..at], &x[at..])
+            }),
+        ),
+    ];
+    for local in ["NameID", "Attribute", "AttributeValue", "Audience", "AudienceRestriction", "Conditions", "SubjectConfirmationData", "Subject", "Issuer", "AttributeStatement"] {
+        for (how, decl, prefix) in [("another prefix", other_prefix, "o"), ("the protocol namespace", protocol_prefix, "o"), ("a foreign default namespace", other_default, "")] {
+            let name: &'static str = Box::leak(format!("{local} in {how}").into_boxed_str());
+            cases.push((name, Box::new(move |x: &str| foreign(x, local, decl, prefix))));
+        }
+    }
+    let mut logged_in = 0;
+    for (what, edit) in cases {
+        let (client, v) = idp_login(&s.app, "alice", "alicepw").await;
+        assert_eq!(v["ok"], true, "{v}");
+        let edited = edit(&decode(v["saml_response"].as_str().unwrap()));
+        let resigned = resign_with_idp_key(&s._idp, &edited);
+        let (status, code, message) = post_acs_msg(
+            &client,
+            v["acs_url"].as_str().unwrap(),
+            &encode(&resigned),
+            v["relay_state"].as_str().unwrap(),
+        )
+        .await;
+        if what.starts_with("control") {
+            assert_eq!(status, 303, "{what}: {code} {message}");
+            logged_in += 1;
+        } else {
+            assert_eq!((status, code.as_str()), (401, "saml_namespace"), "{what}: {message}");
+        }
+    }
+    assert_eq!(s.app.session_count().await, logged_in);
 }

@@ -98,13 +98,15 @@ pub async fn health() -> HttpResponse {
         .json(serde_json::json!({"status": "ok"}))
 }
 
-/// `GET /ready`: the database answers and an active signing key is loaded.
+/// `GET /ready`: the database takes a write (probed at most once a second) and an active signing key is
+/// loaded. `database` is `ok`, `unreachable` or `not_writable`.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let db = state.keys.database_ok().await;
+    let database = state.keys.database_state().await;
+    let db = database == "ok";
     let active = state.keys.current().active.as_ref().map(|k| k.kid.clone());
     let body = serde_json::json!({
         "status": if db && active.is_some() { "ready" } else { "not_ready" },
-        "database": if db { "ok" } else { "unreachable" },
+        "database": database,
         "active_kid": active,
     });
     let mut res = if db && active.is_some() {

@@ -471,6 +471,8 @@ pub struct KeyRing {
     current: RwLock<Arc<Snapshot>>,
     service: Option<Arc<KeyService>>,
     jwks_max_age: u64,
+    /// The last database write probe for `/ready`: (when, state), at most one probe a second.
+    probe: std::sync::Mutex<Option<(std::time::Instant, &'static str)>>,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -488,6 +490,7 @@ impl KeyRing {
             current: RwLock::new(Arc::new(snap)),
             service: Some(service),
             jwks_max_age,
+            probe: std::sync::Mutex::new(None),
         })
     }
 
@@ -497,6 +500,7 @@ impl KeyRing {
             jwks_max_age: snapshot.jwks.max_age,
             current: RwLock::new(Arc::new(snapshot)),
             service: None,
+            probe: std::sync::Mutex::new(None),
         }
     }
 
@@ -542,11 +546,41 @@ impl KeyRing {
         })
     }
 
-    pub async fn database_ok(&self) -> bool {
-        match &self.service {
-            Some(s) => store::ping(s.pool()).await,
-            None => true,
+    /// The database for `/ready`: `ok`, `unreachable` (no answer) or `not_writable` (answers, but a write
+    /// fails: full disk, read-only file or filesystem; or less than [`store::MIN_FREE_BYTES`] are free). Probed at most once a second (an unauthenticated
+    /// endpoint must not turn into a write load); the cause of a failure is logged, not answered.
+    pub async fn database_state(&self) -> &'static str {
+        let Some(s) = &self.service else {
+            return "ok";
+        };
+        if let Ok(g) = self.probe.lock()
+            && let Some((at, state)) = *g
+            && at.elapsed() < std::time::Duration::from_secs(1)
+        {
+            return state;
         }
+        let free = store::free_space(s.pool());
+        let state = match store::writable(s.pool(), s.now()).await {
+            Ok(()) if free.is_some_and(|f| f < store::MIN_FREE_BYTES) => {
+                tracing::error!(free_bytes = free, "the disk holding the database is full: not ready");
+                "not_writable"
+            }
+            Ok(()) => "ok",
+            Err(e) => {
+                let reason = store::explain(&e, "the database");
+                if store::ping(s.pool()).await {
+                    tracing::error!(reason = %reason, "the database does not take writes: not ready");
+                    "not_writable"
+                } else {
+                    tracing::error!(reason = %reason, "the database does not answer: not ready");
+                    "unreachable"
+                }
+            }
+        };
+        if let Ok(mut g) = self.probe.lock() {
+            *g = Some((std::time::Instant::now(), state));
+        }
+        state
     }
 }
 

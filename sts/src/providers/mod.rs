@@ -11,6 +11,7 @@ pub mod managed;
 pub mod oauth;
 pub mod oidc;
 pub mod saml;
+pub mod saml_xml;
 pub mod settings;
 pub mod shared_fetch;
 

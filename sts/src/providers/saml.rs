@@ -13,20 +13,30 @@
 //!    (`saml_assertion_count`: signature-wrapping variants carry two);
 //! 3. samael + libxmlsec1: the signature (on the Response or on the Assertion) verifies against the
 //!    IdP metadata certificates only, never KeyInfo from the message; only the signed element is kept
-//!    and parsed; signature algorithms RSA/ECDSA with SHA-256 or stronger (`allow_sha1` lifts the
-//!    algorithm allow-list entirely, as samael has no SHA-1 entry); then Destination, InResponseTo (the
-//!    request ID stored in this login flow; for unsolicited responses, allowed per provider, there must be
-//!    none), Issuer, Status, IssueInstant, Conditions NotBefore/NotOnOrAfter and the bearer
-//!    SubjectConfirmationData (Recipient = our ACS, InResponseTo, time window) with the configured skew
-//!    (`saml_invalid`, detail from samael);
-//!    an EncryptedAssertion is accepted only inside a Response whose signature verifies; it is decrypted
-//!    with the SP key through aws-lc-rs (RSA-OAEP-MGF1P; AES-CBC or AES-GCM) (`saml_decrypt`), the
-//!    plaintext gets the guards of step 2 and then the checks of step 3;
-//! 4. our own addition: Conditions with AudienceRestriction elements that all name our entity ID are
+//!    (`reduce_to_signed`; the error says whether there was no signature or none verified); signature
+//!    algorithms RSA/ECDSA with SHA-256 or stronger (`allow_sha1` lifts the algorithm allow-list entirely,
+//!    as samael has no SHA-1 entry) (`saml_invalid`);
+//! 4. namespaces (`saml_xml`, roxmltree on the verified XML): every element with a SAML, XML Signature or
+//!    XML Encryption local name must be in its namespace (samael matches local names only)
+//!    (`saml_namespace`);
+//! 5. samael's checks on the verified content: Destination, InResponseTo (the request ID stored in this
+//!    login flow; for unsolicited responses, allowed per provider, there must be none), Issuer, Status,
+//!    IssueInstant, Conditions NotBefore/NotOnOrAfter and the bearer SubjectConfirmationData (Recipient =
+//!    our ACS, InResponseTo, time window) with the configured skew (`saml_invalid`, detail from samael);
+//!    an EncryptedAssertion is accepted only inside a Response whose signature verifies; its parts are
+//!    found by namespace in every layout XML Encryption allows (EncryptedKey inside EncryptedData's
+//!    KeyInfo, beside it with or without a same-document RetrievalMethod, any prefixes); the content key is
+//!    unwrapped with the SP key through aws-lc-rs (rsa-oaep-mgf1p, or xmlenc11 rsa-oaep with matching
+//!    digest and MGF1), the content decrypted (AES-128/256, CBC or GCM, the key size matching the
+//!    algorithm) (`saml_decrypt`, naming what failed); the plaintext gets the guards of step 2, takes the
+//!    EncryptedAssertion's place, and steps 4 and 5 run on the result;
+//! 6. our own addition: Conditions with AudienceRestriction elements that all name our entity ID are
 //!    required (samael skips the audience check when there is none) (`saml_audience`);
-//! 5. values come only from the verified assertion; NameID and attribute values are opaque strings, and
-//!    control or line-separator characters are refused (`invalid_claim_value`);
-//! 6. the assertion ID is single-use: a replay cache keeps it until NotOnOrAfter plus the clock skew
+//! 7. values come only from the verified assertion, read by namespace (NameID, its Format, attributes,
+//!    SessionIndex) and refused unless samael read the same (a parser differential) (`saml_namespace`);
+//!    NameID and attribute values are opaque strings, and control or line-separator characters are refused
+//!    (`invalid_claim_value`);
+//! 8. the assertion ID is single-use: a replay cache keeps it until NotOnOrAfter plus the clock skew
 //!    (`saml_replay`).
 //!
 //! Requirements at configuration time: IdP metadata with an entity ID, an HTTP-Redirect SSO endpoint,
@@ -44,6 +54,7 @@ use samael::traits::ToXml;
 use serde_json::{Map, Value};
 
 use super::ProviderError;
+use super::saml_xml;
 use super::settings::ProviderSettings;
 use crate::keys::{KeyMaterial, KeyService};
 
@@ -146,12 +157,16 @@ impl SpCredentials {
         })
     }
 
-    /// RSA-OAEP (SHA-1, MGF1-SHA-1: XML Encryption's rsa-oaep-mgf1p) through aws-lc-rs.
-    fn unwrap_key(&self, wrapped: &[u8]) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    /// RSA-OAEP key transport through aws-lc-rs (see [`oaep_algorithm`]).
+    fn unwrap_key(
+        &self,
+        alg: &'static aws_lc_rs::rsa::OaepAlgorithm,
+        wrapped: &[u8],
+    ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
         let mut out = zeroize::Zeroizing::new(vec![0u8; self.decrypting.min_output_size()]);
         let n = self
             .decrypting
-            .decrypt(&aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1, wrapped, &mut out, None)
+            .decrypt(alg, wrapped, &mut out, None)
             .ok()?
             .len();
         out.truncate(n);
@@ -226,27 +241,15 @@ mod xmlsec_log {
         tracing::debug!(target: "xmlsec", func = %text(func), object = %text(object), subject = %text(subject), reason, message = %text(msg), "xmlsec");
     }
 
-    /// Install the callback. samael initialises libxmlsec1 lazily (on the first signature context), and
-    /// that initialisation may reset the callback: force it here with a throw-away verification (whose
-    /// failure is expected), then install the callback again.
+    /// Install the callback. samael initialises libxmlsec1 lazily (on the first key it loads), and that
+    /// initialisation (xmlsec-openssl's) resets the callback to one that prints to stderr: force it first
+    /// with a verification of a document without a signature, which loads `cert` and stops quietly at
+    /// "no Signature element" (no xmlsec error is raised, so nothing is printed), then install ours.
     pub fn install(cert: &samael::crypto::CertificateDer) {
-        use samael::crypto::{Crypto, CryptoProvider, ReduceMode};
+        use samael::crypto::{Crypto, CryptoProvider};
         static ONCE: std::sync::Once = std::sync::Once::new();
-        const PROBE: &str = "<a ID=\"p\"><ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:SignedInfo>\
-            <ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>\
-            <ds:SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256\"/>\
-            <ds:Reference URI=\"#p\"><ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/>\
-            <ds:DigestValue>AA==</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>AA==</ds:SignatureValue>\
-            </ds:Signature></a>";
         ONCE.call_once(|| {
-            // SAFETY: sets a process-global function pointer to a function with the C signature xmlsec expects.
-            unsafe { xmlSecErrorsSetCallback(Some(to_tracing)) };
-            let _ = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
-                PROBE,
-                std::slice::from_ref(cert),
-                ReduceMode::default(),
-                None,
-            );
+            let _ = Crypto::verify_signed_xml("<a/>", cert, None);
             // SAFETY: as above.
             unsafe { xmlSecErrorsSetCallback(Some(to_tracing)) };
             // Defense in depth: xmlsec may open no URI at all (file:, http:...); same-document
@@ -262,9 +265,16 @@ fn decrypt_content(alg: &str, key: &[u8], mut data: Vec<u8>) -> Option<Vec<u8>> 
     use aws_lc_rs::cipher::{
         AES_128, AES_256, DecryptionContext, PaddedBlockDecryptingKey, UnboundCipherKey,
     };
-    let cipher = match key.len() {
-        16 => &AES_128,
-        32 => &AES_256,
+    // The key must have the size the algorithm names (a 32-byte key under an aes128 URI is refused).
+    let cipher = match (alg, key.len()) {
+        (
+            "http://www.w3.org/2001/04/xmlenc#aes128-cbc" | "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+            16,
+        ) => &AES_128,
+        (
+            "http://www.w3.org/2001/04/xmlenc#aes256-cbc" | "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+            32,
+        ) => &AES_256,
         _ => return None,
     };
     match alg {
@@ -303,6 +313,111 @@ fn decrypt_content(alg: &str, key: &[u8], mut data: Vec<u8>) -> Option<Vec<u8>> 
         }
         _ => None,
     }
+}
+
+/// The aws-lc-rs OAEP parameters for an XML Encryption key transport: `rsa-oaep-mgf1p` (MGF1 with SHA-1,
+/// digest SHA-1 by default) and XML Encryption 1.1 `rsa-oaep` (digest and MGF named, SHA-1 by default),
+/// where the digest and the MGF1 hash are the same; no OAEPparams (label). Anything else: None.
+fn oaep_algorithm(k: &saml_xml::KeyTransport) -> Option<&'static aws_lc_rs::rsa::OaepAlgorithm> {
+    use aws_lc_rs::rsa::{
+        OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OAEP_SHA384_MGF1SHA384, OAEP_SHA512_MGF1SHA512,
+    };
+    if k.has_oaep_params {
+        return None;
+    }
+    let digest = match k.digest.as_deref() {
+        None | Some("http://www.w3.org/2000/09/xmldsig#sha1") => 1,
+        Some("http://www.w3.org/2001/04/xmlenc#sha256") => 256,
+        Some("http://www.w3.org/2001/04/xmldsig-more#sha384") => 384,
+        Some("http://www.w3.org/2001/04/xmlenc#sha512") => 512,
+        Some(_) => return None,
+    };
+    let mgf = match (k.algorithm.as_str(), k.mgf.as_deref()) {
+        ("http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p", None) => 1,
+        ("http://www.w3.org/2009/xmlenc11#rsa-oaep", None | Some("http://www.w3.org/2009/xmlenc11#mgf1sha1")) => 1,
+        ("http://www.w3.org/2009/xmlenc11#rsa-oaep", Some("http://www.w3.org/2009/xmlenc11#mgf1sha256")) => 256,
+        ("http://www.w3.org/2009/xmlenc11#rsa-oaep", Some("http://www.w3.org/2009/xmlenc11#mgf1sha384")) => 384,
+        ("http://www.w3.org/2009/xmlenc11#rsa-oaep", Some("http://www.w3.org/2009/xmlenc11#mgf1sha512")) => 512,
+        _ => return None,
+    };
+    match (digest, mgf) {
+        (1, 1) => Some(&OAEP_SHA1_MGF1SHA1),
+        (256, 256) => Some(&OAEP_SHA256_MGF1SHA256),
+        (384, 384) => Some(&OAEP_SHA384_MGF1SHA384),
+        (512, 512) => Some(&OAEP_SHA512_MGF1SHA512),
+        _ => None,
+    }
+}
+
+/// The signed content of `xml`, as libxmlsec1 verified it against the IdP metadata certificates (samael's
+/// reduction, the same one its own parse makes). The error says whether a signature is missing or does
+/// not verify.
+fn reduce_to_signed(sp: &ServiceProvider, xml: &str) -> Result<String, ProviderError> {
+    use samael::crypto::{Crypto, CryptoProvider, ReduceMode};
+    let certs = sp.idp_signing_certs().ok().flatten().unwrap_or_default();
+    Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+        xml,
+        &certs,
+        ReduceMode::default(),
+        sp.allowed_signature_algorithms.as_deref(),
+    )
+    .map_err(|_| {
+        ProviderError::Saml(
+            "saml_invalid",
+            if count_start_tags(xml, "Signature") == 0 {
+                "the response carries no signature".into()
+            } else {
+                "no signature verifies against the IdP metadata certificates with an allowed algorithm"
+                    .into()
+            },
+        )
+    })
+}
+
+/// [`saml_xml::check_namespaces`] on verified XML, as a provider error.
+fn check_namespaces(verified: &str) -> Result<(), ProviderError> {
+    let doc = saml_xml::parse(verified).map_err(|e| ProviderError::Saml("saml_invalid", e))?;
+    saml_xml::check_namespaces(&doc).map_err(|e| ProviderError::Saml("saml_namespace", e))
+}
+
+/// The values of the verified assertion read by namespace, refused unless samael read the same NameID and
+/// attributes (two parsers that disagree about signed content mean an attack or a broken IdP).
+fn namespace_aware_values(
+    verified: &str,
+    assertion: &samael::schema::Assertion,
+) -> Result<saml_xml::AssertionValues, ProviderError> {
+    let bad = |m: String| ProviderError::Saml("saml_namespace", m);
+    let doc = saml_xml::parse(verified).map_err(bad)?;
+    let ours = saml_xml::assertion_values(&doc).map_err(bad)?;
+    let theirs_name_id = assertion
+        .subject
+        .as_ref()
+        .and_then(|s| s.name_id.as_ref())
+        .map(|n| n.value.clone())
+        .filter(|v| !v.is_empty());
+    let theirs_attrs: Vec<(Option<String>, Option<String>, Vec<String>)> = assertion
+        .attribute_statements
+        .iter()
+        .flatten()
+        .flat_map(|s| s.attributes.iter())
+        .map(|a| {
+            (
+                a.name.clone(),
+                a.friendly_name.clone(),
+                a.values
+                    .iter()
+                    .filter_map(|v| v.value.clone())
+                    .filter(|v| !v.is_empty())
+                    .collect(),
+            )
+        })
+        .collect();
+    if ours.name_id != theirs_name_id || ours.attributes != theirs_attrs {
+        return Err(bad(
+            "the namespace-aware reading of the signed assertion differs from the SAML library's".into(),
+        ));
+    }
+    Ok(ours)
 }
 
 /// Parse IdP metadata and check what a usable SAML IdP must have.
@@ -387,7 +502,9 @@ fn without_declaration(xml: &str) -> &str {
 /// Signature structures a SAML IdP never needs and that make xmlsec fetch or compute on the attacker's
 /// behalf before the signature value is checked: a Reference to anything but this document (`""` or
 /// `#id`: `file:`, `http:`... would be opened), transforms other than enveloped-signature and
-/// canonicalisation (XPath, XSLT...), and Object/Manifest/RetrievalMethod.
+/// canonicalisation (XPath, XSLT...), Manifest, and a RetrievalMethod other than XML Encryption's
+/// same-document reference to an EncryptedKey (`Type="...#EncryptedKey" URI="#id"`, the layout some IdPs
+/// use for encrypted assertions; nothing is fetched for it).
 fn unsafe_signature_structure(xml: &str) -> Option<String> {
     const TRANSFORMS: &[&str] = &[
         "http://www.w3.org/2000/09/xmldsig#enveloped-signature",
@@ -397,7 +514,7 @@ fn unsafe_signature_structure(xml: &str) -> Option<String> {
         "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments",
         "http://www.w3.org/2006/12/xml-c14n11",
     ];
-    for local in ["Manifest", "RetrievalMethod", "XPath", "XSLT"] {
+    for local in ["Manifest", "XPath", "XSLT"] {
         if count_start_tags(xml, local) > 0 {
             return Some(format!("{local} in a signature"));
         }
@@ -410,6 +527,14 @@ fn unsafe_signature_structure(xml: &str) -> Option<String> {
             "Transform" => attr_value(head, "Algorithm")
                 .as_deref()
                 .is_some_and(|a| TRANSFORMS.contains(&a)),
+            "RetrievalMethod" => {
+                attr_value(head, "Type").as_deref()
+                    == Some("http://www.w3.org/2001/04/xmlenc#EncryptedKey")
+                    && attr_value(head, "URI")
+                        .as_deref()
+                        .is_some_and(|u| u.len() > 1 && u.starts_with('#'))
+                    && head.trim_end().ends_with('/')
+            }
             _ => true,
         };
         if !ok {
@@ -709,11 +834,16 @@ impl SamlProvider {
         if let Some(why) = unsafe_signature_structure(&xml) {
             return Err(bad("saml_unsafe_xml", why));
         }
-        let assertion = if encrypted == 1 {
+        let (assertion, verified) = if encrypted == 1 {
             self.decrypt_and_validate(sp, &xml, ids.as_deref())?
         } else {
-            sp.parse_xml_response(&xml, ids.as_deref())
-                .map_err(|e| bad("saml_invalid", e.to_string()))?
+            // The signed content as libxmlsec1 verified it (what samael parses next): read by namespace.
+            let verified = reduce_to_signed(sp, &xml)?;
+            check_namespaces(&verified)?;
+            let assertion = sp
+                .parse_xml_response(&xml, ids.as_deref())
+                .map_err(|e| bad("saml_invalid", e.to_string()))?;
+            (assertion, verified)
         };
         // Unsolicited: nothing in it may answer a request (samael does not check the Response's own
         // InResponseTo in that mode, so any occurrence refuses it).
@@ -778,39 +908,22 @@ impl SamlProvider {
             .max()
             .unwrap_or_else(|| chrono::Utc::now().timestamp() + 600);
 
+        let values = namespace_aware_values(&verified, &assertion)?;
         let mut claims = Map::new();
-        if let Some(name_id) = assertion.subject.as_ref().and_then(|s| s.name_id.as_ref()) {
-            claims.insert("NameID".into(), Value::String(name_id.value.clone()));
-            if let Some(f) = &name_id.format {
-                claims.insert("NameIDFormat".into(), Value::String(f.clone()));
-            }
+        if let Some(v) = values.name_id {
+            claims.insert("NameID".into(), Value::String(v));
         }
-        if let Some(idx) = assertion
-            .authn_statements
-            .iter()
-            .flatten()
-            .find_map(|a| a.session_index.clone())
-        {
+        if let Some(f) = values.name_id_format {
+            claims.insert("NameIDFormat".into(), Value::String(f));
+        }
+        if let Some(idx) = values.session_index {
             claims.insert("SessionIndex".into(), Value::String(idx));
         }
-        for attr in assertion
-            .attribute_statements
-            .iter()
-            .flatten()
-            .flat_map(|s| s.attributes.iter())
-        {
-            let values: Vec<Value> = attr
-                .values
-                .iter()
-                .filter_map(|v| v.value.clone())
-                .map(Value::String)
-                .collect();
-            for key in attr.name.iter().chain(attr.friendly_name.iter()) {
-                let entry = claims
-                    .entry(key.clone())
-                    .or_insert_with(|| Value::Array(vec![]));
+        for (name, friendly, vals) in values.attributes {
+            for key in name.into_iter().chain(friendly) {
+                let entry = claims.entry(key).or_insert_with(|| Value::Array(vec![]));
                 if let Value::Array(list) = entry {
-                    list.extend(values.iter().cloned());
+                    list.extend(vals.iter().cloned().map(Value::String));
                 }
             }
         }
@@ -827,61 +940,63 @@ impl SamlProvider {
         sp: &ServiceProvider,
         xml: &str,
         ids: Option<&[&str]>,
-    ) -> Result<samael::schema::Assertion, ProviderError> {
-        use samael::crypto::{Crypto, CryptoProvider, ReduceMode};
+    ) -> Result<(samael::schema::Assertion, String), ProviderError> {
         let bad = |code: &'static str, m: String| ProviderError::Saml(code, m);
-        let certs = sp.idp_signing_certs().ok().flatten().unwrap_or_default();
-        let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
-            xml,
-            &certs,
-            ReduceMode::default(),
-            sp.allowed_signature_algorithms.as_deref(),
-        )
-        .map_err(|_| {
-            bad(
-                "saml_invalid",
-                "an encrypted assertion needs a Response signed by the IdP".into(),
-            )
+        let reduced = reduce_to_signed(sp, xml).map_err(|e| match e {
+            ProviderError::Saml(code, m) => {
+                ProviderError::Saml(code, format!("an encrypted assertion needs a signed Response: {m}"))
+            }
+            other => other,
         })?;
-        let response: samael::schema::Response = reduced.parse().map_err(|_| {
-            bad(
-                "saml_invalid",
-                "an encrypted assertion needs a signed Response".into(),
-            )
-        })?;
-        let enc = response.encrypted_assertion.as_ref().ok_or_else(|| {
-            bad(
-                "saml_invalid",
-                "the signed Response has no EncryptedAssertion".into(),
-            )
-        })?;
-        let (wrapped, key_alg) = enc
-            .encrypted_key_info()
-            .ok_or_else(|| bad("saml_decrypt", "no EncryptedKey".into()))?;
-        if key_alg != "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p" {
+        check_namespaces(&reduced)?;
+        let doc = saml_xml::parse(&reduced).map_err(|e| bad("saml_invalid", e))?;
+        if doc.root_element().tag_name().name() != "Response" {
             return Err(bad(
-                "saml_decrypt",
-                format!("key transport `{key_alg}` is not supported (use rsa-oaep-mgf1p)"),
+                "saml_invalid",
+                "an encrypted assertion needs a signed Response; only the assertion's container is signed"
+                    .into(),
             ));
         }
+        let parts = saml_xml::encrypted_parts(&doc).map_err(|e| bad("saml_decrypt", e))?;
         let b64 = |v: &str| STANDARD.decode(v.split_whitespace().collect::<String>());
-        let wrapped = b64(&wrapped.value)
-            .map_err(|_| bad("saml_decrypt", "EncryptedKey is not base64".into()))?;
-        let key = self.creds.unwrap_key(&wrapped).ok_or_else(|| {
-            bad(
-                "saml_decrypt",
-                "the content key could not be decrypted with the SP key".into(),
-            )
-        })?;
-        let (data, data_alg) = enc
-            .encrypted_value_info()
-            .ok_or_else(|| bad("saml_decrypt", "no EncryptedData".into()))?;
-        let data = b64(&data.value)
+        // The first EncryptedKey that opens with our key (an IdP may add keys for other recipients).
+        let mut key = None;
+        let mut why = String::new();
+        for k in &parts.keys {
+            let Some(alg) = oaep_algorithm(k) else {
+                why = format!(
+                    "key transport `{}` (digest {}, MGF {}) is not supported: use rsa-oaep-mgf1p or rsa-oaep with SHA-1/SHA-256/SHA-384/SHA-512 and the matching MGF1, without OAEPparams",
+                    k.algorithm,
+                    k.digest.as_deref().unwrap_or("SHA-1"),
+                    k.mgf.as_deref().unwrap_or("MGF1-SHA-1")
+                );
+                continue;
+            };
+            let Ok(wrapped) = b64(&k.cipher_value) else {
+                why = "an EncryptedKey's CipherValue is not base64".into();
+                continue;
+            };
+            match self.creds.unwrap_key(alg, &wrapped) {
+                Some(k) => {
+                    key = Some(k);
+                    break;
+                }
+                None => {
+                    why = "the content key could not be decrypted with the SP key (encrypted for another certificate?)"
+                        .into();
+                }
+            }
+        }
+        let key = key.ok_or_else(|| bad("saml_decrypt", why))?;
+        let data = b64(&parts.cipher_value)
             .map_err(|_| bad("saml_decrypt", "CipherValue is not base64".into()))?;
-        let plain = decrypt_content(data_alg, &key, data).ok_or_else(|| {
+        let plain = decrypt_content(&parts.data_algorithm, &key, data).ok_or_else(|| {
             bad(
                 "saml_decrypt",
-                format!("content decryption with `{data_alg}` failed"),
+                format!(
+                    "content decryption with `{}` failed (supported: AES-128/256 in GCM or CBC, with a key of that size)",
+                    parts.data_algorithm
+                ),
             )
         })?;
         let assertion_xml = String::from_utf8(plain).map_err(|_| {
@@ -917,19 +1032,13 @@ impl SamlProvider {
             ));
         }
         // Put the plaintext assertion where the (signature-covered) EncryptedAssertion was.
-        let start = reduced
-            .find("EncryptedAssertion")
-            .and_then(|i| reduced[..i].rfind('<'))
-            .ok_or_else(|| bad("saml_invalid", "no EncryptedAssertion".into()))?;
-        let close = reduced
-            .rfind("EncryptedAssertion>")
-            .and_then(|i| reduced[..i].rfind("</"))
-            .ok_or_else(|| bad("saml_invalid", "no EncryptedAssertion end".into()))?;
-        let end = reduced[close..]
-            .find('>')
-            .map(|i| close + i + 1)
-            .expect("found above");
-        let rebuilt = format!("{}{}{}", &reduced[..start], assertion_xml, &reduced[end..]);
+        let rebuilt = format!(
+            "{}{}{}",
+            &reduced[..parts.range.start],
+            assertion_xml.trim(),
+            &reduced[parts.range.end..]
+        );
+        check_namespaces(&rebuilt)?;
         // The signature was verified above on the encrypted form: run samael's Response and Assertion
         // checks on the rebuilt document with an SP that has no certificates, i.e. does not re-verify.
         let mut unverified = sp.clone();
@@ -941,9 +1050,10 @@ impl SamlProvider {
         {
             d.key_descriptors.clear();
         }
-        unverified
+        let assertion = unverified
             .parse_xml_response(&rebuilt, ids)
-            .map_err(|e| bad("saml_invalid", e.to_string()))
+            .map_err(|e| bad("saml_invalid", e.to_string()))?;
+        Ok((assertion, rebuilt))
     }
 
     /// SP metadata: entityID, one HTTP-POST ACS, NameID formats, a signing KeyDescriptor.
@@ -1139,6 +1249,21 @@ mod tests {
                 .is_some()
         );
         assert!(unsafe_signature_structure("<ds:Manifest/>").is_some());
+        // RetrievalMethod: only XML Encryption's same-document EncryptedKey reference, without transforms.
+        let ek = "http://www.w3.org/2001/04/xmlenc#EncryptedKey";
+        assert_eq!(
+            unsafe_signature_structure(&format!(r##"<ds:RetrievalMethod Type="{ek}" URI="#k1"/>"##)),
+            None
+        );
+        for bad in [
+            format!(r#"<ds:RetrievalMethod Type="{ek}" URI="http://169.254.169.254/k"/>"#),
+            format!(r##"<ds:RetrievalMethod Type="{ek}" URI="#"/>"##),
+            r##"<ds:RetrievalMethod Type="http://www.w3.org/2000/09/xmldsig#X509Data" URI="#k1"/>"##.to_string(),
+            format!(r##"<ds:RetrievalMethod Type="{ek}" URI="#k1"><ds:Transforms/></ds:RetrievalMethod>"##),
+            r##"<ds:RetrievalMethod URI="#k1"/>"##.to_string(),
+        ] {
+            assert!(unsafe_signature_structure(&bad).is_some(), "{bad}");
+        }
         // Linear: a long run of `<` is scanned quickly.
         let started = std::time::Instant::now();
         let _ = count_start_tags(&"<".repeat(262_144), "Assertion");
