@@ -436,7 +436,7 @@ impl admin_ui::AdminBackend for Backend {
     fn import_saml_sp(&self, actor: &str, data: Vec<u8>, password: String) -> BoxFut<'_, String> {
         let actor = actor.to_string();
         Box::pin(async move {
-            let _changes = self.provider_changes.lock().await;
+            let changes = self.provider_changes.lock().await;
             let password = zeroize::Zeroizing::new(password);
             if data.len() > crate::keys::import::MAX_KEYSTORE_BYTES {
                 return Err(BackendError::Invalid(
@@ -465,13 +465,19 @@ impl admin_ui::AdminBackend for Backend {
             tx.commit().await.map_err(db)?;
             // Use it at once: new SP credentials, SAML providers rebuilt with them.
             self.load_saml_context().await?;
+            let mut started = vec![];
             for p in self.providers.all() {
                 if p.settings.kind == crate::providers::Kind::Saml {
                     let p = self.providers.upsert((*p.settings).clone());
                     if p.settings.enabled {
-                        let _ = crate::startup::start_saml_metadata(&p).await;
+                        started.push(p);
                     }
                 }
+            }
+            // Metadata fetches (network) after the lock is released.
+            drop(changes);
+            for p in started {
+                let _ = crate::startup::start_saml_metadata(&p).await;
             }
             let info = self.saml_sp().await?.ok_or_else(|| {
                 BackendError::Internal("SP credentials missing after import".into())
@@ -857,7 +863,8 @@ impl admin_ui::AdminBackend for Backend {
     ) -> BoxFut<'_, ProviderInfo> {
         let (actor, existing) = (actor.to_string(), existing.map(str::to_string));
         Box::pin(async move {
-            let _changes = self.provider_changes.lock().await;
+            // Validation, including the fetch of a SAML IdP's metadata, runs without the provider-changes
+            // lock (no lock is held across network I/O); the write re-checks what it read under the lock.
             if let Some(id) = &existing
                 && self.config_provider_ids.iter().any(|c| c == id)
             {
@@ -878,6 +885,7 @@ impl admin_ui::AdminBackend for Backend {
                 ),
                 None => None,
             };
+            let stored_before = stored.clone();
             let kept = match (&secret, stored.flatten(), &existing) {
                 (None, Some(sealed), Some(id)) => Some(zeroize::Zeroizing::new(
                     String::from_utf8(
@@ -948,6 +956,24 @@ impl admin_ui::AdminBackend for Backend {
                     .await
                     .map_err(BackendError::Invalid)?;
             }
+            let changes = self.provider_changes.lock().await;
+            // Another change may have landed while this one was validated: enabling, disabling or a new
+            // secret. Then this save would undo it: refuse, the admin saves again.
+            let enabled_now = match &existing {
+                Some(id) => self.providers.get(id).is_some_and(|p| p.settings.enabled),
+                None => settings.enabled,
+            };
+            let stored_now = match &existing {
+                Some(id) => store::admin::admin_provider_secret(&self.pool, id)
+                    .await
+                    .map_err(db)?,
+                None => None,
+            };
+            if enabled_now != enabled || stored_now != stored_before {
+                return Err(BackendError::Conflict(
+                    "the provider changed while this change was checked; load it again and save".into(),
+                ));
+            }
             let sealed = match effective {
                 Some(s) => Some(
                     self.keys
@@ -1002,6 +1028,7 @@ impl admin_ui::AdminBackend for Backend {
             .await?;
             tx.commit().await.map_err(db)?;
             let p = self.providers.put(built);
+            drop(changes);
             if p.settings.enabled {
                 let _ = crate::startup::start_saml_metadata(&p).await;
             }
@@ -1012,7 +1039,7 @@ impl admin_ui::AdminBackend for Backend {
     fn set_provider_enabled(&self, actor: &str, id: &str, enabled: bool) -> BoxFut<'_, ()> {
         let (actor, id) = (actor.to_string(), id.to_string());
         Box::pin(async move {
-            let _changes = self.provider_changes.lock().await;
+            let changes = self.provider_changes.lock().await;
             let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
             if !store::admin::set_provider_enabled(&mut *tx, &id, enabled, self.clock.now())
                 .await
@@ -1042,6 +1069,7 @@ impl admin_ui::AdminBackend for Backend {
             let mut settings = (*current.settings).clone();
             settings.enabled = enabled;
             let p = self.providers.upsert(settings);
+            drop(changes);
             if enabled {
                 let _ = crate::startup::start_saml_metadata(&p).await;
             }
@@ -1087,7 +1115,7 @@ impl admin_ui::AdminBackend for Backend {
     fn import(&self, actor: &str, doc: serde_json::Value) -> BoxFut<'_, serde_json::Value> {
         let actor = actor.to_string();
         Box::pin(async move {
-            let _changes = self.provider_changes.lock().await;
+            let changes = self.provider_changes.lock().await;
             let (summary, providers) = crate::export::import(
                 &self.pool,
                 &self.keys,
@@ -1103,14 +1131,20 @@ impl admin_ui::AdminBackend for Backend {
                 crate::export::ImportError::Db(e) => db(e),
             })?;
             self.clients.reload().await.map_err(db)?;
+            let mut started = vec![];
             for settings in providers {
                 if settings.kind == crate::providers::Kind::Saml {
                     self.saml_ready().await?;
                 }
                 let p = self.providers.upsert(settings);
                 if p.settings.enabled {
-                    let _ = crate::startup::start_saml_metadata(&p).await;
+                    started.push(p);
                 }
+            }
+            // Metadata fetches (network) after the lock is released.
+            drop(changes);
+            for p in started {
+                let _ = crate::startup::start_saml_metadata(&p).await;
             }
             Ok(serde_json::to_value(&summary).unwrap_or_default())
         })

@@ -205,3 +205,66 @@ async fn client_supplied_text_never_forges_a_log_line_or_leaks_a_secret() {
     assert!(!log.contains('\u{2028}') && !log.contains('\r'), "a line separator reached the log");
     assert!(!log.contains(secret), "a secret reached the log");
 }
+
+/// Class: no lock held across network I/O in the admin backend either. A console save of a SAML provider
+/// whose metadata URL hangs (it is fetched to be checked before saving) must not hold up another admin's
+/// change to another provider; the hanging save ends with a clear refusal after its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_metadata_url_does_not_block_other_provider_changes() {
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for c in hang.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let app = sts_tests::spawn_app().await;
+    let token = sts_tests::admin::api_token(&app).await;
+    let api = format!("{}/admin/api/v1", app.address);
+    let http = reqwest::Client::new();
+    let oidc = "id = \"corp\"\ntype = \"oidc\"\nissuer = \"https://login.example.com\"\nclient_id = \"sts\"\n";
+    let res = http
+        .post(format!("{api}/providers"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"source": oidc, "client_secret": "s"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let saml = format!(
+        "id = \"slow\"\ntype = \"saml\"\nidp_metadata_url = \"http://127.0.0.1:{hang_port}/md\"\ntimeout_ms = 3000\n"
+    );
+    let slow = {
+        let (http, api, token) = (http.clone(), api.clone(), token.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let r = http
+                .post(format!("{api}/providers"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"source": saml}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap(), started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let res = http
+        .put(format!("{api}/providers/corp/enabled"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "the other change waited {:?} for the hanging fetch",
+        started.elapsed()
+    );
+    let (status, body, took) = slow.await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
