@@ -12,9 +12,10 @@
 //! - CSRF: a per-session random token in a hidden field of every form, compared in constant time on every
 //!   state-changing request. The sign-in form (no session yet) uses a double-submit cookie.
 //! - Rate limit: after 5 sign-in attempts within 15 min for an account name (known or not), 20 from one IP
-//!   address, or [`MAX_TOTAL`] in all (however many names and addresses an attacker uses), password
-//!   sign-in is refused for the rest of the window with a clear message (in memory, per process). A
-//!   success forgets the account's attempts. Console SSO and the CLI are not affected by the limits.
+//!   address (both for 15 minutes), or [`MAX_TOTAL`] within a minute in all (however many names and
+//!   addresses an attacker uses), password sign-in is refused for the rest of the window with a clear
+//!   message (in memory, per process). A success forgets the account's attempts and gives its place in the
+//!   total back. Console SSO and the CLI are not affected by the limits.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -32,9 +33,12 @@ pub const ABSOLUTE_SECONDS: i64 = 8 * 3600;
 const WINDOW_SECONDS: i64 = 15 * 60;
 const MAX_PER_ACCOUNT: usize = 5;
 const MAX_PER_IP: usize = 20;
-/// Sign-in attempts within the window over all accounts and addresses (unknown names and many client
-/// addresses included): beyond it, password sign-in waits for the window to move on.
-pub const MAX_TOTAL: usize = 100;
+/// Sign-in attempts within [`TOTAL_WINDOW_SECONDS`] over all accounts and addresses (unknown names and many
+/// client addresses included): beyond it, password sign-in waits for the window to move on. A short window:
+/// whoever floods the form delays password sign-in by at most a minute after they stop (a cap on the work
+/// an unauthenticated caller can cause, not a lockout); guessing is bounded by the per-account limit.
+pub const MAX_TOTAL: usize = 60;
+pub const TOTAL_WINDOW_SECONDS: i64 = 60;
 const TOTAL_KEY: &str = "*";
 
 /// 256 random bits, base64url.
@@ -240,10 +244,10 @@ pub const MAX_CONCURRENT_VERIFICATIONS: usize = 1;
 pub const SLOT_WAIT_MS: u64 = 10_000;
 
 impl RateLimiter {
-    fn recent(map: &mut HashMap<String, Vec<i64>>, key: &str, now: i64) -> usize {
+    fn recent(map: &mut HashMap<String, Vec<i64>>, key: &str, now: i64, window: i64) -> usize {
         match map.get_mut(key) {
             Some(list) => {
-                list.retain(|t| *t > now - WINDOW_SECONDS);
+                list.retain(|t| *t > now - window);
                 list.len()
             }
             None => 0,
@@ -257,22 +261,22 @@ impl RateLimiter {
         // Bounded keys: names are at most 64 characters by the form's rule, but never trust that here.
         let account: String = account.chars().take(128).collect();
         let (ka, ki) = (format!("u:{account}"), format!("ip:{ip}"));
-        let by_account = Self::recent(&mut map, &ka, now) >= MAX_PER_ACCOUNT;
-        let by_ip = Self::recent(&mut map, &ki, now) >= MAX_PER_IP;
-        let by_total = Self::recent(&mut map, TOTAL_KEY, now) >= MAX_TOTAL;
+        let by_account = Self::recent(&mut map, &ka, now, WINDOW_SECONDS) >= MAX_PER_ACCOUNT;
+        let by_ip = Self::recent(&mut map, &ki, now, WINDOW_SECONDS) >= MAX_PER_IP;
+        let by_total = Self::recent(&mut map, TOTAL_KEY, now, TOTAL_WINDOW_SECONDS) >= MAX_TOTAL;
         if by_account || by_ip || by_total {
             let blocking = [
-                (by_account, ka.as_str()),
-                (by_ip, ki.as_str()),
-                (by_total, TOTAL_KEY),
+                (by_account, ka.as_str(), WINDOW_SECONDS),
+                (by_ip, ki.as_str(), WINDOW_SECONDS),
+                (by_total, TOTAL_KEY, TOTAL_WINDOW_SECONDS),
             ];
-            let oldest = blocking
+            let until = blocking
                 .iter()
-                .filter(|(hit, _)| *hit)
-                .filter_map(|(_, k)| map.get(*k).and_then(|l| l.first().copied()))
+                .filter(|(hit, _, _)| *hit)
+                .filter_map(|(_, k, w)| map.get(*k).and_then(|l| l.first().map(|t| t + w)))
                 .max()
                 .unwrap_or(now);
-            return Err((oldest + WINDOW_SECONDS - now).max(1));
+            return Err((until - now).max(1));
         }
         for k in [ka, ki, TOTAL_KEY.to_string()] {
             map.entry(k).or_default().push(now);
@@ -397,7 +401,7 @@ mod tests {
             assert!(r.attempt(&format!("nobody{i}"), &format!("10.0.{}.{}", i / 250, i % 250), 1000).is_ok());
         }
         assert!(r.attempt("fresh-name", "192.0.2.1", 1001).is_err());
-        assert!(r.attempt("fresh-name", "192.0.2.1", 1000 + WINDOW_SECONDS + 1).is_ok());
+        assert!(r.attempt("fresh-name", "192.0.2.1", 1000 + TOTAL_WINDOW_SECONDS + 1).is_ok());
     }
 
     #[test]

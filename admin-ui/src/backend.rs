@@ -36,6 +36,8 @@ pub struct NewAdminSession {
     pub expires_at: i64,
     /// Signed in through single sign-on: the SSO session's `sid`; the admin session ends with it.
     pub sso_sid: Option<String>,
+    /// Details of the `admin.login` audit entry written with the session (e.g. `via`, `ip`).
+    pub audit_details: serde_json::Value,
 }
 
 /// An administrator signed in through single sign-on.
@@ -214,10 +216,13 @@ pub trait AdminBackend: Send + Sync + 'static {
 
     /// The argon2id hash of an administrator's password, if the administrator exists and has one.
     fn admin_password_hash(&self, username: &str) -> BoxFut<'_, Option<String>>;
+    /// Store a new admin session and its `admin.login` audit entry (actor `admin:<username>`) in one
+    /// transaction.
     fn insert_admin_session(&self, s: NewAdminSession) -> BoxFut<'_, ()>;
     /// A live admin session (idle deadline pushed to `idle_until`, capped by the absolute one).
     fn admin_session(&self, id_hash: &str, idle_until: i64) -> BoxFut<'_, Option<AdminSession>>;
-    fn delete_admin_session(&self, id_hash: &str) -> BoxFut<'_, ()>;
+    /// End an admin session; with `logout_actor`, its `admin.logout` audit entry commits with it.
+    fn delete_admin_session(&self, id_hash: &str, logout_actor: Option<&str>) -> BoxFut<'_, ()>;
     /// The API token's name when it is valid (not revoked); records its use.
     fn api_token(&self, token_hash: &str) -> BoxFut<'_, Option<String>>;
     /// Write an audit entry that is not part of a change (sign-ins, refusals).

@@ -118,7 +118,7 @@ async fn admin_for_post(
         )
     })?;
     if !csrf.is_some_and(|c| auth::constant_time_eq(c.as_bytes(), admin.csrf.as_bytes())) {
-        tracing::warn!(admin = %admin.username, path = %req.path(), "admin request refused: CSRF token missing or wrong");
+        tracing::warn!(admin = %admin.username, path = ?req.path(), "admin request refused: CSRF token missing or wrong");
         return Err(message(
             StatusCode::FORBIDDEN,
             Some(&admin),
@@ -284,7 +284,7 @@ pub async fn sso(req: HttpRequest, b: Backend) -> HttpResponse {
     };
     let now = b.now();
     if let Some(old) = req.cookie(SESSION_COOKIE) {
-        let _ = b.delete_admin_session(&auth::hash(old.value())).await;
+        let _ = b.delete_admin_session(&auth::hash(old.value()), None).await;
     }
     let id = auth::random_token();
     let name = sso.name.clone();
@@ -299,18 +299,11 @@ pub async fn sso(req: HttpRequest, b: Backend) -> HttpResponse {
         idle_expires_at: (now + auth::IDLE_SECONDS).min(expires_at),
         expires_at,
         sso_sid: Some(sso.sid),
+        audit_details: serde_json::json!({"via": "sso"}),
     };
     if let Err(e) = b.insert_admin_session(session).await {
         return internal(e);
     }
-    let _ = b
-        .audit(
-            &format!("admin:{name}"),
-            "admin.login",
-            None,
-            serde_json::json!({"via": "sso"}),
-        )
-        .await;
     let mut r = render(StatusCode::OK, &SsoContinuePage { admin: None });
     let _ = r.add_cookie(&auth::cookie(
         SESSION_COOKIE,
@@ -372,7 +365,7 @@ pub async fn login(
         .unwrap_or_default();
     let now = b.now();
     if let Err(wait) = limiter.attempt(&username, &ip, now) {
-        tracing::warn!(account = %username, ip = %ip, "admin sign-in refused: too many attempts");
+        tracing::warn!(account = ?username, ip = %ip, "admin sign-in refused: too many attempts");
         return login_page(
             StatusCode::TOO_MANY_REQUESTS,
             &b,
@@ -419,7 +412,7 @@ pub async fn login(
     limiter.succeeded(&username);
     // A new session id at every sign-in; the previous one (if any) ends.
     if let Some(old) = req.cookie(SESSION_COOKIE) {
-        let _ = b.delete_admin_session(&auth::hash(old.value())).await;
+        let _ = b.delete_admin_session(&auth::hash(old.value()), None).await;
     }
     let id = auth::random_token();
     let session = NewAdminSession {
@@ -431,18 +424,11 @@ pub async fn login(
         idle_expires_at: now + auth::IDLE_SECONDS,
         expires_at: now + auth::ABSOLUTE_SECONDS,
         sso_sid: None,
+        audit_details: serde_json::json!({"ip": ip}),
     };
     if let Err(e) = b.insert_admin_session(session).await {
         return internal(e);
     }
-    let _ = b
-        .audit(
-            &format!("admin:{username}"),
-            "admin.login",
-            None,
-            serde_json::json!({"ip": ip}),
-        )
-        .await;
     let mut r = redirect("/admin");
     let _ = r.add_cookie(&auth::cookie(
         SESSION_COOKIE,
@@ -460,15 +446,12 @@ pub async fn logout(req: HttpRequest, body: web::Bytes, b: Backend) -> HttpRespo
         Ok(a) => a,
         Err(r) => return r,
     };
-    let _ = b.delete_admin_session(&admin.id_hash).await;
-    let _ = b
-        .audit(
-            &format!("admin:{}", admin.username),
-            "admin.logout",
-            None,
-            serde_json::json!({}),
-        )
-        .await;
+    if let Err(e) = b
+        .delete_admin_session(&admin.id_hash, Some(&format!("admin:{}", admin.username)))
+        .await
+    {
+        return internal(e);
+    }
     let mut r = redirect("/admin/login");
     let _ = r.add_cookie(&auth::removal(SESSION_COOKIE, b.secure_cookies()));
     r
@@ -561,7 +544,7 @@ async fn import_upload(
         Ok(f) => f,
         Err(m) => {
             // Without a readable form there is no CSRF token either.
-            tracing::info!(reason = %m, "keystore upload unreadable");
+            tracing::info!(reason = ?m, "keystore upload unreadable");
             return match admin_for_post(&req, &b, None).await {
                 // Not reached (no token given), but never a panic.
                 Ok(a) => message(

@@ -42,6 +42,15 @@ fn db(e: sqlx::Error) -> BackendError {
 }
 
 impl Backend {
+    /// After a committed client change: reload the registry now. A failure here must not turn the
+    /// committed change (and a secret shown only once) into an error: it is logged, and the registry's
+    /// periodic reload picks the change up.
+    async fn reload_clients(&self) {
+        if let Err(e) = self.clients.reload().await {
+            tracing::warn!(error = %e, "reloading applications after a change failed; the periodic reload will pick it up");
+        }
+    }
+
     /// An audit entry on its own (refusals, exports: nothing else is written).
     async fn log(
         &self,
@@ -244,9 +253,19 @@ impl admin_ui::AdminBackend for Backend {
 
     fn insert_admin_session(&self, s: NewAdminSession) -> BoxFut<'_, ()> {
         Box::pin(async move {
-            store::admin::insert_session(&self.pool, &s)
+            let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
+            store::admin::insert_session(&mut *tx, &s)
                 .await
-                .map_err(db)
+                .map_err(db)?;
+            self.log_in(
+                &mut *tx,
+                &format!("admin:{}", s.username),
+                "admin.login",
+                None,
+                s.audit_details.clone(),
+            )
+            .await?;
+            tx.commit().await.map_err(db)
         })
     }
 
@@ -262,12 +281,18 @@ impl admin_ui::AdminBackend for Backend {
         })
     }
 
-    fn delete_admin_session(&self, id_hash: &str) -> BoxFut<'_, ()> {
-        let id_hash = id_hash.to_string();
+    fn delete_admin_session(&self, id_hash: &str, logout_actor: Option<&str>) -> BoxFut<'_, ()> {
+        let (id_hash, actor) = (id_hash.to_string(), logout_actor.map(str::to_string));
         Box::pin(async move {
-            store::admin::delete_session(&self.pool, &id_hash)
+            let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
+            store::admin::delete_session(&mut *tx, &id_hash)
                 .await
-                .map_err(db)
+                .map_err(db)?;
+            if let Some(actor) = actor {
+                self.log_in(&mut *tx, &actor, "admin.logout", None, json!({}))
+                    .await?;
+            }
+            tx.commit().await.map_err(db)
         })
     }
 
@@ -353,12 +378,10 @@ impl admin_ui::AdminBackend for Backend {
         Box::pin(async move {
             let k = self
                 .keys
-                .regenerate()
+                .regenerate_audited(Some((&actor, "key.regenerate")))
                 .await
                 .map_err(|e| BackendError::Internal(e.to_string()))?;
             self.key_changed().await;
-            self.log(&actor, "key.regenerate", Some(&k.kid), json!({}))
-                .await?;
             Ok(k.kid)
         })
     }
@@ -372,16 +395,13 @@ impl admin_ui::AdminBackend for Backend {
                     "the keystore file is too large".into(),
                 ));
             }
-            match self.keys.import_pkcs12(&data, &password).await {
+            match self
+                .keys
+                .import_pkcs12_audited(&data, &password, Some((&actor, "key.import")))
+                .await
+            {
                 Ok(k) => {
                     self.key_changed().await;
-                    self.log(
-                        &actor,
-                        "key.import",
-                        Some(&k.kid),
-                        json!({"bytes": data.len()}),
-                    )
-                    .await?;
                     Ok(k.kid)
                 }
                 Err(
@@ -576,7 +596,7 @@ impl admin_ui::AdminBackend for Backend {
             )
             .await?;
             tx.commit().await.map_err(db)?;
-            self.clients.reload().await.map_err(db)?;
+            self.reload_clients().await;
             Ok((
                 self.client_info(&settings, true, secret.is_some(), "admin"),
                 secret,
@@ -634,7 +654,7 @@ impl admin_ui::AdminBackend for Backend {
             )
             .await?;
             tx.commit().await.map_err(db)?;
-            self.clients.reload().await.map_err(db)?;
+            self.reload_clients().await;
             Ok(self.client_info(&settings, row.enabled, row.secret_hash.is_some(), "admin"))
         })
     }
@@ -673,7 +693,7 @@ impl admin_ui::AdminBackend for Backend {
             self.log_in(&mut *tx, &actor, "application.rotate_secret", Some(&id), json!({}))
                 .await?;
             tx.commit().await.map_err(db)?;
-            self.clients.reload().await.map_err(db)?;
+            self.reload_clients().await;
             Ok(secret.to_string())
         })
     }
@@ -711,7 +731,8 @@ impl admin_ui::AdminBackend for Backend {
             )
             .await?;
             tx.commit().await.map_err(db)?;
-            self.clients.reload().await.map_err(db)
+            self.reload_clients().await;
+            Ok(())
         })
     }
 
@@ -1130,7 +1151,7 @@ impl admin_ui::AdminBackend for Backend {
                 crate::export::ImportError::Invalid(m) => BackendError::Invalid(m),
                 crate::export::ImportError::Db(e) => db(e),
             })?;
-            self.clients.reload().await.map_err(db)?;
+            self.reload_clients().await;
             let mut started = vec![];
             for settings in providers {
                 if settings.kind == crate::providers::Kind::Saml {

@@ -45,6 +45,7 @@ impl Application {
                 "public URL is not https: fine on loopback or behind a TLS-terminating proxy, not otherwise");
         }
         let pool = store::connect(&config).await?;
+        store::check_writable(&pool, &config).await?;
         let service =
             Arc::new(KeyService::open(pool.clone(), &config, clock.clone(), "server").await?);
         service.ensure_active().await?;

@@ -2,7 +2,10 @@
 //! Secrets never reach the log: secret types print `<redacted>` and the HTTP layer logs paths only.
 //! Every line goes through [`SafeWriter`]: whatever a field holds (a parameter name, a header, an IdP's
 //! message), one event is one line: control characters, line separators and bidirectional overrides are
-//! escaped (`\u{a}`), and a line is cut at [`MAX_LINE_BYTES`]. No ANSI colours are written.
+//! escaped (`\u{a}` in text, the JSON escape `\u000a` in JSON, so a JSON line stays valid JSON), and a line is
+//! bounded by [`MAX_LINE_BYTES`] (text: cut; JSON: string values shortened, so it still parses). No ANSI
+//! colours are written. Fields that carry client input are written with `?` (quoted and escaped), so a
+//! value cannot forge another field (`account=x ip=10.0.0.1`).
 
 use std::io::Write;
 
@@ -17,10 +20,11 @@ pub const MAX_LINE_BYTES: usize = 16 * 1024;
 /// Install the global subscriber (a second call is a no-op, which tests rely on).
 pub fn init(config: &Config) {
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = matches!(config.log_format, LogFormat::Json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .with_writer(SafeStderr);
+        .with_writer(SafeStderr { json });
     let _ = match config.log_format {
         LogFormat::Json => builder
             .json()
@@ -33,17 +37,72 @@ pub fn init(config: &Config) {
 
 /// Makes a [`SafeWriter`] over stderr for each event.
 #[derive(Clone, Copy)]
-pub struct SafeStderr;
+pub struct SafeStderr {
+    pub json: bool,
+}
 
 impl<'a> MakeWriter<'a> for SafeStderr {
     type Writer = SafeWriter<std::io::Stderr>;
     fn make_writer(&'a self) -> Self::Writer {
-        SafeWriter(std::io::stderr())
+        SafeWriter {
+            out: std::io::stderr(),
+            json: self.json,
+        }
     }
 }
 
 /// Escapes each formatted event (the fmt layer writes one event per `write`) into one safe line.
-pub struct SafeWriter<W: Write>(pub W);
+pub struct SafeWriter<W: Write> {
+    pub out: W,
+    pub json: bool,
+}
+
+/// One JSON event as one safe line that is still one JSON value: unsafe characters as JSON escapes, an
+/// event over [`MAX_LINE_BYTES`] with its long string values shortened.
+pub fn safe_json_line(buf: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(buf);
+    let body = text.strip_suffix('\n').unwrap_or(&text);
+    let shortened;
+    let body = if body.len() > MAX_LINE_BYTES {
+        shortened = match serde_json::from_str::<serde_json::Value>(body) {
+            Ok(mut v) => {
+                shorten_strings(&mut v, 1024);
+                v.to_string()
+            }
+            Err(_) => serde_json::json!({"level": "WARN", "message": "a log event was not JSON and too long; left out", "bytes": body.len()}).to_string(),
+        };
+        shortened.as_str()
+    } else {
+        body
+    };
+    let mut out = String::with_capacity(body.len() + 1);
+    for c in body.chars() {
+        if crate::text::is_unsafe(c) {
+            // Inside a JSON string (the only place such characters can be in serde_json's output).
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\n');
+    out.into_bytes()
+}
+
+fn shorten_strings(v: &mut serde_json::Value, max: usize) {
+    match v {
+        serde_json::Value::String(s) if s.len() > max => {
+            let mut end = max;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+            s.push_str("…(cut)");
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| shorten_strings(x, max)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|x| shorten_strings(x, max)),
+        _ => {}
+    }
+}
 
 /// One event's text as one safe line: unsafe characters escaped, the length bounded, one final newline.
 pub fn safe_line(buf: &[u8]) -> Vec<u8> {
@@ -67,11 +126,16 @@ pub fn safe_line(buf: &[u8]) -> Vec<u8> {
 
 impl<W: Write> Write for SafeWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write_all(&safe_line(buf))?;
+        let line = if self.json {
+            safe_json_line(buf)
+        } else {
+            safe_line(buf)
+        };
+        self.out.write_all(&line)?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+        self.out.flush()
     }
 }
 
@@ -89,5 +153,17 @@ mod tests {
         assert!(s.contains("\\u{a}FORGED"), "{s:?}");
         let long = safe_line("y".repeat(MAX_LINE_BYTES * 2).as_bytes());
         assert!(long.len() < MAX_LINE_BYTES + 64);
+    }
+
+    #[test]
+    fn a_json_event_stays_one_valid_json_line() {
+        let event = serde_json::json!({"level": "INFO", "reason": "a\u{2028}b\u{85}c\u{7f}\u{202e}", "x": "y".repeat(MAX_LINE_BYTES * 2)});
+        let line = safe_json_line(format!("{event}\n").as_bytes());
+        let s = String::from_utf8(line).unwrap();
+        assert_eq!(s.matches('\n').count(), 1);
+        assert!(!s.trim_end_matches('\n').chars().any(crate::text::is_unsafe), "{s:?}");
+        assert!(s.len() < MAX_LINE_BYTES);
+        let v: serde_json::Value = serde_json::from_str(&s).expect("still JSON");
+        assert_eq!(v["reason"], "a\u{2028}b\u{85}c\u{7f}\u{202e}", "the same value after parsing");
     }
 }

@@ -56,7 +56,7 @@ async fn admin_sign_in_memory_is_bounded_for_unknown_users_and_many_addresses() 
     eprintln!("RSS idle {idle} KiB, after 200 failed sign-ins {after} KiB; answers {statuses:?}");
     assert!(statuses.keys().all(|s| [401, 429, 503].contains(s)), "{statuses:?}");
     let verified = statuses.get(&401).copied().unwrap_or(0);
-    assert!(verified >= 60, "the passwords were really checked: {statuses:?}");
+    assert!(verified >= 50, "the passwords were really checked: {statuses:?}");
     assert!(
         statuses.get(&429).copied().unwrap_or(0) > 0,
         "the total limit holds across addresses and unknown names: {statuses:?}"
@@ -147,11 +147,18 @@ async fn check_atomic(dir: &std::path::Path) {
 
 /// Class: client-supplied text on its way into a log line or an error body (parameter names and values,
 /// provider ids, client ids, headers): newlines, ANSI escapes, line separators never pass raw, and a secret
-/// sent in an odd place (as a parameter name) is neither logged nor echoed. Text log format, debug level.
+/// sent in an odd place (as a parameter name) is neither logged nor echoed. Text and JSON log formats,
+/// debug level: every JSON line still parses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_supplied_text_never_forges_a_log_line_or_leaks_a_secret() {
+    for format in ["text", "json"] {
+        hostile_text_in_logs(format).await;
+    }
+}
+
+async fn hostile_text_in_logs(format: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let server = process::start(dir.path(), &[("STS_LOG", "debug"), ("STS_LOG_FORMAT", "text")]).await;
+    let server = process::start(dir.path(), &[("STS_LOG", "debug"), ("STS_LOG_FORMAT", format)]).await;
     let a = server.address.clone();
     let http = reqwest::Client::new();
     let secret = "S3CRET-VALUE-7f3a9";
@@ -182,6 +189,18 @@ async fn client_supplied_text_never_forges_a_log_line_or_leaks_a_secret() {
             assert!(!d.chars().any(|c| c.is_control() || c == '\u{2028}'), "{path}: {d:?}");
         }
     }
+    // A bearer token whose JWS header repeats a member named with a line separator and an escape: the
+    // refusal's reason quotes the member name.
+    {
+        use base64::Engine;
+        let header = "{\"alg\":\"RS256\",\"a\u{2028}\u{1b}[31m\u{202e}\":1,\"a\u{2028}\u{1b}[31m\u{202e}\":2}";
+        let token = format!(
+            "{}.e30.c2ln",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header)
+        );
+        let res = http.get(format!("{a}/sso/userinfo")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(res.status(), 401);
+    }
     // Query parameters and a header on browser endpoints.
     for q in ["provider=%0AFORGED%20ERROR", "provider=%1B%5B31m", "client_id=%0AFORGED&response_type=code"] {
         for path in ["/sso/login", "/sso/authorize"] {
@@ -198,8 +217,15 @@ async fn client_supplied_text_never_forges_a_log_line_or_leaks_a_secret() {
     let log = server.log();
     assert!(log.lines().count() > 10, "the server logged: {log}");
     for line in log.lines() {
-        assert!(line.starts_with("20"), "a line that is not an event of the server: {line:?}");
+        if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a JSON log line that does not parse ({e}): {line:?}"));
+            assert!(v.get("level").is_some(), "{line}");
+        } else {
+            assert!(line.starts_with("20"), "a line that is not an event of the server: {line:?}");
+        }
         assert!(!line.trim_start().starts_with("FORGED"), "forged line: {line:?}");
+        assert!(!line.chars().any(|c| c.is_control() || c == '\u{2028}' || c == '\u{202e}'), "{line:?}");
     }
     assert!(!log.contains('\u{1b}'), "an ANSI escape reached the log");
     assert!(!log.contains('\u{2028}') && !log.contains('\r'), "a line separator reached the log");

@@ -458,7 +458,7 @@ async fn forged_replayed_and_unsolicited_responses_are_refused() {
         (
             "a flood of <",
             encode(&"<".repeat(190_000)),
-            "saml_assertion_count",
+            "saml_unsafe_xml",
         ),
         (
             "not base64",

@@ -178,7 +178,7 @@ where
     S::Future: 'static,
 {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.path());
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = ?req.path());
     let start = Instant::now();
     let fut = {
         let _enter = span.enter();

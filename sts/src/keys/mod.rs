@@ -181,24 +181,44 @@ impl KeyService {
 
     /// Generate a new key and make it active; the previous one stays published.
     pub async fn regenerate(&self) -> Result<KeyInfo, KeyError> {
+        self.regenerate_audited(None).await
+    }
+
+    /// [`KeyService::regenerate`] with an audit entry `(actor, action)` committed in the same transaction.
+    pub async fn regenerate_audited(&self, audit: Option<(&str, &str)>) -> Result<KeyInfo, KeyError> {
         let material = generate(self.rsa_bits).await?;
-        self.activate(material, "generated").await
+        self.activate(material, "generated", audit).await
     }
 
     /// Import a PKCS#12 keystore (see [`import`]) and make its key active. Nothing changes on error.
     pub async fn import_pkcs12(&self, data: &[u8], password: &str) -> Result<KeyInfo, KeyError> {
-        let material = import::from_pkcs12(data, password)?;
-        self.activate(material, "imported").await
+        self.import_pkcs12_audited(data, password, None).await
     }
 
-    async fn activate(&self, material: KeyMaterial, action: &str) -> Result<KeyInfo, KeyError> {
+    /// [`KeyService::import_pkcs12`] with an audit entry `(actor, action)` committed in the same transaction.
+    pub async fn import_pkcs12_audited(
+        &self,
+        data: &[u8],
+        password: &str,
+        audit: Option<(&str, &str)>,
+    ) -> Result<KeyInfo, KeyError> {
+        let material = import::from_pkcs12(data, password)?;
+        self.activate(material, "imported", audit).await
+    }
+
+    async fn activate(
+        &self,
+        material: KeyMaterial,
+        action: &str,
+        audit: Option<(&str, &str)>,
+    ) -> Result<KeyInfo, KeyError> {
         let kid = material.kid();
         if sql::all(&self.pool).await?.iter().any(|r| r.kid == kid) {
             return Err(KeyError::Duplicate { kid });
         }
         let (jwk, sealed) = self.seal_material(&material)?;
         let new = self.new_key(&kid, &material, &jwk, &sealed);
-        let previous = sql::rotate_to(&self.pool, &new, self.grace, self.actor, action)
+        let previous = sql::rotate_to(&self.pool, &new, self.grace, self.actor, action, audit)
             .await
             .map_err(|e| match e {
                 sqlx::Error::Database(db) if db.is_unique_violation() => {
@@ -473,6 +493,8 @@ pub struct KeyRing {
     jwks_max_age: u64,
     /// The last database write probe for `/ready`: (when, state), at most one probe a second.
     probe: std::sync::Mutex<Option<(std::time::Instant, &'static str)>>,
+    /// A probe is running: concurrent `/ready` calls answer the last state instead of probing too.
+    probing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -491,6 +513,7 @@ impl KeyRing {
             service: Some(service),
             jwks_max_age,
             probe: std::sync::Mutex::new(None),
+            probing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -501,6 +524,7 @@ impl KeyRing {
             current: RwLock::new(Arc::new(snapshot)),
             service: None,
             probe: std::sync::Mutex::new(None),
+            probing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -553,12 +577,28 @@ impl KeyRing {
         let Some(s) = &self.service else {
             return "ok";
         };
-        if let Ok(g) = self.probe.lock()
-            && let Some((at, state)) = *g
+        let last = self.probe.lock().ok().and_then(|g| *g);
+        if let Some((at, state)) = last
             && at.elapsed() < std::time::Duration::from_secs(1)
         {
             return state;
         }
+        use std::sync::atomic::Ordering;
+        if self
+            .probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // One probe at a time (single flight): the others answer what the last one found.
+            return last.map(|(_, state)| state).unwrap_or("ok");
+        }
+        struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
+        let _done = Done(&self.probing);
         let free = store::free_space(s.pool());
         let state = match store::writable(s.pool(), s.now()).await {
             Ok(()) if free.is_some_and(|f| f < store::MIN_FREE_BYTES) => {
@@ -566,6 +606,16 @@ impl KeyRing {
                 "not_writable"
             }
             Ok(()) => "ok",
+            // Busy or locked (a long write elsewhere, e.g. a CLI import): not a verdict on the database;
+            // keep the last state rather than flap.
+            Err(e)
+                if e.as_database_error()
+                    .and_then(|d| d.code())
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .is_some_and(|c| matches!(c & 0xff, 5 | 6)) =>
+            {
+                return last.map(|(_, state)| state).unwrap_or("ok");
+            }
             Err(e) => {
                 let reason = store::explain(&e, "the database");
                 if store::ping(s.pool()).await {

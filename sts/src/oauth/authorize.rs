@@ -571,7 +571,7 @@ async fn issue_code(
     store::oauth::touch_session_client(&st.pool, &u.sid, &client.settings.id, now)
         .await
         .map_err(db)?;
-    tracing::info!(client = %client.settings.id, subject = %u.subject, "authorization code issued");
+    tracing::info!(client = %client.settings.id, subject = ?u.subject, "authorization code issued");
     let mut params: Vec<(&str, &str)> = vec![("code", &code)];
     if let Some(s) = &ar.state {
         params.push(("state", s));
@@ -590,11 +590,11 @@ fn respond(t: &Target, params: &[(&str, &str)]) -> HttpResponse {
 fn fail(st: &AppState, f: Failure) -> HttpResponse {
     match f {
         Failure::Page(status, message) => {
-            tracing::info!(reason = %message, "authorization request refused");
+            tracing::info!(reason = ?message, "authorization request refused");
             page(status, &message)
         }
         Failure::Redirect(t, error, description) => {
-            tracing::info!(error, reason = %description, "authorization request answered with an error");
+            tracing::info!(error, reason = ?description, "authorization request answered with an error");
             let mut params: Vec<(&str, &str)> =
                 vec![("error", error), ("error_description", &description)];
             if let Some(s) = &t.state {

@@ -87,7 +87,7 @@ async fn userinfo(req: &HttpRequest, st: &AppState, form_token: Option<String>) 
         Ok(c) => c,
         Err(Inactive::Db(e)) => return OAuthError::from(e).response(),
         Err(Inactive::Reason(r)) => {
-            tracing::info!(reason = %r, "userinfo: token refused");
+            tracing::info!(reason = ?r, "userinfo: token refused");
             return bearer_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",

@@ -40,7 +40,7 @@ pub fn confirmation_token(session_cookie: &str) -> String {
 }
 
 fn refuse(message: &str) -> HttpResponse {
-    tracing::info!(reason = %message, "logout request refused");
+    tracing::info!(reason = ?message, "logout request refused");
     crate::sso::error_page(
         StatusCode::BAD_REQUEST,
         "Sign-out request refused",
@@ -154,7 +154,7 @@ async fn handle(req: &HttpRequest, st: &AppState, raw: &[u8], is_post: bool) -> 
                 {
                     return internal(e);
                 }
-                tracing::info!(client = client_id.as_deref().unwrap_or("-"), "signed out");
+                tracing::info!(client = ?client_id.as_deref().unwrap_or("-"), "signed out");
             }
             Ok(None) => {}
             Err(e) => return internal(e),

@@ -114,9 +114,9 @@ impl OAuthError {
 
     pub fn response(&self) -> HttpResponse {
         if self.status.is_server_error() {
-            tracing::error!(error = self.error, detail = %self.description, "oauth endpoint failed");
+            tracing::error!(error = self.error, detail = ?self.description, "oauth endpoint failed");
         } else {
-            tracing::info!(error = self.error, detail = %self.description, "oauth request refused");
+            tracing::info!(error = self.error, detail = ?self.description, "oauth request refused");
         }
         let mut r = HttpResponse::build(self.status);
         r.insert_header((CACHE_CONTROL, "no-store"))

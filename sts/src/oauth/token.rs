@@ -372,7 +372,7 @@ async fn authorization_code(
         return Err(OAuthError::invalid_grant("the code was already used"));
     }
     store::oauth::touch_session_client(&st.pool, &grant.sid, &client.settings.id, now).await?;
-    tracing::info!(client = %client.settings.id, subject = %grant.subject, "tokens issued (authorization_code)");
+    tracing::info!(client = %client.settings.id, subject = ?grant.subject, "tokens issued (authorization_code)");
     Ok(json_no_store(body))
 }
 

@@ -236,7 +236,7 @@ impl OidcProvider {
                 .and_then(|set| find_key(&set, kid, alg))
                 .ok_or_else(unknown);
         }
-        tracing::info!(provider = %self.s.id, kid = kid.unwrap_or("-"), "unknown kid; refetching the provider's JWKS");
+        tracing::info!(provider = %self.s.id, kid = ?kid.unwrap_or("-"), "unknown kid; refetching the provider's JWKS");
         let set = self
             .jwks
             .get(JWKS_MAX_AGE, true, self.fetch_jwks(jwks_uri))

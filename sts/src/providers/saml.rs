@@ -8,7 +8,10 @@
 //! 1. size (<= 256 KiB decoded), base64 (line breaks allowed), UTF-8 (`saml_malformed`);
 //! 2. parser-differential guards before samael: no `<!DOCTYPE`/`<!ENTITY` (XXE, billion laughs), no
 //!    comments or processing instructions (comment injection), an XML declaration, when present, says
-//!    version 1.0 (`saml_unsafe_xml`); a Response with no assertion and a non-Success status is reported
+//!    version 1.0, no tag the textual guards could misread (a name over 128 bytes, a tag over 4 KiB, `<`
+//!    or `>` inside an attribute value) (`saml_unsafe_xml`); signature structures limited to same-document
+//!    references by a bare ID (no XPointer), enveloped-signature and canonicalisation transforms, no
+//!    Manifest, and RetrievalMethod only to an EncryptedKey by a bare ID; a Response with no assertion and a non-Success status is reported
 //!    as the IdP's refusal (`saml_idp_status`); exactly one Assertion or EncryptedAssertion start tag
 //!    (`saml_assertion_count`: signature-wrapping variants carry two);
 //! 3. samael + libxmlsec1: the signature (on the Response or on the Assertion) verifies against the
@@ -28,7 +31,8 @@
 //!    KeyInfo, beside it with or without a same-document RetrievalMethod, any prefixes); the content key is
 //!    unwrapped with the SP key through aws-lc-rs (rsa-oaep-mgf1p, or xmlenc11 rsa-oaep with matching
 //!    digest and MGF1), the content decrypted (AES-128/256, CBC or GCM, the key size matching the
-//!    algorithm) (`saml_decrypt`, naming what failed); the plaintext gets the guards of step 2, takes the
+//!    algorithm); the plaintext gets the guards of step 2 (`saml_decrypt` for every failure from the key
+//!    unwrap to these guards, the detail only in the log, never on the page: no padding oracle), takes the
 //!    EncryptedAssertion's place, and steps 4 and 5 run on the result;
 //! 6. our own addition: Conditions with AudienceRestriction elements that all name our entity ID are
 //!    required (samael skips the audience check when there is none) (`saml_audience`);
@@ -366,6 +370,9 @@ fn reduce_to_signed(sp: &ServiceProvider, xml: &str) -> Result<String, ProviderE
             "saml_invalid",
             if count_start_tags(xml, "Signature") == 0 {
                 "the response carries no signature".into()
+            } else if let Err(e) = roxmltree::Document::parse(xml) {
+                // Only for the message: nothing is read from this parse.
+                format!("the response is not well-formed XML ({e}), so its signature cannot be checked")
             } else {
                 "no signature verifies against the IdP metadata certificates with an allowed algorithm"
                     .into()
@@ -523,16 +530,14 @@ fn unsafe_signature_structure(xml: &str) -> Option<String> {
         let ok = match local_name(name) {
             "Reference" => attr_value(head, "URI")
                 .as_deref()
-                .is_none_or(|u| u.is_empty() || u.starts_with('#')),
+                .is_none_or(|u| u.is_empty() || plain_fragment(u)),
             "Transform" => attr_value(head, "Algorithm")
                 .as_deref()
                 .is_some_and(|a| TRANSFORMS.contains(&a)),
             "RetrievalMethod" => {
                 attr_value(head, "Type").as_deref()
                     == Some("http://www.w3.org/2001/04/xmlenc#EncryptedKey")
-                    && attr_value(head, "URI")
-                        .as_deref()
-                        .is_some_and(|u| u.len() > 1 && u.starts_with('#'))
+                    && attr_value(head, "URI").as_deref().is_some_and(plain_fragment)
                     && head.trim_end().ends_with('/')
             }
             _ => true,
@@ -542,6 +547,64 @@ fn unsafe_signature_structure(xml: &str) -> Option<String> {
                 "`{}` in a signature is not allowed",
                 head.chars().take(200).collect::<String>()
             ));
+        }
+    }
+    None
+}
+
+/// `#` and a bare ID (letters, digits, `_`, `-`, `.`): a same-document reference, never an XPointer
+/// expression (`#xpointer(...)`) that xmlsec would evaluate.
+fn plain_fragment(uri: &str) -> bool {
+    uri.strip_prefix('#').is_some_and(|id| {
+        !id.is_empty()
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    })
+}
+
+/// Tags the textual guards could misread are refused before anything parses the message: a tag name
+/// longer than 128 bytes (the guards look at the first 128), a start tag longer than 4 KiB, a `<` inside a
+/// tag, a `>` or `<` inside an attribute value (the guards end a tag at the first `>`). Linear: each scan
+/// stops at the next `<`.
+fn misleading_tag(xml: &str) -> Option<String> {
+    for (i, _) in xml.match_indices('<') {
+        let rest = &xml[i + 1..];
+        let name_len = rest
+            .char_indices()
+            .take(129)
+            .find(|(_, c)| c.is_whitespace() || matches!(c, '>' | '/' | '<'))
+            .map(|(j, _)| j);
+        match name_len {
+            Some(n) if n <= 128 => {}
+            None if rest.len() <= 128 => {}
+            _ => return Some("a tag name longer than 128 bytes".into()),
+        }
+        if rest.starts_with(['/', '?', '!']) {
+            continue;
+        }
+        let mut quote: Option<char> = None;
+        let mut closed = false;
+        for (j, c) in rest.char_indices() {
+            if j > 4096 {
+                return Some("a start tag longer than 4 KiB".into());
+            }
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), '>' | '<') => {
+                    return Some("`>` or `<` inside an attribute value".into());
+                }
+                (None, '>') => {
+                    closed = true;
+                    break;
+                }
+                (None, '<') => return Some("`<` inside a tag".into()),
+                _ => {}
+            }
+        }
+        if !closed {
+            return Some("an unterminated tag".into());
         }
     }
     None
@@ -809,6 +872,9 @@ impl SamlProvider {
                     .into(),
             ));
         }
+        if let Some(why) = misleading_tag(&xml) {
+            return Err(bad("saml_unsafe_xml", why));
+        }
         let xml = without_declaration(&xml).to_string();
         let assertions = count_start_tags(&xml, "Assertion");
         let encrypted = count_start_tags(&xml, "EncryptedAssertion");
@@ -999,6 +1065,8 @@ impl SamlProvider {
                 ),
             )
         })?;
+        // Every check of the plaintext answers `saml_decrypt` (shown without detail): which one failed
+        // must not tell a sender whether the padding was right.
         let assertion_xml = String::from_utf8(plain).map_err(|_| {
             bad(
                 "saml_decrypt",
@@ -1007,7 +1075,7 @@ impl SamlProvider {
         })?;
         if !xml_declaration_ok(&assertion_xml) {
             return Err(bad(
-                "saml_unsafe_xml",
+                "saml_decrypt",
                 "the decrypted assertion declares another XML version".into(),
             ));
         }
@@ -1023,11 +1091,12 @@ impl SamlProvider {
         };
         if has_unsafe_xml(&assertion_xml)
             || has_comment_or_pi(&assertion_xml)
+            || misleading_tag(&assertion_xml).is_some()
             || count_start_tags(&assertion_xml, "Assertion") != 1
             || count_start_tags(&assertion_xml, "EncryptedAssertion") != 0
         {
             return Err(bad(
-                "saml_unsafe_xml",
+                "saml_decrypt",
                 "the decrypted content is not exactly one plain assertion".into(),
             ));
         }
@@ -1249,6 +1318,22 @@ mod tests {
                 .is_some()
         );
         assert!(unsafe_signature_structure("<ds:Manifest/>").is_some());
+        // XPointer expressions are not plain references.
+        assert!(unsafe_signature_structure(&sig("#xpointer(//*[@ID='a'])", env)).is_some());
+        assert!(unsafe_signature_structure(&sig("#a b", env)).is_some());
+        // Tags the guards could misread.
+        let long = "p".repeat(140);
+        for bad in [
+            format!(r#"<{long}:Transform Algorithm="http://www.w3.org/TR/1999/REC-xslt-19991116"/>"#),
+            r#"<ds:Reference Id="a>" URI="http://169.254.169.254/"/>"#.to_string(),
+            r##"<ds:Reference Id='a<' URI="#a"/>"##.to_string(),
+            format!(r#"<a b="{}"/>"#, "x".repeat(5000)),
+            "<a <b>".to_string(),
+            "<a href=\"x\"".to_string(),
+        ] {
+            assert!(misleading_tag(&bad).is_some(), "{bad}");
+        }
+        assert_eq!(misleading_tag(r#"<saml:Assertion ID="a" x='y'><b/></saml:Assertion>"#), None);
         // RetrievalMethod: only XML Encryption's same-document EncryptedKey reference, without transforms.
         let ek = "http://www.w3.org/2001/04/xmlenc#EncryptedKey";
         assert_eq!(

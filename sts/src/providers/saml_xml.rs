@@ -53,7 +53,18 @@ pub fn parse(xml: &str) -> Result<Document<'_>, String> {
     Document::parse(xml).map_err(|e| format!("the verified XML does not parse: {e}"))
 }
 
-/// Refuse an element with a SAML, XML Signature or XML Encryption local name outside its namespace.
+/// Attribute local names samael reads (quick-xml matches attributes by local name too, so `x:Recipient`
+/// would be read as `Recipient`).
+const READ_ATTRIBUTES: &[&str] = &[
+    "ID", "Id", "Version", "IssueInstant", "Destination", "InResponseTo", "Consent", "Format",
+    "NameQualifier", "SPNameQualifier", "SPProvidedID", "Method", "Address", "DNSName", "NotBefore",
+    "NotOnOrAfter", "Recipient", "Name", "NameFormat", "FriendlyName", "Value", "SessionIndex",
+    "AuthnInstant", "SessionNotOnOrAfter", "Algorithm", "URI", "Type", "Count",
+];
+
+/// Refuse an element with a SAML, XML Signature or XML Encryption local name outside its namespace, and
+/// a namespace-qualified attribute with a local name samael reads (`x:NotOnOrAfter`); other qualified
+/// attributes (`x500:Encoding`, `xsi:type`) are left alone.
 pub fn check_namespaces(doc: &Document<'_>) -> Result<(), String> {
     for n in doc.descendants().filter(Node::is_element) {
         let local = n.tag_name().name();
@@ -64,6 +75,16 @@ pub fn check_namespaces(doc: &Document<'_>) -> Result<(), String> {
                 "element `{local}` is in namespace `{}`, not `{expected}`",
                 n.tag_name().namespace().unwrap_or("(none)")
             ));
+        }
+        for a in n.attributes() {
+            if let Some(ns) = a.namespace()
+                && READ_ATTRIBUTES.contains(&a.name())
+            {
+                return Err(format!(
+                    "attribute `{}` of `{local}` is in namespace `{ns}`",
+                    a.name()
+                ));
+            }
         }
     }
     Ok(())
@@ -94,14 +115,16 @@ fn only_child<'a, 'input>(
     Ok(first)
 }
 
-/// The text of a simple-content element (its text children joined); None when it has none; an error
-/// when it has element children.
+/// The text of a simple-content element (its text children joined); None when it has none or only XML
+/// whitespace; an error when it has element children.
 fn simple_text(n: Node<'_, '_>) -> Result<Option<String>, String> {
     if n.children().any(|c| c.is_element()) {
         return Err(format!("`{}` has element content", n.tag_name().name()));
     }
     let text: String = n.children().filter_map(|c| c.text()).collect();
-    Ok((!text.is_empty()).then_some(text))
+    // Whitespace-only text counts as none (as samael reads it); other text is kept exactly.
+    let blank = text.chars().all(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
+    Ok((!blank).then_some(text))
 }
 
 /// What we take from a verified assertion.
@@ -305,6 +328,17 @@ mod tests {
             let xml = format!(r#"{HEAD}<saml:Assertion ID="a">{bad}</saml:Assertion></samlp:Response>"#);
             assert!(check_namespaces(&parse(&xml).unwrap()).is_err(), "{bad}");
         }
+        // Qualified attributes with names samael reads are refused; others pass.
+        for (attrs, ok) in [
+            (r#"x:NotOnOrAfter="2999-01-01T00:00:00Z" xmlns:x="urn:x""#, false),
+            (r#"x:Recipient="https://evil" xmlns:x="urn:x""#, false),
+            (r#"x500:Encoding="LDAP" xmlns:x500="urn:oasis:names:tc:SAML:2.0:profiles:attribute:X500""#, true),
+        ] {
+            let xml = format!(
+                r#"{HEAD}<saml:Assertion ID="a"><saml:Subject><saml:SubjectConfirmation Method="b"><saml:SubjectConfirmationData {attrs}/></saml:SubjectConfirmation></saml:Subject></saml:Assertion></samlp:Response>"#
+            );
+            assert_eq!(check_namespaces(&parse(&xml).unwrap()).is_ok(), ok, "{attrs}");
+        }
         // A foreign element with another local name is ignored by both parsers.
         let xml = format!(
             r#"{HEAD}<saml:Assertion ID="a"><saml:Subject><saml:NameID>alice</saml:NameID><x:Note xmlns:x="urn:x">hi</x:Note></saml:Subject></saml:Assertion></samlp:Response>"#
@@ -383,5 +417,27 @@ mod tests {
         assert!(e.contains("#k1"), "{e}");
         let none = enc(&format!("{DATA_HEAD}{DATA_TAIL}"));
         assert!(encrypted_parts(&parse(&none).unwrap()).unwrap_err().contains("no xenc:EncryptedKey"));
+    }
+}
+
+#[cfg(test)]
+mod agreement_with_samael {
+    /// The namespace-aware reading and samael read the same values for whitespace, CDATA, entity and
+    /// character references (so a real IdP's values never trip the differential check).
+    #[test]
+    fn both_parsers_read_the_same_values() {
+        let xml = r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="a" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>i</saml:Issuer><saml:Subject><saml:NameID>  al&#105;ce </saml:NameID></saml:Subject><saml:AttributeStatement><saml:Attribute Name="ws" FriendlyName="f"><saml:AttributeValue>  spaced  </saml:AttributeValue><saml:AttributeValue><![CDATA[cd<x>]]></saml:AttributeValue><saml:AttributeValue>a&amp;b&#10;c</saml:AttributeValue><saml:AttributeValue>   </saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion>"#;
+        let a: samael::schema::Assertion = xml.parse().unwrap();
+        let ours = super::assertion_values(&super::parse(xml).unwrap()).unwrap();
+        assert_eq!(ours.name_id, a.subject.unwrap().name_id.map(|n| n.value));
+        let theirs: Vec<Option<String>> = a.attribute_statements.unwrap()[0].attributes[0]
+            .values
+            .iter()
+            .filter_map(|v| v.value.clone())
+            .map(Some)
+            .collect();
+        let ours_values: Vec<Option<String>> = ours.attributes[0].2.iter().cloned().map(Some).collect();
+        assert_eq!(ours_values, theirs);
+        assert_eq!(ours.name_id.as_deref(), Some("  alice "));
     }
 }

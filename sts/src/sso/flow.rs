@@ -114,8 +114,17 @@ impl LoginError {
     }
 
     fn page(&self, provider: Option<&str>) -> HttpResponse {
-        tracing::warn!(provider = provider.unwrap_or("-"), reason = self.code(), detail = %self, "login failed");
-        pages::error(self.status(), self.title(), &self.to_string(), self.code())
+        tracing::warn!(provider = ?provider.unwrap_or("-"), reason = self.code(), detail = ?self.to_string(), "login failed");
+        // Why a decryption failed (key unwrap, padding, UTF-8, structure) stays in the log: told to the
+        // sender, the difference would be an oracle for whoever can get a modified ciphertext signed.
+        let message = match self {
+            LoginError::Provider(ProviderError::Saml("saml_decrypt", _)) => {
+                "the SAML response was refused: the encrypted assertion could not be decrypted (the reason is in the STS log)"
+                    .to_string()
+            }
+            other => other.to_string(),
+        };
+        pages::error(self.status(), self.title(), &message, self.code())
     }
 }
 
@@ -472,7 +481,7 @@ async fn finish_login(
         },
     )
     .await?;
-    tracing::info!(provider = provider.id(), subject = %identity.subject, roles = ?roles, "login succeeded");
+    tracing::info!(provider = provider.id(), subject = ?identity.subject, roles = ?roles, "login succeeded");
     Ok(redirect(return_to)
         .cookie(session::cookie(
             SESSION_COOKIE,

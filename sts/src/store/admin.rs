@@ -59,7 +59,7 @@ pub async fn upsert_admin(
 }
 
 pub async fn insert_session(
-    pool: &Pool,
+    pool: impl sqlx::SqliteExecutor<'_>,
     s: &admin_ui::backend::NewAdminSession,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -117,7 +117,7 @@ pub async fn touch_session(
     Ok(row.map(|(u, c, _)| (u, c)))
 }
 
-pub async fn delete_session(pool: &Pool, id_hash: &str) -> Result<(), sqlx::Error> {
+pub async fn delete_session(pool: impl sqlx::SqliteExecutor<'_>, id_hash: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM admin_sessions WHERE id_hash = ?")
         .bind(id_hash)
         .execute(pool)

@@ -117,15 +117,17 @@ pub async fn insert_first_active(
 }
 
 /// Make `k` the active key; the previous active key becomes `published` until `now + grace`.
-/// One transaction: either both changes land or neither. Returns the previous active kid.
+/// One transaction: both changes, their key events and (when given) the admin's audit entry land, or
+/// nothing does. Returns the previous active kid.
 pub async fn rotate_to(
     pool: &Pool,
     k: &NewKey<'_>,
     grace: i64,
     actor: &str,
     action: &str,
+    audit: Option<(&str, &str)>,
 ) -> Result<Option<String>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::store::begin_write(pool).await?;
     let previous: Option<String> = sqlx::query_scalar(
         "UPDATE signing_keys SET state = 'published', deactivated_at = ?, publish_until = ? \
          WHERE state = 'active' RETURNING kid",
@@ -155,6 +157,18 @@ pub async fn rotate_to(
         &format!("source {}", k.source),
     )
     .await?;
+    // The admin change's own audit entry (who asked), in the same transaction.
+    if let Some((who, what)) = audit {
+        crate::store::admin::audit(
+            &mut *tx,
+            k.now,
+            who,
+            what,
+            Some(k.kid),
+            &serde_json::json!({"source": k.source}),
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(previous)
 }

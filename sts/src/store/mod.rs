@@ -143,8 +143,6 @@ pub async fn connect(config: &Config) -> Result<Pool, StoreError> {
             sqlx::migrate::MigrateError::Execute(e) => StoreError::Open(explain(&e, &file)),
             other => StoreError::Open(format!("{file}: migration failed: {other}")),
         })?;
-    // Prove at start that the file takes writes (a read-only file opens and reads fine).
-    writable(&pool, 0).await.map_err(|e| StoreError::Open(explain(&e, &file)))?;
     Ok(pool)
 }
 
@@ -154,6 +152,21 @@ pub async fn connect(config: &Config) -> Result<Pool, StoreError> {
 /// meanwhile leaves nothing of it (SQLite's journal).
 pub async fn begin_write(pool: &Pool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await
+}
+
+/// For `sts serve` at start: the database takes a write (a read-only file opens and reads fine, and a
+/// full disk may still allow reads); the error names the file and the cause. CLI commands that only read
+/// do not call it.
+pub async fn check_writable(pool: &Pool, config: &Config) -> Result<(), StoreError> {
+    let url = &config.database_url;
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let file = path.split('?').next().unwrap_or(path);
+    writable(pool, 0)
+        .await
+        .map_err(|e| StoreError::Open(explain(&e, file)))
 }
 
 /// Liveness of the database.
