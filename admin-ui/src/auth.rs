@@ -114,11 +114,9 @@ pub fn verify_password_in(password: &str, phc: Option<&str>, memory: &mut [argon
     if parsed.algorithm.as_str() != "argon2id" {
         return false;
     }
-    let (Ok(params), Some(expected), Some(salt)) = (
-        argon2::Params::try_from(&parsed),
-        parsed.hash,
-        parsed.salt,
-    ) else {
+    let (Ok(params), Some(expected), Some(salt)) =
+        (argon2::Params::try_from(&parsed), parsed.hash, parsed.salt)
+    else {
         return false;
     };
     if params.block_count() > memory.len() {
@@ -373,9 +371,19 @@ mod tests {
         let h = hash_password("correct horse battery").unwrap();
         for _ in 0..5 {
             let mut lease = r.verification_slot().unwrap();
-            assert!(verify_password_in("correct horse battery", Some(&h), lease.blocks()));
+            assert!(verify_password_in(
+                "correct horse battery",
+                Some(&h),
+                lease.blocks()
+            ));
             assert!(!verify_password_in("wrong", Some(&h), lease.blocks()));
-            assert!(lease.blocks().iter().all(|b| b.as_ref().iter().all(|x| *x == 0)), "wiped");
+            assert!(
+                lease
+                    .blocks()
+                    .iter()
+                    .all(|b| b.as_ref().iter().all(|x| *x == 0)),
+                "wiped"
+            );
         }
         assert_eq!(r.hash_memory().allocated(), MAX_CONCURRENT_VERIFICATIONS);
     }
@@ -398,10 +406,20 @@ mod tests {
     fn the_total_limit_holds_for_unknown_names_and_many_addresses() {
         let r = RateLimiter::default();
         for i in 0..MAX_TOTAL {
-            assert!(r.attempt(&format!("nobody{i}"), &format!("10.0.{}.{}", i / 250, i % 250), 1000).is_ok());
+            assert!(
+                r.attempt(
+                    &format!("nobody{i}"),
+                    &format!("10.0.{}.{}", i / 250, i % 250),
+                    1000
+                )
+                .is_ok()
+            );
         }
         assert!(r.attempt("fresh-name", "192.0.2.1", 1001).is_err());
-        assert!(r.attempt("fresh-name", "192.0.2.1", 1000 + TOTAL_WINDOW_SECONDS + 1).is_ok());
+        assert!(
+            r.attempt("fresh-name", "192.0.2.1", 1000 + TOTAL_WINDOW_SECONDS + 1)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -390,9 +390,10 @@ pub async fn login(
     };
     // The lease moves into the blocking task and goes back to the pool when the task ends, also when this
     // request has gone away meanwhile.
-    let ok = web::block(move || auth::verify_password_in(&password, stored.as_deref(), lease.blocks()))
-        .await
-        .unwrap_or(false);
+    let ok =
+        web::block(move || auth::verify_password_in(&password, stored.as_deref(), lease.blocks()))
+            .await
+            .unwrap_or(false);
     if !ok {
         let _ = b
             .audit(

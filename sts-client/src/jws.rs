@@ -49,7 +49,9 @@ impl<'de> Deserialize<'de> for Members {
                 let mut names: Vec<String> = Vec::new();
                 while let Some(k) = m.next_key::<String>()? {
                     if names.contains(&k) {
-                        return Err(serde::de::Error::custom(format!("member `{k}` appears twice")));
+                        return Err(serde::de::Error::custom(format!(
+                            "member `{k}` appears twice"
+                        )));
                     }
                     m.next_value::<IgnoredAny>()?;
                     names.push(k);

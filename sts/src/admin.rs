@@ -72,16 +72,9 @@ impl Backend {
         target: Option<&str>,
         details: serde_json::Value,
     ) -> Result<(), BackendError> {
-        store::admin::audit(
-            conn,
-            self.clock.now(),
-            actor,
-            action,
-            target,
-            &details,
-        )
-        .await
-        .map_err(db)
+        store::admin::audit(conn, self.clock.now(), actor, action, target, &details)
+            .await
+            .map_err(db)
     }
 
     fn client_info(
@@ -690,8 +683,14 @@ impl admin_ui::AdminBackend for Backend {
             )
             .await
             .map_err(db)?;
-            self.log_in(&mut *tx, &actor, "application.rotate_secret", Some(&id), json!({}))
-                .await?;
+            self.log_in(
+                &mut *tx,
+                &actor,
+                "application.rotate_secret",
+                Some(&id),
+                json!({}),
+            )
+            .await?;
             tx.commit().await.map_err(db)?;
             self.reload_clients().await;
             Ok(secret.to_string())
@@ -761,8 +760,14 @@ impl admin_ui::AdminBackend for Backend {
             )
             .await
             .map_err(db)?;
-            self.log_in(&mut *tx, &actor, "api_token.create", Some(&name), json!({"id": id}))
-                .await?;
+            self.log_in(
+                &mut *tx,
+                &actor,
+                "api_token.create",
+                Some(&name),
+                json!({"id": id}),
+            )
+            .await?;
             tx.commit().await.map_err(db)?;
             Ok((id, token))
         })
@@ -992,7 +997,8 @@ impl admin_ui::AdminBackend for Backend {
             };
             if enabled_now != enabled || stored_now != stored_before {
                 return Err(BackendError::Conflict(
-                    "the provider changed while this change was checked; load it again and save".into(),
+                    "the provider changed while this change was checked; load it again and save"
+                        .into(),
                 ));
             }
             let sealed = match effective {
@@ -1181,8 +1187,14 @@ impl admin_ui::AdminBackend for Backend {
             else {
                 return Err(BackendError::NotFound);
             };
-            self.log_in(&mut *tx, &actor, "api_token.revoke", Some(&name), json!({"id": id}))
-                .await?;
+            self.log_in(
+                &mut *tx,
+                &actor,
+                "api_token.revoke",
+                Some(&name),
+                json!({"id": id}),
+            )
+            .await?;
             tx.commit().await.map_err(db)
         })
     }

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use anyhow::Context;
 
 use crate::clock::{self, SharedClock};
@@ -143,7 +143,7 @@ impl Application {
         });
         let https_public = config.public_url.starts_with("https://");
         let body_timeout = config.request_body_timeout;
-        let mut server = HttpServer::new(move || {
+        let make_app = move || {
             App::new()
                 .app_data(state.clone())
                 .wrap(http::security_headers(https_public))
@@ -151,28 +151,12 @@ impl Application {
                 .wrap_fn(http::request_span)
                 .configure(|cfg| admin_ui::configure(cfg, admin.clone(), limiter.clone()))
                 .configure(http::routes)
-        })
-        // Slow or silent clients: the request head must arrive within the header timeout (from accept,
-        // or from the end of the previous response), its body within the body timeout (body_deadline);
-        // idle kept-alive connections close; at most max_connections_per_worker are open per worker.
-        .client_request_timeout(config.request_header_timeout)
-        .client_disconnect_timeout(std::time::Duration::from_secs(1))
-        .keep_alive(if config.keep_alive.is_zero() {
-            actix_web::http::KeepAlive::Disabled
-        } else {
-            actix_web::http::KeepAlive::Timeout(config.keep_alive)
-        })
-        .max_connections(config.max_connections_per_worker)
-        .max_connection_rate(256)
-        .shutdown_timeout(5);
-        if let Some(n) = config.workers {
-            server = server.workers(n);
-        }
-        let server = match &config.tls {
-            None => server.listen(listener)?,
-            Some(tls) => server.listen_rustls_0_23(listener, rustls_config(tls)?)?,
-        }
-        .run();
+        };
+        let tls = match &config.tls {
+            None => None,
+            Some(tls) => Some(rustls_config(tls)?),
+        };
+        let server = serve(listener, &config, tls, make_app)?;
         let scheme = if config.tls.is_some() {
             "https"
         } else {
@@ -372,6 +356,137 @@ fn spawn_purger(pool: Pool, clock: SharedClock) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+/// The HTTP server, assembled from actix-web's parts like `HttpServer::listen` does, with one change:
+/// each connection's stream (the TCP stream, or the TLS stream above it) is wrapped in
+/// [`http::conn::HeadDeadline`], so every request head on a kept-alive connection has the header
+/// timeout, not only the first (actix-http's own head timer). Slow or silent clients: the head must
+/// arrive within the header timeout, its body within the body timeout (`body_deadline`); idle kept-alive
+/// connections close after `keep_alive`; at most `max_connections_per_worker` are open per worker and
+/// at most 256 TLS handshakes run at once per worker. HTTP/1.1 only (TLS offers `http/1.1`).
+fn serve<F, T>(
+    listener: TcpListener,
+    config: &Config,
+    tls: Option<rustls::ServerConfig>,
+    make_app: F,
+) -> anyhow::Result<Server>
+where
+    F: Fn() -> App<T> + Send + Clone + 'static,
+    T: actix_service::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+{
+    use actix_http::{HttpService, Protocol};
+    use actix_service::{ServiceFactoryExt, fn_service, map_config};
+    use actix_web::dev::AppConfig;
+    use http::conn::HeadDeadline;
+
+    let header_timeout = config.request_header_timeout;
+    let keep_alive = if config.keep_alive.is_zero() {
+        actix_http::KeepAlive::Disabled
+    } else {
+        actix_http::KeepAlive::Timeout(config.keep_alive)
+    };
+    let addr = listener.local_addr()?;
+    // One HTTP/1.1 service per worker and listener, over the wrapped stream `Io`.
+    fn http<Io, F, T>(
+        make_app: &F,
+        shutdown: actix_server::GracefulShutdownSignal,
+        keep_alive: actix_http::KeepAlive,
+        header_timeout: std::time::Duration,
+        addr: std::net::SocketAddr,
+    ) -> impl actix_service::ServiceFactory<
+        (Io, Protocol, Option<std::net::SocketAddr>),
+        Config = (),
+        Response = (),
+        Error = (),
+        InitError = (),
+    > + use<Io, F, T>
+    where
+        Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+        F: Fn() -> App<T>,
+        T: actix_service::ServiceFactory<
+                actix_web::dev::ServiceRequest,
+                Config = (),
+                Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+                Error = actix_web::Error,
+                InitError = (),
+            > + 'static,
+    {
+        // Nothing reads AppConfig's host or scheme (URLs are built from `public_url`).
+        let app = map_config(make_app(), |_| AppConfig::default());
+        HttpService::<Io, _, _>::build()
+            // On a graceful stop, kept-alive connections close after their current request.
+            .graceful_shutdown_signal(move || {
+                let signal = shutdown.clone();
+                async move { signal.notified().await }
+            })
+            .keep_alive(keep_alive)
+            .client_request_timeout(header_timeout)
+            .client_disconnect_timeout(std::time::Duration::from_secs(1))
+            .local_addr(addr)
+            .finish(app.map_err(|err: actix_web::Error| err.error_response()))
+            .map_err(|_| ())
+    }
+    let builder = actix_server::Server::build();
+    let shutdown = builder.graceful_shutdown_signal();
+    let mut builder = builder
+        .max_concurrent_connections(config.max_connections_per_worker)
+        .shutdown_timeout(5);
+    if let Some(n) = config.workers {
+        builder = builder.workers(n);
+    }
+    actix_tls::accept::max_concurrent_tls_connect(256);
+    let builder = match tls {
+        None => builder.listen("sts-http", listener, move || {
+            fn_service(move |io: tokio::net::TcpStream| async move {
+                let _ = io.set_nodelay(true);
+                let peer = io.peer_addr().ok();
+                Ok::<_, ()>((HeadDeadline::new(io, header_timeout), Protocol::Http1, peer))
+            })
+            .and_then(http(
+                &make_app,
+                shutdown.clone(),
+                keep_alive,
+                header_timeout,
+                addr,
+            ))
+        })?,
+        Some(mut tls) => {
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            builder.listen("sts-https", listener, move || {
+                actix_tls::accept::rustls_0_23::Acceptor::new(tls.clone())
+                    .map_init_err(|_| ())
+                    .map_err(|_| ())
+                    .and_then(fn_service(
+                        move |io: actix_tls::accept::rustls_0_23::TlsStream<
+                            tokio::net::TcpStream,
+                        >| async move {
+                            let _ = io.get_ref().0.set_nodelay(true);
+                            let peer = io.get_ref().0.peer_addr().ok();
+                            Ok::<_, ()>((
+                                HeadDeadline::new(io, header_timeout),
+                                Protocol::Http1,
+                                peer,
+                            ))
+                        },
+                    ))
+                    .and_then(http(
+                        &make_app,
+                        shutdown.clone(),
+                        keep_alive,
+                        header_timeout,
+                        addr,
+                    ))
+            })?
+        }
+    };
+    Ok(builder.run())
 }
 
 fn rustls_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig> {

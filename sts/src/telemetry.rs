@@ -161,9 +161,15 @@ mod tests {
         let line = safe_json_line(format!("{event}\n").as_bytes());
         let s = String::from_utf8(line).unwrap();
         assert_eq!(s.matches('\n').count(), 1);
-        assert!(!s.trim_end_matches('\n').chars().any(crate::text::is_unsafe), "{s:?}");
+        assert!(
+            !s.trim_end_matches('\n').chars().any(crate::text::is_unsafe),
+            "{s:?}"
+        );
         assert!(s.len() < MAX_LINE_BYTES);
         let v: serde_json::Value = serde_json::from_str(&s).expect("still JSON");
-        assert_eq!(v["reason"], "a\u{2028}b\u{85}c\u{7f}\u{202e}", "the same value after parsing");
+        assert_eq!(
+            v["reason"], "a\u{2028}b\u{85}c\u{7f}\u{202e}",
+            "the same value after parsing"
+        );
     }
 }

@@ -38,7 +38,16 @@ mod tests {
 
     #[test]
     fn controls_separators_and_bidi_are_escaped_and_text_is_bounded() {
-        for bad in ["a\nb", "a\rb", "a\u{1b}[31mb", "a\u{85}b", "a\u{2028}b", "a\u{202e}b", "a\u{7f}b", "a\0b"] {
+        for bad in [
+            "a\nb",
+            "a\rb",
+            "a\u{1b}[31mb",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "a\u{202e}b",
+            "a\u{7f}b",
+            "a\0b",
+        ] {
             let s = display_safe(bad, 100);
             assert!(!s.chars().any(is_unsafe), "{bad:?} -> {s:?}");
             assert!(s.starts_with('a') && s.ends_with('b'), "{s:?}");

@@ -642,7 +642,14 @@ pub mod saml_idp {
     pub async fn run_login_py(authn_url: &str, user: &str, password: &str) -> serde_json::Value {
         let out = tokio::process::Command::new("python3")
             .arg(repo_root().join("tests/peers/saml/login.py"))
-            .args(["--authn-url", authn_url, "--user", user, "--password", password])
+            .args([
+                "--authn-url",
+                authn_url,
+                "--user",
+                user,
+                "--password",
+                password,
+            ])
             .output()
             .await
             .expect("run login.py");
@@ -834,7 +841,14 @@ pub mod process {
         run_cli(
             dir,
             &env,
-            &["admin", "create", "--username", "root", "--password-env", "ADMIN_PW"],
+            &[
+                "admin",
+                "create",
+                "--username",
+                "root",
+                "--password-env",
+                "ADMIN_PW",
+            ],
             &[("ADMIN_PW", admin::PASSWORD)],
         )
         .await
@@ -844,11 +858,19 @@ pub mod process {
     /// Sign in as `root` at `address`; returns the cookie-keeping client and the session's CSRF token.
     pub async fn sign_in_at(address: &str) -> (reqwest::Client, String) {
         let client = browser();
-        let page = client.get(format!("{address}/admin/login")).send().await.unwrap();
+        let page = client
+            .get(format!("{address}/admin/login"))
+            .send()
+            .await
+            .unwrap();
         let csrf = admin::csrf_of(&page.text().await.unwrap());
         let res = client
             .post(format!("{address}/admin/login"))
-            .form(&[("username", "root"), ("password", admin::PASSWORD), ("csrf", &csrf)])
+            .form(&[
+                ("username", "root"),
+                ("password", admin::PASSWORD),
+                ("csrf", &csrf),
+            ])
             .send()
             .await
             .unwrap();

@@ -14,7 +14,8 @@ use sts_tests::{AppOptions, pkcs12_fixture, spawn_app_with, tool};
 
 fn resign(token_payload: &str, header: &str, key: &jsonwebtoken::EncodingKey) -> String {
     let input = format!("{}.{token_payload}", URL_SAFE_NO_PAD.encode(header));
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), key, jsonwebtoken::Algorithm::RS256).unwrap();
+    let sig =
+        jsonwebtoken::crypto::sign(input.as_bytes(), key, jsonwebtoken::Algorithm::RS256).unwrap();
     format!("{input}.{sig}")
 }
 
@@ -37,7 +38,9 @@ fn bad_headers(kid: &str, typ: &str) -> Vec<String> {
         format!(r#"{{"alg":"RS256","typ":"{typ}","kid":"{kid}","crit":["b64"],"b64":false}}"#),
         format!(r#"{{"alg":"RS256","typ":"{typ}","kid":"{kid}","crit":["b64"],"b64":true}}"#),
         format!(r#"{{"alg":"RS256","typ":"{typ}","kid":"{kid}","crit":[]}}"#),
-        format!(r#"{{"alg":"RS256","typ":"{typ}","kid":"{kid}","crit":["urn:example:x"],"urn:example:x":1}}"#),
+        format!(
+            r#"{{"alg":"RS256","typ":"{typ}","kid":"{kid}","crit":["urn:example:x"],"urn:example:x":1}}"#
+        ),
         format!(r#"{{"alg":"RS256","typ":"{typ}","kid":"{kid}","crit":"exp"}}"#),
         format!(r#"{{"alg":"RS256","typ":"{typ}","kid":"{kid}","kid":"other"}}"#),
         format!(r#"{{"alg":"RS256","typ":"{typ}","typ":"JWT","kid":"{kid}"}}"#),
@@ -49,7 +52,23 @@ async fn jws_crit_and_repeated_header_members_are_refused_everywhere() {
     // A client key for private_key_jwt.
     let dir = tempfile::tempdir().unwrap();
     let client_pem = dir.path().join("client.pem");
-    assert!(tool("openssl", &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", client_pem.to_str().unwrap()], dir.path()).status.success());
+    assert!(
+        tool(
+            "openssl",
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                client_pem.to_str().unwrap()
+            ],
+            dir.path()
+        )
+        .status
+        .success()
+    );
     let (client_key, n, e) = rsa_key(&std::fs::read_to_string(&client_pem).unwrap());
     let client_jwk = serde_json::json!({"keys": [{"kty": "RSA", "kid": "c1", "alg": "RS256", "use": "sig", "n": n, "e": e}]});
     let config = format!(
@@ -68,18 +87,53 @@ grant_types = ["client_credentials"]
 jwks = '{client_jwk}'
 "#
     );
-    let app = spawn_app_with(AppOptions::default().with("STS_KEY_RELOAD_INTERVAL", "1").config(config)).await;
-    let secret = app.cli(&["clients", "secret", "machine"], &[]).await.ok().stdout.trim().to_string();
+    let app = spawn_app_with(
+        AppOptions::default()
+            .with("STS_KEY_RELOAD_INTERVAL", "1")
+            .config(config),
+    )
+    .await;
+    let secret = app
+        .cli(&["clients", "secret", "machine"], &[])
+        .await
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
 
     // The STS's signing key becomes one the test knows.
     let p12 = pkcs12_fixture(dir.path(), "crit-test", "ks-pw");
     let before = app.jwks_kids().await;
-    app.cli(&["keys", "import", "--keystore", p12.to_str().unwrap(), "--password-env", "KSPW"], &[("KSPW", "ks-pw")])
-        .await
-        .ok();
-    let kids = app.wait_for_kids(15, "the imported key", |k| k.len() > before.len()).await;
+    app.cli(
+        &[
+            "keys",
+            "import",
+            "--keystore",
+            p12.to_str().unwrap(),
+            "--password-env",
+            "KSPW",
+        ],
+        &[("KSPW", "ks-pw")],
+    )
+    .await
+    .ok();
+    let kids = app
+        .wait_for_kids(15, "the imported key", |k| k.len() > before.len())
+        .await;
     let kid = kids.iter().find(|k| !before.contains(k)).unwrap().clone();
-    let out = tool("openssl", &["pkcs12", "-in", p12.to_str().unwrap(), "-nocerts", "-nodes", "-passin", "pass:ks-pw"], dir.path());
+    let out = tool(
+        "openssl",
+        &[
+            "pkcs12",
+            "-in",
+            p12.to_str().unwrap(),
+            "-nocerts",
+            "-nodes",
+            "-passin",
+            "pass:ks-pw",
+        ],
+        dir.path(),
+    );
     assert!(out.status.success());
     let pem = String::from_utf8(out.stdout).unwrap();
     let pem = &pem[pem.find("-----BEGIN").unwrap()..];
@@ -101,7 +155,12 @@ jwks = '{client_jwk}'
             .await
             .unwrap();
         access = t["access_token"].as_str().unwrap().to_string();
-        let h: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(access.split('.').next().unwrap()).unwrap()).unwrap();
+        let h: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(access.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
         if h["kid"] == kid.as_str() {
             break;
         }
@@ -109,7 +168,11 @@ jwks = '{client_jwk}'
     }
     let payload = access.split('.').nth(1).unwrap().to_string();
     let introspect = |token: String| {
-        let (http, url, secret) = (http.clone(), format!("{}/sso/introspect", app.address), secret.clone());
+        let (http, url, secret) = (
+            http.clone(),
+            format!("{}/sso/introspect", app.address),
+            secret.clone(),
+        );
         async move {
             let v: serde_json::Value = http
                 .post(url)
@@ -130,24 +193,46 @@ jwks = '{client_jwk}'
         .unwrap();
 
     // Baseline: the same header re-signed by the test is accepted by both.
-    let same = resign(&payload, &format!(r#"{{"alg":"RS256","typ":"at+jwt","kid":"{kid}"}}"#), &sts_key);
+    let same = resign(
+        &payload,
+        &format!(r#"{{"alg":"RS256","typ":"at+jwt","kid":"{kid}"}}"#),
+        &sts_key,
+    );
     assert!(introspect(same.clone()).await, "re-signing works");
-    verifier.verify(&same).await.expect("the verifier accepts the re-signed token");
+    verifier
+        .verify(&same)
+        .await
+        .expect("the verifier accepts the re-signed token");
 
     for header in bad_headers(&kid, "at+jwt") {
         let t = resign(&payload, &header, &sts_key);
-        assert!(!introspect(t.clone()).await, "introspection accepted {header}");
+        assert!(
+            !introspect(t.clone()).await,
+            "introspection accepted {header}"
+        );
         let r = verifier.verify(&t).await;
         assert!(r.is_err(), "sts-client accepted {header}");
-        let res = http.get(format!("{}/sso/userinfo", app.address)).bearer_auth(&t).send().await.unwrap();
+        let res = http
+            .get(format!("{}/sso/userinfo", app.address))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 401, "userinfo: {header}");
     }
 
     // private_key_jwt: the same class in client assertions.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let assertion = |header: &str, jti: &str| {
         let claims = serde_json::json!({"iss": "signer", "sub": "signer", "aud": token_url, "exp": now + 60, "iat": now, "jti": jti});
-        resign(&URL_SAFE_NO_PAD.encode(claims.to_string()), header, &client_key)
+        resign(
+            &URL_SAFE_NO_PAD.encode(claims.to_string()),
+            header,
+            &client_key,
+        )
     };
     let post = |a: String| {
         let (http, url) = (http.clone(), token_url.clone());
@@ -156,7 +241,10 @@ jwks = '{client_jwk}'
                 .form(&[
                     ("grant_type", "client_credentials"),
                     ("client_id", "signer"),
-                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
                     ("client_assertion", a.as_str()),
                 ])
                 .send()
@@ -166,8 +254,19 @@ jwks = '{client_jwk}'
                 .as_u16()
         }
     };
-    assert_eq!(post(assertion(r#"{"alg":"RS256","typ":"JWT","kid":"c1"}"#, "ok-1")).await, 200);
+    assert_eq!(
+        post(assertion(
+            r#"{"alg":"RS256","typ":"JWT","kid":"c1"}"#,
+            "ok-1"
+        ))
+        .await,
+        200
+    );
     for (i, header) in bad_headers("c1", "JWT").into_iter().enumerate() {
-        assert_eq!(post(assertion(&header, &format!("bad-{i}"))).await, 401, "client assertion accepted: {header}");
+        assert_eq!(
+            post(assertion(&header, &format!("bad-{i}"))).await,
+            401,
+            "client assertion accepted: {header}"
+        );
     }
 }

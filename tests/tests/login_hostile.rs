@@ -234,13 +234,23 @@ async fn hanging_discovery_costs_each_concurrent_login_one_timeout_at_most() {
     for t in tasks {
         let ((status, code), took) = t.await.unwrap();
         assert_eq!((status, code.as_str()), (504, "idp_timeout"));
-        assert!(took < limit, "a login ended after {took:?} (limit {limit:?})");
+        assert!(
+            took < limit,
+            "a login ended after {took:?} (limit {limit:?})"
+        );
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one shared discovery request");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one shared discovery request"
+    );
     let again = Instant::now();
     let (status, _) = attempt(&app).await;
     assert_eq!(status, 504);
-    assert!(again.elapsed() < Duration::from_millis(500), "the failure is remembered briefly");
+    assert!(
+        again.elapsed() < Duration::from_millis(500),
+        "the failure is remembered briefly"
+    );
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
     assert_eq!(app.session_count().await, 0);
 }

@@ -33,7 +33,11 @@ impl Tmpfs {
             .arg(&self.0)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Write zeros into `name` until the disk is full.
@@ -48,7 +52,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 
@@ -91,16 +98,34 @@ async fn ready_turns_503_on_a_full_disk_and_start_up_names_the_file_and_the_caus
     let env = process::start_env(dir.path());
     let out = sts_tests::run_cli(dir.path(), &env, &["serve"], &[]).await;
     assert_ne!(out.status, 0);
-    let err = out.stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default().to_string();
-    assert!(err.contains(&db.display().to_string()) && err.contains("disk"), "{}", out.stderr);
+    let err = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        err.contains(&db.display().to_string()) && err.contains("disk"),
+        "{}",
+        out.stderr
+    );
     std::fs::remove_file(disk.0.join("filler")).unwrap();
 
     // A read-only filesystem: exits, naming the file and saying read-only.
     disk.remount("ro");
     let out = sts_tests::run_cli(dir.path(), &env, &["serve"], &[]).await;
     assert_ne!(out.status, 0);
-    let err = out.stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default().to_string();
-    assert!(err.contains(&db.display().to_string()) && err.contains("Read-only file system"), "{}", out.stderr);
+    let err = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        err.contains(&db.display().to_string()) && err.contains("Read-only file system"),
+        "{}",
+        out.stderr
+    );
     disk.remount("rw");
 
     // No error line repeats its cause (`X: X`).
@@ -120,7 +145,10 @@ async fn every_stderr_line_is_a_log_event_including_libxmlsec1() {
     let p = dir.path();
     let out = sts_tests::tool(
         "openssl",
-        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-out", "c.pem", "-days", "2", "-subj", "/CN=idp"],
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-out", "c.pem",
+            "-days", "2", "-subj", "/CN=idp",
+        ],
         p,
     );
     assert!(out.status.success());
@@ -145,20 +173,33 @@ async fn every_stderr_line_is_a_log_event_including_libxmlsec1() {
     )
     .unwrap();
     let config = p.join("sts.toml").display().to_string();
-    let server = process::start(p, &[("STS_CONFIG", config.as_str()), ("STS_LOG", "info,xmlsec=debug")]).await;
+    let server = process::start(
+        p,
+        &[
+            ("STS_CONFIG", config.as_str()),
+            ("STS_LOG", "info,xmlsec=debug"),
+        ],
+    )
+    .await;
     // A response whose signature cannot verify (a one-byte digest): xmlsec complains.
     let forged = r##"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="r" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Assertion ID="a" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>https://idp.example.com</saml:Issuer><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#a"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue>AA==</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>AA==</ds:SignatureValue></ds:Signature></saml:Assertion></samlp:Response>"##;
     use base64::Engine;
     let res = reqwest::Client::new()
         .post(format!("{}/sso/sso-saml/acs", server.address))
-        .form(&[("SAMLResponse", base64::engine::general_purpose::STANDARD.encode(forged))])
+        .form(&[(
+            "SAMLResponse",
+            base64::engine::general_purpose::STANDARD.encode(forged),
+        )])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = server.log();
-    assert!(log.contains("xmlsec"), "xmlsec's complaint reached the log: {log}");
+    assert!(
+        log.contains("xmlsec"),
+        "xmlsec's complaint reached the log: {log}"
+    );
     for line in log.lines() {
         assert!(line.starts_with("20"), "a raw line on stderr: {line:?}");
     }

@@ -32,12 +32,24 @@ async fn admin_sign_in_memory_is_bounded_for_unknown_users_and_many_addresses() 
                     .timeout(Duration::from_secs(60))
                     .build()
                     .unwrap();
-                let page = client.get(format!("{address}/admin/login")).send().await.unwrap();
+                let page = client
+                    .get(format!("{address}/admin/login"))
+                    .send()
+                    .await
+                    .unwrap();
                 let csrf = sts_tests::admin::csrf_of(&page.text().await.unwrap());
-                let user = if n % 2 == 0 { "root".to_string() } else { format!("nobody-{n}") };
+                let user = if n % 2 == 0 {
+                    "root".to_string()
+                } else {
+                    format!("nobody-{n}")
+                };
                 let res = client
                     .post(format!("{address}/admin/login"))
-                    .form(&[("username", user.as_str()), ("password", "wrong password, long enough"), ("csrf", &csrf)])
+                    .form(&[
+                        ("username", user.as_str()),
+                        ("password", "wrong password, long enough"),
+                        ("csrf", &csrf),
+                    ])
                     .send()
                     .await
                     .unwrap();
@@ -54,14 +66,23 @@ async fn admin_sign_in_memory_is_bounded_for_unknown_users_and_many_addresses() 
     }
     let after = server.rss_kib();
     eprintln!("RSS idle {idle} KiB, after 200 failed sign-ins {after} KiB; answers {statuses:?}");
-    assert!(statuses.keys().all(|s| [401, 429, 503].contains(s)), "{statuses:?}");
+    assert!(
+        statuses.keys().all(|s| [401, 429, 503].contains(s)),
+        "{statuses:?}"
+    );
     let verified = statuses.get(&401).copied().unwrap_or(0);
-    assert!(verified >= 50, "the passwords were really checked: {statuses:?}");
+    assert!(
+        verified >= 50,
+        "the passwords were really checked: {statuses:?}"
+    );
     assert!(
         statuses.get(&429).copied().unwrap_or(0) > 0,
         "the total limit holds across addresses and unknown names: {statuses:?}"
     );
-    assert!(after < 80 * 1024, "RSS {after} KiB after 200 failed sign-ins (idle {idle} KiB)");
+    assert!(
+        after < 80 * 1024,
+        "RSS {after} KiB after 200 failed sign-ins (idle {idle} KiB)"
+    );
     // Still usable by the real administrator afterwards? The total limit blocks password sign-in for
     // its window (documented); the server itself answers.
     let health = reqwest::get(format!("{address}/health")).await.unwrap();
@@ -112,7 +133,10 @@ async fn kill_during_concurrent_admin_writes_leaves_no_half_saved_object() {
         check_atomic(dir.path()).await;
         server = process::start(dir.path(), &[]).await;
     }
-    assert!(created_total > 20, "the load really ran: {created_total} creates answered");
+    assert!(
+        created_total > 20,
+        "the load really ran: {created_total} creates answered"
+    );
     drop(server);
 }
 
@@ -120,27 +144,41 @@ async fn check_atomic(dir: &std::path::Path) {
     use sqlx::Row;
     let url = format!("sqlite://{}/data/sts.db", dir.display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let apps = sqlx::query("SELECT client_id, secret_hash FROM oauth_clients WHERE managed_by = 'admin'")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    let audited: BTreeSet<String> =
-        sqlx::query_scalar::<_, Option<String>>("SELECT target FROM audit_log WHERE action = 'application.create'")
+    let apps =
+        sqlx::query("SELECT client_id, secret_hash FROM oauth_clients WHERE managed_by = 'admin'")
             .fetch_all(&pool)
             .await
-            .unwrap()
-            .into_iter()
-            .flatten()
-            .collect();
-    let ids: BTreeSet<String> = apps.iter().map(|r| r.get::<String, _>("client_id")).collect();
+            .unwrap();
+    let audited: BTreeSet<String> = sqlx::query_scalar::<_, Option<String>>(
+        "SELECT target FROM audit_log WHERE action = 'application.create'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .flatten()
+    .collect();
+    let ids: BTreeSet<String> = apps
+        .iter()
+        .map(|r| r.get::<String, _>("client_id"))
+        .collect();
     for r in &apps {
         let id: String = r.get("client_id");
         let secret: Option<String> = r.get("secret_hash");
-        assert!(secret.is_some(), "application {id} was saved without its secret");
-        assert!(audited.contains(&id), "application {id} was saved without its audit entry");
+        assert!(
+            secret.is_some(),
+            "application {id} was saved without its secret"
+        );
+        assert!(
+            audited.contains(&id),
+            "application {id} was saved without its audit entry"
+        );
     }
     for id in &audited {
-        assert!(ids.contains(id), "audit entry for {id}, which was never saved");
+        assert!(
+            ids.contains(id),
+            "audit entry for {id}, which was never saved"
+        );
     }
     pool.close().await;
 }
@@ -158,7 +196,11 @@ async fn client_supplied_text_never_forges_a_log_line_or_leaks_a_secret() {
 
 async fn hostile_text_in_logs(format: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let server = process::start(dir.path(), &[("STS_LOG", "debug"), ("STS_LOG_FORMAT", format)]).await;
+    let server = process::start(
+        dir.path(),
+        &[("STS_LOG", "debug"), ("STS_LOG_FORMAT", format)],
+    )
+    .await;
     let a = server.address.clone();
     let http = reqwest::Client::new();
     let secret = "S3CRET-VALUE-7f3a9";
@@ -186,7 +228,10 @@ async fn hostile_text_in_logs(format: &str) {
             assert!(!text.contains(secret), "{path} echoed a secret: {text}");
             let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
             let d = v["error_description"].as_str().unwrap_or_default();
-            assert!(!d.chars().any(|c| c.is_control() || c == '\u{2028}'), "{path}: {d:?}");
+            assert!(
+                !d.chars().any(|c| c.is_control() || c == '\u{2028}'),
+                "{path}: {d:?}"
+            );
         }
     }
     // A bearer token whose JWS header repeats a member named with a line separator and an escape: the
@@ -198,19 +243,35 @@ async fn hostile_text_in_logs(format: &str) {
             "{}.e30.c2ln",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header)
         );
-        let res = http.get(format!("{a}/sso/userinfo")).bearer_auth(&token).send().await.unwrap();
+        let res = http
+            .get(format!("{a}/sso/userinfo"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 401);
     }
     // Query parameters and a header on browser endpoints.
-    for q in ["provider=%0AFORGED%20ERROR", "provider=%1B%5B31m", "client_id=%0AFORGED&response_type=code"] {
+    for q in [
+        "provider=%0AFORGED%20ERROR",
+        "provider=%1B%5B31m",
+        "client_id=%0AFORGED&response_type=code",
+    ] {
         for path in ["/sso/login", "/sso/authorize"] {
             let res = http
                 .get(format!("{a}{path}?{q}"))
-                .header("User-Agent", reqwest::header::HeaderValue::from_bytes(b"ua\xc2\x85\xe2\x80\xa8x").unwrap())
+                .header(
+                    "User-Agent",
+                    reqwest::header::HeaderValue::from_bytes(b"ua\xc2\x85\xe2\x80\xa8x").unwrap(),
+                )
                 .send()
                 .await
                 .unwrap();
-            assert!(res.status().as_u16() < 500 || res.status() == 503, "{path}?{q}: {}", res.status());
+            assert!(
+                res.status().as_u16() < 500 || res.status() == 503,
+                "{path}?{q}: {}",
+                res.status()
+            );
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -222,13 +283,27 @@ async fn hostile_text_in_logs(format: &str) {
                 .unwrap_or_else(|e| panic!("a JSON log line that does not parse ({e}): {line:?}"));
             assert!(v.get("level").is_some(), "{line}");
         } else {
-            assert!(line.starts_with("20"), "a line that is not an event of the server: {line:?}");
+            assert!(
+                line.starts_with("20"),
+                "a line that is not an event of the server: {line:?}"
+            );
         }
-        assert!(!line.trim_start().starts_with("FORGED"), "forged line: {line:?}");
-        assert!(!line.chars().any(|c| c.is_control() || c == '\u{2028}' || c == '\u{202e}'), "{line:?}");
+        assert!(
+            !line.trim_start().starts_with("FORGED"),
+            "forged line: {line:?}"
+        );
+        assert!(
+            !line
+                .chars()
+                .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{202e}'),
+            "{line:?}"
+        );
     }
     assert!(!log.contains('\u{1b}'), "an ANSI escape reached the log");
-    assert!(!log.contains('\u{2028}') && !log.contains('\r'), "a line separator reached the log");
+    assert!(
+        !log.contains('\u{2028}') && !log.contains('\r'),
+        "a line separator reached the log"
+    );
     assert!(!log.contains(secret), "a secret reached the log");
 }
 
@@ -272,7 +347,11 @@ async fn a_hanging_metadata_url_does_not_block_other_provider_changes() {
                 .send()
                 .await
                 .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap(), started.elapsed())
+            (
+                r.status().as_u16(),
+                r.text().await.unwrap(),
+                started.elapsed(),
+            )
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -7,8 +7,8 @@ use std::net::TcpListener;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sts_tests::saml_idp::{
-    Idp, bootstrap_sp_metadata, bootstrap_sp_metadata_acs, decode, encode, free_port, idp_login_via,
-    post_acs_msg, post_verdict_msg, run_login_py, start_idp, start_idp_on,
+    Idp, bootstrap_sp_metadata, bootstrap_sp_metadata_acs, decode, encode, free_port,
+    idp_login_via, post_acs_msg, post_verdict_msg, run_login_py, start_idp, start_idp_on,
 };
 use sts_tests::verifiers::pyjwt;
 use sts_tests::{AppOptions, TestApp, browser, spawn_app_on};
@@ -92,7 +92,6 @@ async fn idp_login(
     idp_login_via(app, "simplesaml", user, password).await
 }
 
-
 async fn post_acs(
     client: &reqwest::Client,
     acs: &str,
@@ -122,8 +121,6 @@ async fn post_verdict(client: &reqwest::Client, v: &serde_json::Value) -> (u16, 
     let (status, code, _) = post_verdict_msg(client, v).await;
     (status, code)
 }
-
-
 
 /// Byte span of the (first) signed assertion.
 fn assertion_span(x: &str) -> (usize, usize) {
@@ -158,8 +155,6 @@ fn reissue_as(url: &str, from: &str, to: &str) -> String {
         .append_pair("RelayState", &get("RelayState"));
     out.to_string()
 }
-
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saml_login_ends_on_me_with_roles_and_the_sp_metadata_is_served() {
@@ -1223,7 +1218,11 @@ fn foreign(xml: &str, local: &str, ns_decl: &str, prefix: &str) -> String {
             .filter_map(|end| xml[base..].find(&format!("{open}{end}")))
             .min()
             .unwrap_or_else(|| panic!("no {open} in {xml}"));
-    let tag = if prefix.is_empty() { local.to_string() } else { format!("{prefix}:{local}") };
+    let tag = if prefix.is_empty() {
+        local.to_string()
+    } else {
+        format!("{prefix}:{local}")
+    };
     let mut out = format!("{}<{tag} {ns_decl}{}", &xml[..at], &xml[at + open.len()..]);
     let close = format!("</saml:{local}>");
     if let Some(c) = out[at..].find(&close) {
@@ -1245,7 +1244,10 @@ async fn saml_elements_outside_their_namespace_are_refused_even_when_signed() {
     let other_prefix = r#"xmlns:o="urn:other""#;
     let protocol_prefix = r#"xmlns:o="urn:oasis:names:tc:SAML:2.0:protocol""#;
     let mut cases: Vec<(&str, Edit)> = vec![
-        ("control: re-signed unchanged", Box::new(|x: &str| x.to_string())),
+        (
+            "control: re-signed unchanged",
+            Box::new(|x: &str| x.to_string()),
+        ),
         (
             "the only NameID in a foreign default namespace, value changed",
             Box::new(move |x: &str| {
@@ -1260,14 +1262,36 @@ async fn saml_elements_outside_their_namespace_are_refused_even_when_signed() {
             "a foreign NameID before the real one",
             Box::new(|x: &str| {
                 let at = x.find("<saml:NameID").unwrap();
-                format!(r#"{}<x:NameID xmlns:x="urn:other">admin</x:NameID>{}"#, &x[..at], &x[at..])
+                format!(
+                    r#"{}<x:NameID xmlns:x="urn:other">admin</x:NameID>{}"#,
+                    &x[..at],
+                    &x[at..]
+                )
             }),
         ),
     ];
-    for local in ["NameID", "Attribute", "AttributeValue", "Audience", "AudienceRestriction", "Conditions", "SubjectConfirmationData", "Subject", "Issuer", "AttributeStatement"] {
-        for (how, decl, prefix) in [("another prefix", other_prefix, "o"), ("the protocol namespace", protocol_prefix, "o"), ("a foreign default namespace", other_default, "")] {
+    for local in [
+        "NameID",
+        "Attribute",
+        "AttributeValue",
+        "Audience",
+        "AudienceRestriction",
+        "Conditions",
+        "SubjectConfirmationData",
+        "Subject",
+        "Issuer",
+        "AttributeStatement",
+    ] {
+        for (how, decl, prefix) in [
+            ("another prefix", other_prefix, "o"),
+            ("the protocol namespace", protocol_prefix, "o"),
+            ("a foreign default namespace", other_default, ""),
+        ] {
             let name: &'static str = Box::leak(format!("{local} in {how}").into_boxed_str());
-            cases.push((name, Box::new(move |x: &str| foreign(x, local, decl, prefix))));
+            cases.push((
+                name,
+                Box::new(move |x: &str| foreign(x, local, decl, prefix)),
+            ));
         }
     }
     let mut logged_in = 0;
@@ -1287,7 +1311,11 @@ async fn saml_elements_outside_their_namespace_are_refused_even_when_signed() {
             assert_eq!(status, 303, "{what}: {code} {message}");
             logged_in += 1;
         } else {
-            assert_eq!((status, code.as_str()), (401, "saml_namespace"), "{what}: {message}");
+            assert_eq!(
+                (status, code.as_str()),
+                (401, "saml_namespace"),
+                "{what}: {message}"
+            );
         }
     }
     assert_eq!(s.app.session_count().await, logged_in);

@@ -104,10 +104,6 @@ async fn idp_login(
     idp_login_via(app, PROVIDER, user, password).await
 }
 
-
-
-
-
 /// The STS's /sso/me page for `client`'s session.
 async fn me(app: &TestApp, client: &reqwest::Client) -> String {
     let res = client

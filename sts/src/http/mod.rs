@@ -1,6 +1,7 @@
 //! HTTP surface: routes, a request id and access log per request, and security headers.
 //! Only paths are logged, never query strings or bodies (they can carry codes and tokens).
 
+pub mod conn;
 mod wellknown;
 
 use std::sync::Arc;
@@ -111,7 +112,11 @@ pub fn body_deadline<S, B>(
     timeout: std::time::Duration,
 ) -> S::Future
 where
-    S: Service<actix_web::dev::ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    S: Service<
+            actix_web::dev::ServiceRequest,
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
 {
     let has_body = req
         .headers()

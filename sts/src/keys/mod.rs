@@ -185,7 +185,10 @@ impl KeyService {
     }
 
     /// [`KeyService::regenerate`] with an audit entry `(actor, action)` committed in the same transaction.
-    pub async fn regenerate_audited(&self, audit: Option<(&str, &str)>) -> Result<KeyInfo, KeyError> {
+    pub async fn regenerate_audited(
+        &self,
+        audit: Option<(&str, &str)>,
+    ) -> Result<KeyInfo, KeyError> {
         let material = generate(self.rsa_bits).await?;
         self.activate(material, "generated", audit).await
     }
@@ -602,7 +605,10 @@ impl KeyRing {
         let free = store::free_space(s.pool());
         let state = match store::writable(s.pool(), s.now()).await {
             Ok(()) if free.is_some_and(|f| f < store::MIN_FREE_BYTES) => {
-                tracing::error!(free_bytes = free, "the disk holding the database is full: not ready");
+                tracing::error!(
+                    free_bytes = free,
+                    "the disk holding the database is full: not ready"
+                );
                 "not_writable"
             }
             Ok(()) => "ok",

@@ -156,12 +156,40 @@ pub fn parse_params(raw: &[u8]) -> Result<HashMap<String, String>, String> {
 /// Parameter names of the endpoints (RFC 6749, 7636, 7009, 7662, 7523, OIDC Core and RP-Initiated Logout)
 /// that an error message may name.
 const KNOWN_PARAMS: &[&str] = &[
-    "grant_type", "code", "redirect_uri", "client_id", "client_secret", "code_verifier", "refresh_token",
-    "scope", "audience", "resource", "client_assertion", "client_assertion_type", "token",
-    "token_type_hint", "response_type", "response_mode", "state", "nonce", "code_challenge",
-    "code_challenge_method", "prompt", "max_age", "login_hint", "id_token_hint", "acr_values",
-    "ui_locales", "display", "claims", "request", "request_uri", "provider", "post_logout_redirect_uri",
-    "confirm", "logout_hint",
+    "grant_type",
+    "code",
+    "redirect_uri",
+    "client_id",
+    "client_secret",
+    "code_verifier",
+    "refresh_token",
+    "scope",
+    "audience",
+    "resource",
+    "client_assertion",
+    "client_assertion_type",
+    "token",
+    "token_type_hint",
+    "response_type",
+    "response_mode",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+    "login_hint",
+    "id_token_hint",
+    "acr_values",
+    "ui_locales",
+    "display",
+    "claims",
+    "request",
+    "request_uri",
+    "provider",
+    "post_logout_redirect_uri",
+    "confirm",
+    "logout_hint",
 ];
 
 /// Only `application/x-www-form-urlencoded` bodies are read.
@@ -288,9 +316,18 @@ mod tests {
     #[test]
     fn duplicate_parameters_are_refused() {
         assert!(parse_params(b"a=1&b=2").is_ok());
-        assert!(parse_params(b"code=1&code=2").unwrap_err().contains("`code`"));
+        assert!(
+            parse_params(b"code=1&code=2")
+                .unwrap_err()
+                .contains("`code`")
+        );
         // Any other name is never repeated back: it could be a secret or carry a forged log line.
-        for raw in [&b"a=1&a=2"[..], b"s3cr3t&s3cr3t", b"x%0AFORGED=1&x%0AFORGED=2", b"%1B%5B31m=1&%1B%5B31m=2"] {
+        for raw in [
+            &b"a=1&a=2"[..],
+            b"s3cr3t&s3cr3t",
+            b"x%0AFORGED=1&x%0AFORGED=2",
+            b"%1B%5B31m=1&%1B%5B31m=2",
+        ] {
             let e = parse_params(raw).unwrap_err();
             assert_eq!(e, "a parameter is given more than once");
         }

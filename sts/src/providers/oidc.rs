@@ -31,8 +31,8 @@ use serde_json::Value;
 use std::sync::Mutex;
 
 use super::http::Outbound;
-use super::shared_fetch::SharedFetch;
 use super::settings::{ClientAuth, OidcEndpoints, ProviderSettings, endpoint_url};
+use super::shared_fetch::SharedFetch;
 use super::{FlowSecrets, ProviderError};
 use crate::clock::SharedClock;
 
@@ -133,7 +133,8 @@ impl OidcProvider {
     fn fetch_jwks(
         &self,
         jwks_uri: &str,
-    ) -> impl FnOnce() -> futures_util::future::BoxFuture<'static, Result<Arc<JwkSet>, ProviderError>>
+    ) -> impl FnOnce()
+        -> futures_util::future::BoxFuture<'static, Result<Arc<JwkSet>, ProviderError>>
     + use<> {
         let (http, uri) = (self.http.clone(), jwks_uri.to_string());
         move || {

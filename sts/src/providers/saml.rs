@@ -272,11 +272,13 @@ fn decrypt_content(alg: &str, key: &[u8], mut data: Vec<u8>) -> Option<Vec<u8>> 
     // The key must have the size the algorithm names (a 32-byte key under an aes128 URI is refused).
     let cipher = match (alg, key.len()) {
         (
-            "http://www.w3.org/2001/04/xmlenc#aes128-cbc" | "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+            "http://www.w3.org/2001/04/xmlenc#aes128-cbc"
+            | "http://www.w3.org/2009/xmlenc11#aes128-gcm",
             16,
         ) => &AES_128,
         (
-            "http://www.w3.org/2001/04/xmlenc#aes256-cbc" | "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+            "http://www.w3.org/2001/04/xmlenc#aes256-cbc"
+            | "http://www.w3.org/2009/xmlenc11#aes256-gcm",
             32,
         ) => &AES_256,
         _ => return None,
@@ -338,10 +340,22 @@ fn oaep_algorithm(k: &saml_xml::KeyTransport) -> Option<&'static aws_lc_rs::rsa:
     };
     let mgf = match (k.algorithm.as_str(), k.mgf.as_deref()) {
         ("http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p", None) => 1,
-        ("http://www.w3.org/2009/xmlenc11#rsa-oaep", None | Some("http://www.w3.org/2009/xmlenc11#mgf1sha1")) => 1,
-        ("http://www.w3.org/2009/xmlenc11#rsa-oaep", Some("http://www.w3.org/2009/xmlenc11#mgf1sha256")) => 256,
-        ("http://www.w3.org/2009/xmlenc11#rsa-oaep", Some("http://www.w3.org/2009/xmlenc11#mgf1sha384")) => 384,
-        ("http://www.w3.org/2009/xmlenc11#rsa-oaep", Some("http://www.w3.org/2009/xmlenc11#mgf1sha512")) => 512,
+        (
+            "http://www.w3.org/2009/xmlenc11#rsa-oaep",
+            None | Some("http://www.w3.org/2009/xmlenc11#mgf1sha1"),
+        ) => 1,
+        (
+            "http://www.w3.org/2009/xmlenc11#rsa-oaep",
+            Some("http://www.w3.org/2009/xmlenc11#mgf1sha256"),
+        ) => 256,
+        (
+            "http://www.w3.org/2009/xmlenc11#rsa-oaep",
+            Some("http://www.w3.org/2009/xmlenc11#mgf1sha384"),
+        ) => 384,
+        (
+            "http://www.w3.org/2009/xmlenc11#rsa-oaep",
+            Some("http://www.w3.org/2009/xmlenc11#mgf1sha512"),
+        ) => 512,
         _ => return None,
     };
     match (digest, mgf) {
@@ -421,7 +435,8 @@ fn namespace_aware_values(
         .collect();
     if ours.name_id != theirs_name_id || ours.attributes != theirs_attrs {
         return Err(bad(
-            "the namespace-aware reading of the signed assertion differs from the SAML library's".into(),
+            "the namespace-aware reading of the signed assertion differs from the SAML library's"
+                .into(),
         ));
     }
     Ok(ours)
@@ -537,7 +552,9 @@ fn unsafe_signature_structure(xml: &str) -> Option<String> {
             "RetrievalMethod" => {
                 attr_value(head, "Type").as_deref()
                     == Some("http://www.w3.org/2001/04/xmlenc#EncryptedKey")
-                    && attr_value(head, "URI").as_deref().is_some_and(plain_fragment)
+                    && attr_value(head, "URI")
+                        .as_deref()
+                        .is_some_and(plain_fragment)
                     && head.trim_end().ends_with('/')
             }
             _ => true,
@@ -1009,9 +1026,10 @@ impl SamlProvider {
     ) -> Result<(samael::schema::Assertion, String), ProviderError> {
         let bad = |code: &'static str, m: String| ProviderError::Saml(code, m);
         let reduced = reduce_to_signed(sp, xml).map_err(|e| match e {
-            ProviderError::Saml(code, m) => {
-                ProviderError::Saml(code, format!("an encrypted assertion needs a signed Response: {m}"))
-            }
+            ProviderError::Saml(code, m) => ProviderError::Saml(
+                code,
+                format!("an encrypted assertion needs a signed Response: {m}"),
+            ),
             other => other,
         })?;
         check_namespaces(&reduced)?;
@@ -1324,7 +1342,9 @@ mod tests {
         // Tags the guards could misread.
         let long = "p".repeat(140);
         for bad in [
-            format!(r#"<{long}:Transform Algorithm="http://www.w3.org/TR/1999/REC-xslt-19991116"/>"#),
+            format!(
+                r#"<{long}:Transform Algorithm="http://www.w3.org/TR/1999/REC-xslt-19991116"/>"#
+            ),
             r#"<ds:Reference Id="a>" URI="http://169.254.169.254/"/>"#.to_string(),
             r##"<ds:Reference Id='a<' URI="#a"/>"##.to_string(),
             format!(r#"<a b="{}"/>"#, "x".repeat(5000)),
@@ -1333,11 +1353,16 @@ mod tests {
         ] {
             assert!(misleading_tag(&bad).is_some(), "{bad}");
         }
-        assert_eq!(misleading_tag(r#"<saml:Assertion ID="a" x='y'><b/></saml:Assertion>"#), None);
+        assert_eq!(
+            misleading_tag(r#"<saml:Assertion ID="a" x='y'><b/></saml:Assertion>"#),
+            None
+        );
         // RetrievalMethod: only XML Encryption's same-document EncryptedKey reference, without transforms.
         let ek = "http://www.w3.org/2001/04/xmlenc#EncryptedKey";
         assert_eq!(
-            unsafe_signature_structure(&format!(r##"<ds:RetrievalMethod Type="{ek}" URI="#k1"/>"##)),
+            unsafe_signature_structure(&format!(
+                r##"<ds:RetrievalMethod Type="{ek}" URI="#k1"/>"##
+            )),
             None
         );
         for bad in [

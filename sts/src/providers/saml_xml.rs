@@ -27,23 +27,75 @@ pub const XENC11: &str = "http://www.w3.org/2009/xmlenc11#";
 /// The namespace an element with this local name must have (the names samael and we read).
 fn expected_namespace(local: &str) -> Option<&'static str> {
     Some(match local {
-        "Assertion" | "EncryptedAssertion" | "Issuer" | "Subject" | "NameID" | "EncryptedID"
-        | "BaseID" | "SubjectConfirmation" | "SubjectConfirmationData" | "Conditions"
-        | "Condition" | "AudienceRestriction" | "Audience" | "OneTimeUse" | "ProxyRestriction"
-        | "Advice" | "AuthnStatement" | "AuthnContext" | "AuthnContextClassRef"
-        | "AuthnContextDecl" | "AuthnContextDeclRef" | "AuthenticatingAuthority"
-        | "SubjectLocality" | "AttributeStatement" | "Attribute" | "AttributeValue"
-        | "EncryptedAttribute" | "Statement" | "AuthzDecisionStatement" | "AssertionIDRef"
+        "Assertion"
+        | "EncryptedAssertion"
+        | "Issuer"
+        | "Subject"
+        | "NameID"
+        | "EncryptedID"
+        | "BaseID"
+        | "SubjectConfirmation"
+        | "SubjectConfirmationData"
+        | "Conditions"
+        | "Condition"
+        | "AudienceRestriction"
+        | "Audience"
+        | "OneTimeUse"
+        | "ProxyRestriction"
+        | "Advice"
+        | "AuthnStatement"
+        | "AuthnContext"
+        | "AuthnContextClassRef"
+        | "AuthnContextDecl"
+        | "AuthnContextDeclRef"
+        | "AuthenticatingAuthority"
+        | "SubjectLocality"
+        | "AttributeStatement"
+        | "Attribute"
+        | "AttributeValue"
+        | "EncryptedAttribute"
+        | "Statement"
+        | "AuthzDecisionStatement"
+        | "AssertionIDRef"
         | "AssertionURIRef" => SAML,
-        "Response" | "Status" | "StatusCode" | "StatusMessage" | "StatusDetail" | "Extensions"
-        | "NameIDPolicy" | "RequestedAuthnContext" => SAMLP,
-        "Signature" | "SignedInfo" | "SignatureValue" | "SignatureMethod"
-        | "CanonicalizationMethod" | "Reference" | "Transforms" | "Transform" | "DigestMethod"
-        | "DigestValue" | "KeyInfo" | "KeyName" | "KeyValue" | "X509Data" | "X509Certificate"
-        | "X509IssuerSerial" | "X509SubjectName" | "RetrievalMethod" => DS,
-        "EncryptedData" | "EncryptedKey" | "EncryptionMethod" | "CipherData" | "CipherValue"
-        | "CipherReference" | "ReferenceList" | "DataReference" | "KeyReference"
-        | "CarriedKeyName" | "OAEPparams" | "EncryptionProperties" => XENC,
+        "Response"
+        | "Status"
+        | "StatusCode"
+        | "StatusMessage"
+        | "StatusDetail"
+        | "Extensions"
+        | "NameIDPolicy"
+        | "RequestedAuthnContext" => SAMLP,
+        "Signature"
+        | "SignedInfo"
+        | "SignatureValue"
+        | "SignatureMethod"
+        | "CanonicalizationMethod"
+        | "Reference"
+        | "Transforms"
+        | "Transform"
+        | "DigestMethod"
+        | "DigestValue"
+        | "KeyInfo"
+        | "KeyName"
+        | "KeyValue"
+        | "X509Data"
+        | "X509Certificate"
+        | "X509IssuerSerial"
+        | "X509SubjectName"
+        | "RetrievalMethod" => DS,
+        "EncryptedData"
+        | "EncryptedKey"
+        | "EncryptionMethod"
+        | "CipherData"
+        | "CipherValue"
+        | "CipherReference"
+        | "ReferenceList"
+        | "DataReference"
+        | "KeyReference"
+        | "CarriedKeyName"
+        | "OAEPparams"
+        | "EncryptionProperties" => XENC,
         "MGF" => XENC11,
         _ => return None,
     })
@@ -56,10 +108,34 @@ pub fn parse(xml: &str) -> Result<Document<'_>, String> {
 /// Attribute local names samael reads (quick-xml matches attributes by local name too, so `x:Recipient`
 /// would be read as `Recipient`).
 const READ_ATTRIBUTES: &[&str] = &[
-    "ID", "Id", "Version", "IssueInstant", "Destination", "InResponseTo", "Consent", "Format",
-    "NameQualifier", "SPNameQualifier", "SPProvidedID", "Method", "Address", "DNSName", "NotBefore",
-    "NotOnOrAfter", "Recipient", "Name", "NameFormat", "FriendlyName", "Value", "SessionIndex",
-    "AuthnInstant", "SessionNotOnOrAfter", "Algorithm", "URI", "Type", "Count",
+    "ID",
+    "Id",
+    "Version",
+    "IssueInstant",
+    "Destination",
+    "InResponseTo",
+    "Consent",
+    "Format",
+    "NameQualifier",
+    "SPNameQualifier",
+    "SPProvidedID",
+    "Method",
+    "Address",
+    "DNSName",
+    "NotBefore",
+    "NotOnOrAfter",
+    "Recipient",
+    "Name",
+    "NameFormat",
+    "FriendlyName",
+    "Value",
+    "SessionIndex",
+    "AuthnInstant",
+    "SessionNotOnOrAfter",
+    "Algorithm",
+    "URI",
+    "Type",
+    "Count",
 ];
 
 /// Refuse an element with a SAML, XML Signature or XML Encryption local name outside its namespace, and
@@ -272,7 +348,9 @@ pub fn encrypted_parts(doc: &Document<'_>) -> Result<EncryptedParts, String> {
             let id = uri
                 .strip_prefix('#')
                 .filter(|id| !id.is_empty())
-                .ok_or_else(|| format!("RetrievalMethod URI `{uri}` is not a same-document reference"))?;
+                .ok_or_else(|| {
+                    format!("RetrievalMethod URI `{uri}` is not a same-document reference")
+                })?;
             referenced = Some(id.to_string());
         }
     }
@@ -293,7 +371,10 @@ pub fn encrypted_parts(doc: &Document<'_>) -> Result<EncryptedParts, String> {
         }
     }
     if keys.is_empty() {
-        return Err("no xenc:EncryptedKey (inside KeyInfo, by RetrievalMethod or beside EncryptedData)".into());
+        return Err(
+            "no xenc:EncryptedKey (inside KeyInfo, by RetrievalMethod or beside EncryptedData)"
+                .into(),
+        );
     }
     Ok(EncryptedParts {
         data_algorithm,
@@ -316,7 +397,10 @@ mod tests {
         );
         let doc = parse(&ok).unwrap();
         check_namespaces(&doc).unwrap();
-        assert_eq!(assertion_values(&doc).unwrap().name_id.as_deref(), Some("alice"));
+        assert_eq!(
+            assertion_values(&doc).unwrap().name_id.as_deref(),
+            Some("alice")
+        );
         for bad in [
             r#"<saml:Subject><NameID xmlns="urn:other">admin</NameID></saml:Subject>"#,
             r#"<saml:Subject><x:NameID xmlns:x="urn:oasis:names:tc:SAML:2.0:protocol">admin</x:NameID></saml:Subject>"#,
@@ -325,19 +409,30 @@ mod tests {
             r#"<saml:Conditions><Audience xmlns="urn:x">sp</Audience></saml:Conditions>"#,
             r#"<saml:AttributeStatement><saml:Attribute Name="g"><x:AttributeValue xmlns:x="urn:x">admin</x:AttributeValue></saml:Attribute></saml:AttributeStatement>"#,
         ] {
-            let xml = format!(r#"{HEAD}<saml:Assertion ID="a">{bad}</saml:Assertion></samlp:Response>"#);
+            let xml =
+                format!(r#"{HEAD}<saml:Assertion ID="a">{bad}</saml:Assertion></samlp:Response>"#);
             assert!(check_namespaces(&parse(&xml).unwrap()).is_err(), "{bad}");
         }
         // Qualified attributes with names samael reads are refused; others pass.
         for (attrs, ok) in [
-            (r#"x:NotOnOrAfter="2999-01-01T00:00:00Z" xmlns:x="urn:x""#, false),
+            (
+                r#"x:NotOnOrAfter="2999-01-01T00:00:00Z" xmlns:x="urn:x""#,
+                false,
+            ),
             (r#"x:Recipient="https://evil" xmlns:x="urn:x""#, false),
-            (r#"x500:Encoding="LDAP" xmlns:x500="urn:oasis:names:tc:SAML:2.0:profiles:attribute:X500""#, true),
+            (
+                r#"x500:Encoding="LDAP" xmlns:x500="urn:oasis:names:tc:SAML:2.0:profiles:attribute:X500""#,
+                true,
+            ),
         ] {
             let xml = format!(
                 r#"{HEAD}<saml:Assertion ID="a"><saml:Subject><saml:SubjectConfirmation Method="b"><saml:SubjectConfirmationData {attrs}/></saml:SubjectConfirmation></saml:Subject></saml:Assertion></samlp:Response>"#
             );
-            assert_eq!(check_namespaces(&parse(&xml).unwrap()).is_ok(), ok, "{attrs}");
+            assert_eq!(
+                check_namespaces(&parse(&xml).unwrap()).is_ok(),
+                ok,
+                "{attrs}"
+            );
         }
         // A foreign element with another local name is ignored by both parsers.
         let xml = format!(
@@ -356,7 +451,11 @@ mod tests {
         assert_eq!(v.session_index.as_deref(), Some("s1"));
         assert_eq!(
             v.attributes,
-            vec![(Some("urn:oid:1".into()), Some("groups".into()), vec!["a".into(), "b".into()])]
+            vec![(
+                Some("urn:oid:1".into()),
+                Some("groups".into()),
+                vec!["a".into(), "b".into()]
+            )]
         );
         let two = format!(
             r#"{HEAD}<saml:Assertion ID="a"><saml:Subject><saml:NameID>a</saml:NameID><saml:NameID>b</saml:NameID></saml:Subject></saml:Assertion></samlp:Response>"#
@@ -390,15 +489,23 @@ mod tests {
             r##"{DATA_HEAD}<ds:KeyInfo><ds:RetrievalMethod Type="http://www.w3.org/2001/04/xmlenc#EncryptedKey" URI="#k1"/></ds:KeyInfo>{DATA_TAIL}<xenc:EncryptedKey Id="k1">{KEY}</xenc:EncryptedKey>"##
         ));
         // Beside, without a reference.
-        let plain = enc(&format!("{DATA_HEAD}{DATA_TAIL}<xenc:EncryptedKey>{KEY}</xenc:EncryptedKey>"));
+        let plain = enc(&format!(
+            "{DATA_HEAD}{DATA_TAIL}<xenc:EncryptedKey>{KEY}</xenc:EncryptedKey>"
+        ));
         for xml in [&inside, &beside, &plain] {
             let doc = parse(xml).unwrap();
             check_namespaces(&doc).unwrap();
             let p = encrypted_parts(&doc).unwrap();
-            assert_eq!(p.data_algorithm, "http://www.w3.org/2009/xmlenc11#aes256-gcm");
+            assert_eq!(
+                p.data_algorithm,
+                "http://www.w3.org/2009/xmlenc11#aes256-gcm"
+            );
             assert_eq!(p.cipher_value, "REFUQQ==");
             assert_eq!(p.keys[0].cipher_value, "S0VZ");
-            assert_eq!(p.keys[0].digest.as_deref(), Some("http://www.w3.org/2000/09/xmldsig#sha1"));
+            assert_eq!(
+                p.keys[0].digest.as_deref(),
+                Some("http://www.w3.org/2000/09/xmldsig#sha1")
+            );
             assert!(xml[p.range.clone()].starts_with("<saml:EncryptedAssertion>"));
             assert!(xml[p.range.clone()].ends_with("</saml:EncryptedAssertion>"));
         }
@@ -416,7 +523,11 @@ mod tests {
         let e = encrypted_parts(&parse(&dangling).unwrap()).unwrap_err();
         assert!(e.contains("#k1"), "{e}");
         let none = enc(&format!("{DATA_HEAD}{DATA_TAIL}"));
-        assert!(encrypted_parts(&parse(&none).unwrap()).unwrap_err().contains("no xenc:EncryptedKey"));
+        assert!(
+            encrypted_parts(&parse(&none).unwrap())
+                .unwrap_err()
+                .contains("no xenc:EncryptedKey")
+        );
     }
 }
 
@@ -436,7 +547,8 @@ mod agreement_with_samael {
             .filter_map(|v| v.value.clone())
             .map(Some)
             .collect();
-        let ours_values: Vec<Option<String>> = ours.attributes[0].2.iter().cloned().map(Some).collect();
+        let ours_values: Vec<Option<String>> =
+            ours.attributes[0].2.iter().cloned().map(Some).collect();
         assert_eq!(ours_values, theirs);
         assert_eq!(ours.name_id.as_deref(), Some("  alice "));
     }

@@ -43,7 +43,12 @@ impl<T: Clone> Default for SharedFetch<T> {
 impl<T: Clone + Send + Sync + 'static> SharedFetch<T> {
     /// The cached value when younger than `max_age` (and `force` is false); otherwise the result of one
     /// shared fetch made by `fetch` (started by the first caller, joined by the others).
-    pub async fn get<F, Fut>(&self, max_age: Duration, force: bool, fetch: F) -> Result<T, ProviderError>
+    pub async fn get<F, Fut>(
+        &self,
+        max_age: Duration,
+        force: bool,
+        fetch: F,
+    ) -> Result<T, ProviderError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ProviderError>> + Send + 'static,
@@ -90,7 +95,10 @@ impl<T: Clone + Send + Sync + 'static> SharedFetch<T> {
             Ok(v) => Ok(v),
             Err(e) => match &s.value {
                 Some((v, _)) if !force => {
-                    tracing::warn!(reason = e.code(), "refresh from the identity provider failed; using the cached document");
+                    tracing::warn!(
+                        reason = e.code(),
+                        "refresh from the identity provider failed; using the cached document"
+                    );
                     Ok(v.clone())
                 }
                 _ => Err(e),
@@ -142,7 +150,11 @@ mod tests {
             assert!(t.await.unwrap().is_err());
         }
         assert!(started.elapsed() < Duration::from_millis(900));
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "one request for all callers");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one request for all callers"
+        );
         // Remembered: no new request within FAILURE_TTL.
         let c = calls.clone();
         let r = cache
@@ -158,14 +170,32 @@ mod tests {
     #[tokio::test]
     async fn a_fresh_value_is_served_and_a_stale_one_survives_a_failed_refresh() {
         let cache: SharedFetch<u32> = SharedFetch::default();
-        assert_eq!(cache.get(Duration::from_secs(60), false, || async { Ok(7) }).await.unwrap(), 7);
-        assert_eq!(cache.get(Duration::from_secs(60), false, || async { Ok(8) }).await.unwrap(), 7);
+        assert_eq!(
+            cache
+                .get(Duration::from_secs(60), false, || async { Ok(7) })
+                .await
+                .unwrap(),
+            7
+        );
+        assert_eq!(
+            cache
+                .get(Duration::from_secs(60), false, || async { Ok(8) })
+                .await
+                .unwrap(),
+            7
+        );
         let r = cache
             .get(Duration::ZERO, false, || async {
                 Err(ProviderError::Discovery("down".into()))
             })
             .await;
         assert_eq!(r.unwrap(), 7, "stale beats nothing");
-        assert!(cache.get(Duration::ZERO, true, || async { Ok(9) }).await.is_err(), "forced: the failure");
+        assert!(
+            cache
+                .get(Duration::ZERO, true, || async { Ok(9) })
+                .await
+                .is_err(),
+            "forced: the failure"
+        );
     }
 }

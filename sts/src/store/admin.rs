@@ -117,7 +117,10 @@ pub async fn touch_session(
     Ok(row.map(|(u, c, _)| (u, c)))
 }
 
-pub async fn delete_session(pool: impl sqlx::SqliteExecutor<'_>, id_hash: &str) -> Result<(), sqlx::Error> {
+pub async fn delete_session(
+    pool: impl sqlx::SqliteExecutor<'_>,
+    id_hash: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM admin_sessions WHERE id_hash = ?")
         .bind(id_hash)
         .execute(pool)
@@ -303,7 +306,10 @@ pub async fn sso_sessions(
 }
 
 /// End the session with this `sid`; false when there is none.
-pub async fn delete_sso_session(pool: impl sqlx::SqliteExecutor<'_>, sid: &str) -> Result<bool, sqlx::Error> {
+pub async fn delete_sso_session(
+    pool: impl sqlx::SqliteExecutor<'_>,
+    sid: &str,
+) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query("DELETE FROM sso_sessions WHERE sid = ?")
         .bind(sid)
         .execute(pool)

@@ -41,9 +41,7 @@ pub fn explain(e: &sqlx::Error, path: &str) -> String {
     let hint = match code.map(|c| c & 0xff) {
         Some(13) => "the disk is full",
         Some(10) => "disk I/O error: the disk may be full, failing or gone",
-        Some(8) => {
-            "it is read-only (file or directory permissions, or a read-only filesystem)"
-        }
+        Some(8) => "it is read-only (file or directory permissions, or a read-only filesystem)",
         Some(14) => "it cannot be opened (missing directory, permissions, or a full disk)",
         Some(26) => "it is not an SQLite database",
         Some(5 | 6) => "it is locked by another process",
@@ -61,7 +59,10 @@ pub fn explain(e: &sqlx::Error, path: &str) -> String {
         _ => None,
     };
     match os {
-        Some(os) => format!("{path}: {hint}: {os} (SQLite code {})", code.unwrap_or_default()),
+        Some(os) => format!(
+            "{path}: {hint}: {os} (SQLite code {})",
+            code.unwrap_or_default()
+        ),
         None => format!("{path}: {hint} (SQLite code {})", code.unwrap_or_default()),
     }
 }
@@ -71,15 +72,26 @@ pub fn explain(e: &sqlx::Error, path: &str) -> String {
 fn os_reason(path: &str) -> Option<String> {
     let p = std::path::Path::new(path);
     if p.exists() {
-        return std::fs::OpenOptions::new().write(true).open(p).err().map(|e| e.to_string());
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .err()
+            .map(|e| e.to_string());
     }
-    let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     if !dir.is_dir() {
         return Some(format!("the directory {} does not exist", dir.display()));
     }
     // The WAL journal needs files beside the database: can one be created there?
     let probe = dir.join(format!(".sts-write-probe-{}", std::process::id()));
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
         Ok(_) => {
             let _ = std::fs::remove_file(&probe);
             None
@@ -150,7 +162,9 @@ pub async fn connect(config: &Config) -> Result<Pool, StoreError> {
 /// start (waiting up to the busy timeout), so a transaction that reads before it writes never fails to
 /// upgrade its lock under concurrent writers. Dropped without `commit`, it rolls back; a process killed
 /// meanwhile leaves nothing of it (SQLite's journal).
-pub async fn begin_write(pool: &Pool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+pub async fn begin_write(
+    pool: &Pool,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
