@@ -340,13 +340,36 @@ struct Paging {
     offset: Option<i64>,
 }
 
-fn paging(req: &HttpRequest) -> Result<(i64, i64), HttpResponse> {
+/// A request refused before it reaches the backend; answered by [`error`].
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Refusal> for HttpResponse {
+    fn from(r: Refusal) -> Self {
+        error(r.status, r.code, &r.message)
+    }
+}
+
+fn paging(req: &HttpRequest) -> Result<(i64, i64), Refusal> {
     let p = web::Query::<Paging>::from_query(req.query_string())
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid", &format!("query: {e}")))?;
+        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "invalid", format!("query: {e}")))?;
     let limit = p.limit.unwrap_or(50);
     let offset = p.offset.unwrap_or(0);
     if !(1..=200).contains(&limit) || offset < 0 {
-        return Err(error(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "invalid",
             "limit must be 1..=200 and offset >= 0",
@@ -374,10 +397,7 @@ fn ok_json(status: StatusCode, v: Value) -> HttpResponse {
         .json(v)
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(
-    req: &HttpRequest,
-    body: &[u8],
-) -> Result<T, HttpResponse> {
+fn json_body<T: serde::de::DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<T, Refusal> {
     let ct = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
@@ -388,14 +408,14 @@ fn json_body<T: serde::de::DeserializeOwned>(
         .next()
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
     {
-        return Err(error(
+        return Err(Refusal::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "the body must be application/json",
         ));
     }
     serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid", &format!("body: {e}")))
+        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "invalid", format!("body: {e}")))
 }
 
 macro_rules! auth_or_return {
@@ -411,7 +431,7 @@ async fn list_keys(req: HttpRequest, b: Backend) -> HttpResponse {
     auth_or_return!(req, b);
     let (limit, offset) = match paging(&req) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     match b.keys().await {
         Ok(k) => page(k, limit, offset),
@@ -438,7 +458,7 @@ async fn import_key(req: HttpRequest, body: web::Bytes, b: Backend) -> HttpRespo
     let actor = auth_or_return!(req, b);
     let k: KeystoreImport = match json_body(&req, &body) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     let Ok(data) = base64::engine::general_purpose::STANDARD.decode(k.keystore_base64.trim())
     else {
@@ -458,7 +478,7 @@ async fn list_sessions(req: HttpRequest, b: Backend) -> HttpResponse {
     auth_or_return!(req, b);
     let (limit, offset) = match paging(&req) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     match b.sso_sessions().await {
         Ok(s) => page(s, limit, offset),
@@ -478,7 +498,7 @@ async fn list_applications(req: HttpRequest, b: Backend) -> HttpResponse {
     auth_or_return!(req, b);
     let (limit, offset) = match paging(&req) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     match b.clients().await {
         Ok(c) => page(c, limit, offset),
@@ -490,7 +510,7 @@ async fn create_application(req: HttpRequest, body: web::Bytes, b: Backend) -> H
     let actor = auth_or_return!(req, b);
     let c: NewClient = match json_body(&req, &body) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     match b.create_client(&actor, c).await {
         Ok((info, secret)) => ok_json(
@@ -510,7 +530,7 @@ async fn update_application(
     let actor = auth_or_return!(req, b);
     let c: NewClient = match json_body(&req, &body) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     match b.update_client(&actor, &path, c).await {
         Ok(info) => ok_json(
@@ -544,7 +564,7 @@ async fn set_enabled(
     let actor = auth_or_return!(req, b);
     let e: Enabled = match json_body(&req, &body) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     match b.set_client_enabled(&actor, &path, e.enabled).await {
         Ok(()) => HttpResponse::NoContent().finish(),
@@ -556,7 +576,7 @@ async fn list_audit(req: HttpRequest, b: Backend) -> HttpResponse {
     auth_or_return!(req, b);
     let (limit, offset) = match paging(&req) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     match b.audit_log(limit, offset).await {
         Ok((items, total)) => ok_json(
@@ -589,7 +609,7 @@ async fn import(req: HttpRequest, body: web::Bytes, b: Backend) -> HttpResponse 
     let actor = auth_or_return!(req, b);
     let doc: Value = match json_body(&req, &body) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     match b.import(&actor, doc).await {
         Ok(summary) => ok_json(StatusCode::OK, summary),
@@ -601,7 +621,7 @@ async fn list_providers(req: HttpRequest, b: Backend) -> HttpResponse {
     auth_or_return!(req, b);
     let (limit, offset) = match paging(&req) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     match b.providers().await {
         Ok(p) => page(p, limit, offset),
@@ -640,7 +660,7 @@ async fn save_provider(
     let actor = auth_or_return!(req, b);
     let p: ProviderSource = match json_body(&req, &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     match b
         .save_provider(&actor, existing.as_deref(), p.source, p.client_secret)
@@ -660,7 +680,7 @@ async fn set_provider_enabled(
     let actor = auth_or_return!(req, b);
     let e: Enabled = match json_body(&req, &body) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     match b.set_provider_enabled(&actor, &path, e.enabled).await {
         Ok(()) => HttpResponse::NoContent().finish(),
@@ -683,7 +703,7 @@ async fn preview_roles(
     auth_or_return!(req, b);
     let s: SampleClaims = match json_body(&req, &body) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     match b.preview_roles(&path, s.claims).await {
         Ok(p) => ok_json(StatusCode::OK, serde_json::to_value(p).unwrap_or_default()),

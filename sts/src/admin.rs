@@ -490,7 +490,7 @@ impl admin_ui::AdminBackend for Backend {
             // Metadata fetches (network) after the lock is released.
             drop(changes);
             for p in started {
-                let _ = crate::startup::start_saml_metadata(&p).await;
+                let _ = crate::providers::metadata::start_saml_metadata(&p).await;
             }
             let info = self.saml_sp().await?.ok_or_else(|| {
                 BackendError::Internal("SP credentials missing after import".into())
@@ -956,7 +956,7 @@ impl admin_ui::AdminBackend for Backend {
                     "the id cannot change (this is {id:?})"
                 )));
             }
-            if self.config_provider_ids.iter().any(|c| *c == settings.id) {
+            if self.config_provider_ids.contains(&settings.id) {
                 return Err(BackendError::Conflict(format!(
                     "{:?} is declared in the configuration file",
                     settings.id
@@ -978,7 +978,7 @@ impl admin_ui::AdminBackend for Backend {
                 .as_ref()
                 .and_then(|s| s.idp_metadata_url.clone())
             {
-                crate::startup::fetch_saml_metadata(&built, &url)
+                crate::providers::metadata::fetch_saml_metadata(&built, &url)
                     .await
                     .map_err(BackendError::Invalid)?;
             }
@@ -1057,7 +1057,7 @@ impl admin_ui::AdminBackend for Backend {
             let p = self.providers.put(built);
             drop(changes);
             if p.settings.enabled {
-                let _ = crate::startup::start_saml_metadata(&p).await;
+                let _ = crate::providers::metadata::start_saml_metadata(&p).await;
             }
             Ok(self.provider_info(&p, "admin", Some(source), None))
         })
@@ -1098,7 +1098,7 @@ impl admin_ui::AdminBackend for Backend {
             let p = self.providers.upsert(settings);
             drop(changes);
             if enabled {
-                let _ = crate::startup::start_saml_metadata(&p).await;
+                let _ = crate::providers::metadata::start_saml_metadata(&p).await;
             }
             Ok(())
         })
@@ -1171,7 +1171,7 @@ impl admin_ui::AdminBackend for Backend {
             // Metadata fetches (network) after the lock is released.
             drop(changes);
             for p in started {
-                let _ = crate::startup::start_saml_metadata(&p).await;
+                let _ = crate::providers::metadata::start_saml_metadata(&p).await;
             }
             Ok(serde_json::to_value(&summary).unwrap_or_default())
         })

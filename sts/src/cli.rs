@@ -26,6 +26,10 @@ pub struct Cli {
     /// Config file (default: conf/sts.toml when present; also STS_CONFIG).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Print the config file read, the database and the master key location before running the command
+    /// (`sts serve` always logs them).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -185,7 +189,17 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init(&config);
+    crate::telemetry::init(&config.log_filter, config.log_format);
+    let command = cli.command.unwrap_or(Command::Serve);
+    let at = config.locations();
+    if matches!(command, Command::Serve) {
+        tracing::info!(config_file = %at.config_file, database = %at.database, master_key = %at.master_key, "configuration");
+    } else if cli.verbose {
+        eprintln!(
+            "config file: {}\ndatabase: {}\nmaster key: {}",
+            at.config_file, at.database, at.master_key
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -196,7 +210,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+    match runtime.block_on(run(command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", describe(&e));
@@ -238,7 +252,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Clients(c) => clients(c, &config).await,
         Command::Admin(a) => admin(a, &config).await,
         Command::Export { out, with_secrets } => {
-            let service = open_service(&config).await?;
+            let service = open_existing(&config).await?;
             let doc = crate::export::export(service.pool(), &service, with_secrets, service.now())
                 .await?;
             let text = serde_json::to_string_pretty(&doc)? + "\n";
@@ -359,6 +373,12 @@ async fn open_service(config: &Config) -> anyhow::Result<KeyService> {
     Ok(KeyService::open(pool, config, clock::system(), "cli").await?)
 }
 
+/// For commands that only read: the database must exist already (see `store::connect_existing`).
+async fn open_existing(config: &Config) -> anyhow::Result<KeyService> {
+    let pool = store::connect_existing(config).await?;
+    Ok(KeyService::open(pool, config, clock::system(), "cli").await?)
+}
+
 async fn admin(cmd: AdminCommand, config: &Config) -> anyhow::Result<()> {
     let (args, replace) = match cmd {
         AdminCommand::Create(a) => (a, false),
@@ -428,7 +448,10 @@ async fn admin(cmd: AdminCommand, config: &Config) -> anyhow::Result<()> {
 
 async fn clients(cmd: ClientsCommand, config: &Config) -> anyhow::Result<()> {
     use crate::oauth::clients::{AuthMethod, ClientRegistry, SecretHasher, generate_secret};
-    let service = open_service(config).await?;
+    let service = match cmd {
+        ClientsCommand::List { .. } => open_existing(config).await?,
+        ClientsCommand::Secret { .. } => open_service(config).await?,
+    };
     let pool = service.pool().clone();
     if matches!(cmd, ClientsCommand::Secret { .. }) {
         crate::startup::sync_clients(&pool, config, service.now(), false).await?;
@@ -513,6 +536,10 @@ async fn clients(cmd: ClientsCommand, config: &Config) -> anyhow::Result<()> {
             tx.commit().await?;
             tracing::info!(client = %id, "client secret replaced");
             println!("{}", secret.as_str());
+            eprintln!(
+                "a running server accepts the new secret at once; the previous one keeps working until it reloads the applications (within keys.reload_interval_seconds = {} s)",
+                config.key_reload_interval.as_secs()
+            );
         }
     }
     Ok(())
@@ -521,7 +548,7 @@ async fn clients(cmd: ClientsCommand, config: &Config) -> anyhow::Result<()> {
 async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::List { json } => {
-            let keys = open_service(config).await?.list().await?;
+            let keys = open_existing(config).await?.list().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&keys)?);
             } else {

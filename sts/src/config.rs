@@ -273,11 +273,7 @@ pub enum TlsConfig {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -716,6 +712,58 @@ impl Config {
     pub fn jwks_uri(&self) -> String {
         format!("{}/sso/jwks.json", self.public_url)
     }
+
+    /// The SQLite file `database.url` names (as configured, relative to the working directory), or
+    /// `None` for an in-memory database.
+    pub fn database_file(&self) -> Option<PathBuf> {
+        let path = self.database_path();
+        if path.starts_with(":memory:") || path.contains("mode=memory") {
+            return None;
+        }
+        Some(PathBuf::from(path.split('?').next().unwrap_or(path)))
+    }
+
+    /// The part of `database.url` after `sqlite://` (path and options).
+    pub fn database_path(&self) -> &str {
+        let url = &self.database_url;
+        url.strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url)
+    }
+
+    /// Where this configuration came from and points to, for the start-up log and `sts -v`: the config
+    /// file read (or `none`), the database file (absolute) and the master key's location. No secrets.
+    pub fn locations(&self) -> Locations {
+        let absolute = |p: &Path| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .display()
+                .to_string()
+        };
+        Locations {
+            config_file: self
+                .source
+                .as_deref()
+                .map(absolute)
+                .unwrap_or_else(|| "none".to_string()),
+            database: self
+                .database_file()
+                .map(|f| absolute(&f))
+                .unwrap_or_else(|| "in memory".to_string()),
+            master_key: match &self.master_key {
+                MasterKeySource::File(p) => absolute(p),
+                MasterKeySource::Inline(_) => "STS_MASTER_KEY (environment)".to_string(),
+            },
+        }
+    }
+}
+
+/// See [`Config::locations`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locations {
+    pub config_file: String,
+    pub database: String,
+    pub master_key: String,
 }
 
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {

@@ -100,7 +100,7 @@ impl Application {
         let purger = spawn_purger(pool.clone(), clock.clone());
         let mut tasks = vec![reloader, client_reloader, purger];
         for p in providers.enabled() {
-            if let Some(task) = start_saml_metadata(&p).await {
+            if let Some(task) = crate::providers::metadata::start_saml_metadata(&p).await {
                 tasks.push(task);
             }
         }
@@ -271,69 +271,6 @@ async fn load_console_providers(
         }
     }
     Ok(out)
-}
-
-/// Fetch a SAML provider's IdP metadata (timeouts, no redirects, size limit) and install it if usable.
-async fn refresh_saml_metadata(p: &crate::providers::Provider, url: &str) -> bool {
-    match fetch_saml_metadata(p, url).await {
-        Ok(()) => {
-            tracing::info!(provider = %p.id(), "IdP metadata loaded");
-            true
-        }
-        Err(e) => {
-            tracing::warn!(provider = %p.id(), reason = "idp_metadata_unavailable", detail = %e, "IdP metadata not loaded; keeping the previous one");
-            false
-        }
-    }
-}
-
-/// Fetch and install a SAML provider's IdP metadata; the reason when it could not.
-pub async fn fetch_saml_metadata(p: &crate::providers::Provider, url: &str) -> Result<(), String> {
-    let http =
-        crate::providers::http::Outbound::new(p.settings.connect_timeout_ms, p.settings.timeout_ms);
-    let xml = http.text(http.client().get(url)).await.map_err(|e| {
-        format!(
-            "the IdP metadata could not be fetched from {url} ({})",
-            e.code()
-        )
-    })?;
-    p.set_saml_metadata(&xml)
-        .map_err(|e| format!("the IdP metadata at {url} is not usable: {e}"))
-}
-
-/// For a SAML provider with `idp_metadata_url`: the first fetch now (a failure leaves the provider unusable
-/// until a refresh works), then a refresher task. None for other providers.
-pub async fn start_saml_metadata(
-    p: &Arc<crate::providers::Provider>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let url = p
-        .settings
-        .saml
-        .as_ref()
-        .and_then(|s| s.idp_metadata_url.clone())?;
-    let loaded = refresh_saml_metadata(p, &url).await;
-    Some(spawn_metadata_refresher(Arc::downgrade(p), url, loaded))
-}
-
-/// Refresh the IdP metadata every `metadata_refresh_seconds` (every minute while it keeps failing); stops
-/// when the provider is replaced or removed (the registry held the only strong reference).
-fn spawn_metadata_refresher(
-    p: std::sync::Weak<crate::providers::Provider>,
-    url: String,
-    loaded: bool,
-) -> tokio::task::JoinHandle<()> {
-    let every = p
-        .upgrade()
-        .and_then(|p| p.settings.saml.as_ref().map(|s| s.metadata_refresh_seconds))
-        .unwrap_or(3600);
-    tokio::spawn(async move {
-        let mut ok = loaded;
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(if ok { every } else { 60 })).await;
-            let Some(p) = p.upgrade() else { return };
-            ok = refresh_saml_metadata(&p, &url).await;
-        }
-    })
 }
 
 /// Delete expired login flows and sessions every minute.

@@ -12,20 +12,26 @@ use std::io::Write;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::config::{Config, LogFormat};
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Longest log line written (bytes, before the newline); longer events are cut and marked.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
-/// Install the global subscriber (a second call is a no-op, which tests rely on).
-pub fn init(config: &Config) {
-    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = matches!(config.log_format, LogFormat::Json);
+/// Install the global subscriber with `log.level` (an `EnvFilter` directive) and `log.format` (a second
+/// call is a no-op, which tests rely on).
+pub fn init(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = matches!(format, LogFormat::Json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
         .with_writer(SafeStderr { json });
-    let _ = match config.log_format {
+    let _ = match format {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)

@@ -112,7 +112,7 @@ pub async fn try_spawn_on(
         Ok(c) => c,
         Err(e) => return Err((dir, e.into())),
     };
-    sts::telemetry::init(&config);
+    sts::telemetry::init(&config.log_filter, config.log_format);
     let app = match sts::Application::build_on(config, sts::clock::system(), listener).await {
         Ok(a) => a,
         Err(e) => return Err((dir, e)),
@@ -897,4 +897,5 @@ pub mod process {
             .to_string()
     }
 }
+pub mod architecture;
 pub mod saml_idp2;

@@ -400,3 +400,92 @@ async fn serves_https_with_pem_or_pkcs12() {
         app.stop().await;
     }
 }
+
+/// Class: commands that only read, run where there is no database (a wrong working directory, a wrong
+/// `--config`, a typo in `database.url`). They must not create an empty database (or a master key) and
+/// must say which path they looked for; `-v` and `sts serve` name the config file, database and master key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_commands_never_create_a_database_and_every_command_can_name_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let db = root.join("data/sts.db");
+    let master = root.join("keys/master.key");
+    let env = std::collections::BTreeMap::new();
+    for args in [
+        &["-v", "export"][..],
+        &["-v", "keys", "list"],
+        &["clients", "list", "--verbose"],
+    ] {
+        let out = run_cli(dir.path(), &env, args, &[]).await;
+        assert_ne!(out.status, 0, "{args:?} succeeded without a database");
+        assert!(
+            out.stderr
+                .contains(&format!("no database at {}", db.display())),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("config file: none"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("database: {}", db.display())),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr
+                .contains(&format!("master key: {}", master.display())),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            !root.join("data").exists(),
+            "{args:?} created the database directory"
+        );
+        assert!(!master.exists(), "{args:?} created a master key");
+    }
+    // Without -v, commands print nothing about their files.
+    let out = run_cli(dir.path(), &env, &["keys", "list"], &[]).await;
+    assert!(!out.stderr.contains("config file:"), "{}", out.stderr);
+    // A command that writes creates them; then the read-only ones work.
+    run_cli(dir.path(), &env, &["token", "issue", "--sub", "eve"], &[])
+        .await
+        .ok();
+    assert!(db.is_file() && master.is_file());
+    for args in [&["export"][..], &["keys", "list"], &["clients", "list"]] {
+        run_cli(dir.path(), &env, args, &[]).await.ok();
+    }
+    // A config file given with --config is named.
+    std::fs::write(root.join("my.toml"), "[tokens]\nlifetime_seconds = 300\n").unwrap();
+    let out = run_cli(
+        dir.path(),
+        &env,
+        &["--config", "my.toml", "-v", "keys", "list"],
+        &[],
+    )
+    .await
+    .ok();
+    assert!(
+        out.stderr
+            .contains(&format!("config file: {}", root.join("my.toml").display())),
+        "{}",
+        out.stderr
+    );
+    // `sts serve` logs them at start.
+    let server = sts_tests::process::start(dir.path(), &[]).await;
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("configuration"))
+        .unwrap_or_else(|| panic!("no configuration line: {log}"));
+    assert!(line.contains("config_file=none"), "{line}");
+    // (the test harness names them by the temporary directory's path)
+    let db = dir.path().join("data/sts.db");
+    let master = dir.path().join("keys/master.key");
+    assert!(
+        line.contains(&format!("database={}", db.display())),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("master_key={}", master.display())),
+        "{line}"
+    );
+}

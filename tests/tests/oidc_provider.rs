@@ -1457,3 +1457,59 @@ providers = ["corp2"]
     let out = s.app.cli(&["clients", "secret", "nobody"], &[]).await;
     assert_ne!(out.status, 0);
 }
+
+/// Class: a client secret set while the server runs. Before the first secret, the token endpoint says how
+/// to set one; a secret set by `sts clients secret` works at once (not only after the next reload), and
+/// the command says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_set_while_the_server_runs_is_accepted_at_once() {
+    let app = sts_tests::spawn_app_with(
+        AppOptions::default()
+            .with("STS_KEY_RELOAD_INTERVAL", "3600")
+            .config(
+                "[[clients]]\nid = \"late\"\ntype = \"confidential\"\ngrant_types = [\"client_credentials\"]\n",
+            ),
+    )
+    .await;
+    let token = |secret: String| {
+        let c = app.client.clone();
+        let url = format!("{}/sso/token", app.address);
+        async move {
+            let res = c
+                .post(url)
+                .basic_auth("late", Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = token("stscs_guess".into()).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_client");
+    let said = body["error_description"].as_str().unwrap();
+    assert!(
+        said.contains("no secret yet") && said.contains("sts clients secret"),
+        "{said}"
+    );
+
+    let out = app.cli(&["clients", "secret", "late"], &[]).await.ok();
+    let secret = out.stdout.trim().to_string();
+    assert!(
+        out.stderr.contains("accepts the new secret at once"),
+        "{}",
+        out.stderr
+    );
+    let (status, body) = token(secret.clone()).await;
+    assert_eq!(
+        status, 200,
+        "the new secret works before the next reload: {body}"
+    );
+    assert!(body["access_token"].as_str().is_some());
+    // A wrong secret is still refused, and does not say "no secret yet".
+    let (status, body) = token(format!("{secret}x")).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error_description"], "unknown client or wrong secret");
+}

@@ -443,6 +443,15 @@ pub struct Client {
     pub managed_by: String,
 }
 
+/// Why [`ClientRegistry::check_secret`] refused.
+#[derive(Debug)]
+pub enum SecretRefusal {
+    UnknownOrWrong,
+    NotASecretClient,
+    NoSecretYet,
+    Db(sqlx::Error),
+}
+
 /// All registered clients, reloaded from the database (CLI and admin changes) on an interval.
 pub struct ClientRegistry {
     pool: Pool,
@@ -498,6 +507,44 @@ impl ClientRegistry {
             .get(id)
             .filter(|c| c.settings.enabled)
             .cloned()
+    }
+
+    /// Checks `secret` for the enabled client `id`. The loaded hash is tried first; when the client has
+    /// none or it does not match, the client's stored hash is read, so a secret set since the last reload
+    /// (`sts clients secret`, the console, the API) works at once. A replaced secret keeps working until
+    /// the next reload (`keys.reload_interval_seconds`); the console and the API reload at once.
+    pub async fn check_secret(&self, id: &str, secret: &str) -> Result<Arc<Client>, SecretRefusal> {
+        let Some(client) = self.get(id) else {
+            // Same work as a known client, so timing does not tell which ids exist.
+            let _ = self.hasher.verify(secret, &"0".repeat(64));
+            return Err(SecretRefusal::UnknownOrWrong);
+        };
+        if !client.settings.auth_method.uses_secret() {
+            return Err(SecretRefusal::NotASecretClient);
+        }
+        if let Some(h) = &client.secret_hash
+            && self.hasher.verify(secret, h)
+        {
+            return Ok(client);
+        }
+        let stored = crate::store::oauth::client_secret(&self.pool, id)
+            .await
+            .map_err(SecretRefusal::Db)?
+            .filter(|(_, key_id)| key_id.as_deref() == Some(self.hasher.key_id()))
+            .map(|(hash, _)| hash);
+        match stored {
+            Some(h)
+                if Some(&h) != client.secret_hash.as_ref() && self.hasher.verify(secret, &h) =>
+            {
+                tracing::info!(client = %id, "a client secret set since the last reload was used");
+                Ok(Arc::new(Client {
+                    secret_hash: Some(h),
+                    ..(*client).clone()
+                }))
+            }
+            Some(_) => Err(SecretRefusal::UnknownOrWrong),
+            None => Err(SecretRefusal::NoSecretYet),
+        }
     }
 
     pub fn spawn_reloader(

@@ -90,12 +90,18 @@ pub async fn authenticate(
                 "client_id in the body differs from the authenticated client",
             ));
         }
-        return check_secret(st, &id, &secret).map_err(|d| fail(d, true));
+        return check_secret(st, &id, &secret).await.map_err(|r| match r {
+            Refused::Client(d) => fail(d, true),
+            Refused::Db(e) => e.into(),
+        });
     }
     let id = p.get("client_id").cloned().filter(|c| !c.is_empty());
     if let Some(secret) = p.get("client_secret") {
         let id = id.ok_or_else(|| fail("client_id is missing", false))?;
-        return check_secret(st, &id, secret).map_err(|d| fail(d, false));
+        return check_secret(st, &id, secret).await.map_err(|r| match r {
+            Refused::Client(d) => fail(d, false),
+            Refused::Db(e) => e.into(),
+        });
     }
     if let Some(assertion) = p.get("client_assertion") {
         if p.get("client_assertion_type").map(String::as_str) != Some(ASSERTION_TYPE) {
@@ -124,20 +130,26 @@ fn form_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn check_secret(st: &AppState, id: &str, secret: &str) -> Result<Arc<Client>, &'static str> {
-    let Some(client) = st.clients.get(id) else {
-        // Same work as a known client, so timing does not tell which ids exist.
-        let _ = st.clients.hasher.verify(secret, &"0".repeat(64));
-        return Err("unknown client or wrong secret");
-    };
-    if !client.settings.auth_method.uses_secret() {
-        return Err("this client does not authenticate with a secret");
-    }
-    match &client.secret_hash {
-        Some(h) if st.clients.hasher.verify(secret, h) => Ok(client),
-        Some(_) => Err("unknown client or wrong secret"),
-        None => Err("this client has no secret yet (sts clients secret ID)"),
-    }
+async fn check_secret(st: &AppState, id: &str, secret: &str) -> Result<Arc<Client>, Refused> {
+    use crate::oauth::clients::SecretRefusal;
+    st.clients
+        .check_secret(id, secret)
+        .await
+        .map_err(|r| match r {
+            SecretRefusal::UnknownOrWrong => Refused::Client("unknown client or wrong secret"),
+            SecretRefusal::NotASecretClient => {
+                Refused::Client("this client does not authenticate with a secret")
+            }
+            SecretRefusal::NoSecretYet => Refused::Client(
+                "this client has no secret yet: set one with `sts clients secret ID`, in the admin console or the admin API",
+            ),
+            SecretRefusal::Db(e) => Refused::Db(e),
+        })
+}
+
+enum Refused {
+    Client(&'static str),
+    Db(sqlx::Error),
 }
 
 enum AssertionFailure {

@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod managed;
+pub mod metadata;
 pub mod oauth;
 pub mod oidc;
 pub mod saml;

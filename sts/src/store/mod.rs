@@ -27,6 +27,11 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    /// A command that only reads found no database file: it does not create an empty one.
+    #[error(
+        "no database at {0}: this command only reads and does not create one (check --config, database.url or STS_DATABASE_URL; `sts serve` creates the database)"
+    )]
+    Missing(String),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
 }
@@ -102,12 +107,25 @@ fn os_reason(path: &str) -> Option<String> {
 
 /// Open (creating when missing) the database and run pending migrations.
 pub async fn connect(config: &Config) -> Result<Pool, StoreError> {
-    let url = &config.database_url;
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let in_memory = path.starts_with(":memory:") || path.contains("mode=memory");
+    open(config, true).await
+}
+
+/// For commands that only read (`export`, `keys list`, `clients list`): the database must exist; a
+/// missing file is an error that names the path looked for, not a new empty database.
+pub async fn connect_existing(config: &Config) -> Result<Pool, StoreError> {
+    open(config, false).await
+}
+
+async fn open(config: &Config, create: bool) -> Result<Pool, StoreError> {
+    let path = config.database_path();
+    let in_memory = config.database_file().is_none();
+    if !create
+        && let Some(file) = config.database_file()
+        && !file.exists()
+    {
+        let shown = std::path::absolute(&file).unwrap_or(file);
+        return Err(StoreError::Missing(shown.display().to_string()));
+    }
     if !in_memory {
         let file_part = path.split('?').next().unwrap_or(path);
         if let Some(parent) = std::path::Path::new(file_part)
@@ -130,7 +148,7 @@ pub async fn connect(config: &Config) -> Result<Pool, StoreError> {
     let open_err = |e: sqlx::Error| StoreError::Open(explain(&e, &file));
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
         .map_err(open_err)?
-        .create_if_missing(true)
+        .create_if_missing(create)
         .foreign_keys(true)
         .journal_mode(if in_memory {
             SqliteJournalMode::Memory
@@ -172,11 +190,7 @@ pub async fn begin_write(
 /// full disk may still allow reads); the error names the file and the cause. CLI commands that only read
 /// do not call it.
 pub async fn check_writable(pool: &Pool, config: &Config) -> Result<(), StoreError> {
-    let url = &config.database_url;
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
+    let path = config.database_path();
     let file = path.split('?').next().unwrap_or(path);
     writable(pool, 0)
         .await

@@ -57,6 +57,21 @@ pub async fn sync_config_clients(
     tx.commit().await
 }
 
+/// The stored secret hash of one client and the master key id it was made under (`None`: no row or no
+/// secret).
+pub async fn client_secret(
+    pool: &Pool,
+    client_id: &str,
+) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT secret_hash, secret_key_id FROM oauth_clients WHERE client_id = ? AND secret_hash IS NOT NULL",
+    )
+    .bind(client_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| (r.get("secret_hash"), r.get("secret_key_id"))))
+}
+
 pub async fn load_clients(pool: &Pool) -> Result<Vec<ClientRow>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT client_id, settings, managed_by, enabled, secret_hash, secret_key_id FROM oauth_clients ORDER BY client_id",
