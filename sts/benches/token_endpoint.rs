@@ -149,7 +149,8 @@ scopes = ["orders.read"]
                 .await
                 .expect("keys");
         service.ensure_active().await.expect("signing key");
-        sts::startup::sync_clients(&pool, &config, service.now(), false)
+        let declared = sts::declared::Declared::from_config(&config).expect("declared clients");
+        sts::startup::sync_clients(&pool, &declared, service.now(), false)
             .await
             .expect("clients");
         let hasher = SecretHasher::new(&service);

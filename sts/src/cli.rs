@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::clock;
 use crate::config::{Config, strip_newline};
+use crate::declared::Declared;
 use crate::keys::{KeyInfo, KeyRing, KeyService, import::MAX_KEYSTORE_BYTES};
 use crate::startup::Application;
 use crate::store;
@@ -189,6 +190,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let declared = match crate::declared::Declared::from_config(&config) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     crate::telemetry::init(&config.log_filter, config.log_format);
     let command = cli.command.unwrap_or(Command::Serve);
     let at = config.locations();
@@ -210,7 +218,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(command, config)) {
+    match runtime.block_on(run(command, config, declared)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", describe(&e));
@@ -241,7 +249,7 @@ pub fn describe(e: &anyhow::Error) -> String {
     line
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+async fn run(command: Command, config: Config, declared: Declared) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             let app = Application::build(config).await?;
@@ -249,7 +257,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(k) => keys(k, &config).await,
-        Command::Clients(c) => clients(c, &config).await,
+        Command::Clients(c) => clients(c, &config, &declared).await,
         Command::Admin(a) => admin(a, &config).await,
         Command::Export { out, with_secrets } => {
             let service = open_existing(&config).await?;
@@ -287,7 +295,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let doc: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
             let service = open_service(&config).await?;
-            let config_ids: Vec<String> = config.providers.iter().map(|p| p.id.clone()).collect();
+            let config_ids = declared.provider_ids();
             let (summary, providers) = crate::export::import(
                 service.pool(),
                 &service,
@@ -446,7 +454,7 @@ async fn admin(cmd: AdminCommand, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn clients(cmd: ClientsCommand, config: &Config) -> anyhow::Result<()> {
+async fn clients(cmd: ClientsCommand, config: &Config, declared: &Declared) -> anyhow::Result<()> {
     use crate::oauth::clients::{AuthMethod, ClientRegistry, SecretHasher, generate_secret};
     let service = match cmd {
         ClientsCommand::List { .. } => open_existing(config).await?,
@@ -454,7 +462,7 @@ async fn clients(cmd: ClientsCommand, config: &Config) -> anyhow::Result<()> {
     };
     let pool = service.pool().clone();
     if matches!(cmd, ClientsCommand::Secret { .. }) {
-        crate::startup::sync_clients(&pool, config, service.now(), false).await?;
+        crate::startup::sync_clients(&pool, declared, service.now(), false).await?;
     }
     let registry = ClientRegistry::load(pool.clone(), SecretHasher::new(&service)).await?;
     match cmd {

@@ -103,8 +103,8 @@ struct RawConfig {
     jwks: RawJwks,
     log: RawLog,
     sessions: RawSessions,
-    providers: Vec<crate::providers::RawProvider>,
-    clients: Vec<crate::oauth::clients::RawClient>,
+    providers: Vec<toml::Table>,
+    clients: Vec<toml::Table>,
     admin: RawAdmin,
 }
 
@@ -308,10 +308,14 @@ pub struct Config {
     pub session_idle_timeout: u64,
     pub session_absolute_timeout: u64,
     pub login_flow_ttl: u64,
-    /// Identity providers declared in the config file (secrets resolved, validated without network).
-    pub providers: Vec<crate::providers::ProviderSettings>,
-    /// Applications (OAuth clients) declared in the config file; their secrets live in the database.
-    pub clients: Vec<crate::oauth::clients::ClientSettings>,
+    /// `[[providers]]` as written: validated by `providers::settings` (through `crate::declared`), not
+    /// here, so that this module depends on nothing above it.
+    pub providers: Vec<toml::Table>,
+    /// The values of the environment variables that `[[providers]]` name in `client_secret_env`.
+    pub provider_secrets: SecretEnv,
+    /// `[[clients]]` as written: validated by `oauth::clients` (through `crate::declared`); their secrets
+    /// live in the database.
+    pub clients: Vec<toml::Table>,
     /// STS roles whose holders may sign in to the admin console through single sign-on (empty: only
     /// administrators created with `sts admin create`).
     pub admin_sso_roles: Vec<String>,
@@ -590,22 +594,14 @@ impl Config {
             30,
             3600,
         )?;
-        let mut providers = Vec::new();
-        for p in raw.providers {
-            let settings = p
-                .validate(env)
-                .map_err(|e| ConfigError::Provider(e.to_string()))?;
-            if providers
+        // Only the variables the providers name in `client_secret_env` are kept.
+        let provider_secrets = SecretEnv(
+            raw.providers
                 .iter()
-                .any(|q: &crate::providers::ProviderSettings| q.id == settings.id)
-            {
-                return Err(ConfigError::Provider(format!(
-                    "provider `{}` is declared twice",
-                    settings.id
-                )));
-            }
-            providers.push(settings);
-        }
+                .filter_map(|p| p.get("client_secret_env").and_then(toml::Value::as_str))
+                .filter_map(|name| Some((name.to_string(), env.get(name)?.clone())))
+                .collect(),
+        );
         if let Some(r) = raw
             .admin
             .sso_roles
@@ -618,36 +614,13 @@ impl Config {
             ));
         }
         let admin_sso_roles = raw.admin.sso_roles;
-        let mut clients: Vec<crate::oauth::clients::ClientSettings> = Vec::new();
-        for c in raw.clients {
-            let c = c
-                .validate(max_lifetime)
-                .map_err(|e| ConfigError::Client(e.to_string()))?;
-            if clients.iter().any(|q| q.id == c.id) {
-                return Err(ConfigError::Client(format!(
-                    "client `{}` is declared twice",
-                    c.id
-                )));
-            }
-            if let Some(p) = c
-                .providers
-                .iter()
-                .find(|p| !providers.iter().any(|q| &q.id == *p))
-            {
-                return Err(ConfigError::Client(format!(
-                    "client `{}`: provider `{p}` is not declared in [[providers]]",
-                    c.id
-                )));
-            }
-            clients.push(c);
-        }
-
         Ok(Config {
             session_idle_timeout: session_idle,
             session_absolute_timeout: session_abs,
             login_flow_ttl: flow_ttl,
-            providers,
-            clients,
+            providers: raw.providers,
+            provider_secrets,
+            clients: raw.clients,
             admin_sso_roles,
             source,
             listen,
@@ -755,6 +728,30 @@ impl Config {
                 MasterKeySource::Inline(_) => "STS_MASTER_KEY (environment)".to_string(),
             },
         }
+    }
+}
+
+/// Environment values kept for a later validation step (see [`Config::provider_secrets`]). `Debug`
+/// prints the names only; the values are wiped on drop.
+#[derive(Clone, Default)]
+pub struct SecretEnv(BTreeMap<String, String>);
+
+impl SecretEnv {
+    pub fn vars(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+impl Drop for SecretEnv {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.0.values_mut().for_each(Zeroize::zeroize);
     }
 }
 

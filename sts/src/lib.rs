@@ -17,6 +17,7 @@ pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod declared;
 pub mod export;
 pub mod http;
 pub mod keys;

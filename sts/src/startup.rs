@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use crate::clock::{self, SharedClock};
 use crate::config::{Config, TlsConfig};
+use crate::declared::Declared;
 use crate::http::{self, AppState, WebSettings};
 use crate::keys::{KeyRing, KeyService};
 use crate::providers::Registry;
@@ -44,6 +45,7 @@ impl Application {
             tracing::warn!(public_url = %config.public_url,
                 "public URL is not https: fine on loopback or behind a TLS-terminating proxy, not otherwise");
         }
+        let declared = Declared::from_config(&config)?;
         let pool = store::connect(&config).await?;
         store::check_writable(&pool, &config).await?;
         let service =
@@ -52,9 +54,9 @@ impl Application {
         service.retire_expired().await?;
         let keys = Arc::new(KeyRing::load(service.clone(), config.jwks_max_age).await?);
         let reloader = keys.spawn_reloader(config.key_reload_interval);
-        sync_providers(&pool, &config, clock.now()).await?;
-        let console_providers = load_console_providers(&pool, &config, &service).await?;
-        let saml = if config
+        sync_providers(&pool, &declared, clock.now()).await?;
+        let console_providers = load_console_providers(&pool, &declared, &service).await?;
+        let saml = if declared
             .providers
             .iter()
             .chain(console_providers.iter())
@@ -72,7 +74,7 @@ impl Application {
             None
         };
         let providers = Arc::new(Registry::new(
-            config
+            declared
                 .providers
                 .iter()
                 .cloned()
@@ -88,7 +90,7 @@ impl Application {
             config.token_lifetime,
             config.token_max_lifetime,
         ));
-        sync_clients(&pool, &config, clock.now(), true).await?;
+        sync_clients(&pool, &declared, clock.now(), true).await?;
         let clients = Arc::new(
             crate::oauth::clients::ClientRegistry::load(
                 pool.clone(),
@@ -115,7 +117,7 @@ impl Application {
             token_max_lifetime: config.token_max_lifetime,
             providers: providers.clone(),
             public_url: config.public_url.clone(),
-            config_provider_ids: config.providers.iter().map(|p| p.id.clone()).collect(),
+            config_provider_ids: declared.provider_ids(),
             sso_roles: config.admin_sso_roles.clone(),
             provider_changes: tokio::sync::Mutex::new(()),
             session_idle: config.session_idle_timeout as i64,
@@ -187,8 +189,8 @@ impl Application {
 }
 
 /// Record the config-declared providers in the database (the admin UI will edit the same rows).
-async fn sync_providers(pool: &Pool, config: &Config, now: i64) -> anyhow::Result<()> {
-    let rows: Vec<(String, String, String, bool, String)> = config
+async fn sync_providers(pool: &Pool, declared: &Declared, now: i64) -> anyhow::Result<()> {
+    let rows: Vec<(String, String, String, bool, String)> = declared
         .providers
         .iter()
         .map(|p| {
@@ -202,7 +204,7 @@ async fn sync_providers(pool: &Pool, config: &Config, now: i64) -> anyhow::Resul
         })
         .collect();
     store::login::sync_config_providers(pool, &rows, now).await?;
-    for p in &config.providers {
+    for p in &declared.providers {
         tracing::info!(provider = %p.id, kind = p.kind.as_str(), enabled = p.enabled, "identity provider configured");
     }
     Ok(())
@@ -213,11 +215,11 @@ async fn sync_providers(pool: &Pool, config: &Config, now: i64) -> anyhow::Resul
 /// CLI, which may run with another file, only adds and updates).
 pub async fn sync_clients(
     pool: &Pool,
-    config: &Config,
+    declared: &Declared,
     now: i64,
     disable_missing: bool,
 ) -> anyhow::Result<()> {
-    let rows: Vec<(String, String, bool)> = config
+    let rows: Vec<(String, String, bool)> = declared
         .clients
         .iter()
         .map(|c| {
@@ -236,12 +238,12 @@ pub async fn sync_clients(
 /// and left out; an id now declared in the configuration file is the file's).
 async fn load_console_providers(
     pool: &Pool,
-    config: &Config,
+    declared: &Declared,
     keys: &KeyService,
 ) -> anyhow::Result<Vec<crate::providers::ProviderSettings>> {
     let mut out = Vec::new();
     for (id, source, sealed, enabled) in store::admin::admin_providers(pool).await? {
-        if config.providers.iter().any(|p| p.id == id) {
+        if declared.providers.iter().any(|p| p.id == id) {
             tracing::warn!(provider = %id, "a console provider has the id of a configured one: the configuration file wins");
             continue;
         }

@@ -34,11 +34,6 @@ pub async fn post(req: HttpRequest, body: web::Bytes, st: web::Data<AppState>) -
     handle(&req, &st, &body, true).await
 }
 
-/// The confirmation token of a session: it proves a POST comes from a page of this STS.
-pub fn confirmation_token(session_cookie: &str) -> String {
-    hash(&format!("sts-logout-confirm:{session_cookie}"))
-}
-
 fn refuse(message: &str) -> HttpResponse {
     tracing::info!(reason = ?message, "logout request refused");
     crate::sso::error_page(
@@ -130,10 +125,13 @@ async fn handle(req: &HttpRequest, st: &AppState, raw: &[u8], is_post: bool) -> 
         let by_hint = hint_sid.as_deref() == Some(user.sid.as_str());
         let by_form = is_post
             && p.get("confirm").is_some_and(|c| {
-                constant_time_eq(c.as_bytes(), confirmation_token(cookie).as_bytes())
+                constant_time_eq(
+                    c.as_bytes(),
+                    session::logout_confirmation_token(cookie).as_bytes(),
+                )
             });
         if !by_hint && !by_form {
-            let token = confirmation_token(cookie);
+            let token = session::logout_confirmation_token(cookie);
             let mut fields: Vec<(&str, &str)> = vec![("confirm", &token)];
             if let Some(r) = &redirect {
                 fields.push(("post_logout_redirect_uri", r));

@@ -15,8 +15,6 @@ mod endpoints;
 mod logout;
 mod token;
 
-pub use logout::confirmation_token as logout_confirmation_token;
-
 use std::collections::HashMap;
 
 use actix_web::http::StatusCode;

@@ -540,7 +540,7 @@ pub async fn me(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     };
     let logout_token = req
         .cookie(SESSION_COOKIE)
-        .map(|c| crate::oauth::logout_confirmation_token(c.value()))
+        .map(|c| session::logout_confirmation_token(c.value()))
         .unwrap_or_default();
     let expires = time::OffsetDateTime::from_unix_timestamp(user.expires_at)
         .ok()

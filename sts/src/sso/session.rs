@@ -12,6 +12,12 @@ pub const SESSION_COOKIE: &str = "sts_session";
 /// Binds login flows to the browser that started them.
 pub const BROWSER_COOKIE: &str = "sts_browser";
 
+/// The logout confirmation token of a session (in the page that asks "sign out?" and in `/sso/me`'s
+/// sign-out form): it proves a logout POST comes from a page of this STS.
+pub fn logout_confirmation_token(session_cookie: &str) -> String {
+    super::hash(&format!("sts-logout-confirm:{session_cookie}"))
+}
+
 /// What the session remembers about the user.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionIdentity {
