@@ -19,7 +19,6 @@ pub mod clock;
 pub mod config;
 pub mod declared;
 pub mod export;
-pub mod http;
 pub mod keys;
 pub mod oauth;
 pub mod providers;
@@ -30,6 +29,7 @@ pub mod store;
 pub mod telemetry;
 pub mod text;
 pub mod tokens;
+pub mod web;
 
 pub use config::Config;
 pub use startup::Application;

@@ -4,19 +4,19 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_web::App;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{App, web};
 use anyhow::Context;
 
 use crate::clock::{self, SharedClock};
 use crate::config::{Config, TlsConfig};
 use crate::declared::Declared;
-use crate::http::{self, AppState, WebSettings};
 use crate::keys::{KeyRing, KeyService};
 use crate::providers::Registry;
 use crate::store;
 use crate::store::Pool;
 use crate::tokens::TokenIssuer;
+use crate::web::{self, AppState, WebSettings};
 
 pub struct Application {
     port: u16,
@@ -124,7 +124,7 @@ impl Application {
         });
         let limiter = Arc::new(admin_ui::auth::RateLimiter::default());
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState {
+        let state = actix_web::web::Data::new(AppState {
             keys: keys.clone(),
             issuer: config.public_url.clone(),
             jwks_uri: config.jwks_uri(),
@@ -148,11 +148,11 @@ impl Application {
         let make_app = move || {
             App::new()
                 .app_data(state.clone())
-                .wrap(http::security_headers(https_public))
-                .wrap_fn(move |req, srv| http::body_deadline(req, srv, body_timeout))
-                .wrap_fn(http::request_span)
+                .wrap(web::security_headers(https_public))
+                .wrap_fn(move |req, srv| web::body_deadline(req, srv, body_timeout))
+                .wrap_fn(web::request_span)
                 .configure(|cfg| admin_ui::configure(cfg, admin.clone(), limiter.clone()))
-                .configure(http::routes)
+                .configure(web::routes)
         };
         let tls = match &config.tls {
             None => None,
@@ -299,7 +299,7 @@ fn spawn_purger(pool: Pool, clock: SharedClock) -> tokio::task::JoinHandle<()> {
 
 /// The HTTP server, assembled from actix-web's parts like `HttpServer::listen` does, with one change:
 /// each connection's stream (the TCP stream, or the TLS stream above it) is wrapped in
-/// [`http::conn::HeadDeadline`], so every request head on a kept-alive connection has the header
+/// [`web::conn::HeadDeadline`], so every request head on a kept-alive connection has the header
 /// timeout, not only the first (actix-http's own head timer). Slow or silent clients: the head must
 /// arrive within the header timeout, its body within the body timeout (`body_deadline`); idle kept-alive
 /// connections close after `keep_alive`; at most `max_connections_per_worker` are open per worker and
@@ -323,7 +323,7 @@ where
     use actix_http::{HttpService, Protocol};
     use actix_service::{ServiceFactoryExt, fn_service, map_config};
     use actix_web::dev::AppConfig;
-    use http::conn::HeadDeadline;
+    use web::conn::HeadDeadline;
 
     let header_timeout = config.request_header_timeout;
     let keep_alive = if config.keep_alive.is_zero() {

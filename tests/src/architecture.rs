@@ -27,6 +27,13 @@ pub enum Violation {
     Circle { modules: Vec<String> },
     /// A module that the layer list does not place.
     Unplaced { module: String },
+    /// `module` uses the external crate `krate`, which only some layers may use (e.g. actix: only the
+    /// web layer and the composition root).
+    Dependency {
+        module: String,
+        krate: String,
+        file: String,
+    },
 }
 
 impl Violation {
@@ -36,6 +43,9 @@ impl Violation {
             Violation::Upward { from, to, .. } => format!("upward {from} -> {to}"),
             Violation::Circle { modules } => format!("circle {}", modules.join(" ")),
             Violation::Unplaced { module } => format!("unplaced {module}"),
+            Violation::Dependency { module, krate, .. } => {
+                format!("dependency {module} -> {krate}")
+            }
         }
     }
 }
@@ -303,8 +313,24 @@ pub fn edges(sources: &[(String, String)]) -> Vec<Edge> {
         .collect()
 }
 
-/// Checks `sources` against `layers` (top first; each layer a list of top-level modules).
-pub fn check(sources: &[(String, String)], layers: &[(&str, &[&str])]) -> Vec<Violation> {
+/// Whether the code of a file names the external crate `krate` (as `krate::` or `use krate`).
+fn uses_crate(text: &str, krate: &str) -> bool {
+    let code = code_only(text);
+    code.match_indices(krate).any(|(i, _)| {
+        let before = code[..i].chars().next_back();
+        let after = &code[i + krate.len()..];
+        !ident_char(before)
+            && (after.starts_with("::") || after.starts_with(';') || after.starts_with(" as "))
+    })
+}
+
+/// Checks `sources` against `layers` (top first; each layer a list of top-level modules) and `crates`
+/// (an external crate and the layers that may use it).
+pub fn check(
+    sources: &[(String, String)],
+    layers: &[(&str, &[&str])],
+    crates: &[(&str, &[&str])],
+) -> Vec<Violation> {
     let level: BTreeMap<&str, usize> = layers
         .iter()
         .enumerate()
@@ -334,6 +360,31 @@ pub fn check(sources: &[(String, String)], layers: &[(&str, &[&str])]) -> Vec<Vi
     }
     for scc in circles(&all) {
         out.insert(Violation::Circle { modules: scc });
+    }
+    let layer_of: BTreeMap<&str, &str> = layers
+        .iter()
+        .flat_map(|(name, mods)| mods.iter().map(move |m| (*m, *name)))
+        .collect();
+    let mut seen = BTreeSet::new();
+    for (rel, text) in sources {
+        let Some(module) = module_of(rel) else {
+            continue;
+        };
+        let Some(layer) = layer_of.get(module.as_str()) else {
+            continue;
+        };
+        for (krate, allowed) in crates {
+            if !allowed.contains(layer)
+                && uses_crate(text, krate)
+                && seen.insert((module.clone(), *krate))
+            {
+                out.insert(Violation::Dependency {
+                    module: module.clone(),
+                    krate: krate.to_string(),
+                    file: rel.clone(),
+                });
+            }
+        }
     }
     out.into_iter().collect()
 }
@@ -416,6 +467,8 @@ mod tests {
         ("leaves", &["clock"]),
     ];
 
+    const CRATES: &[(&str, &[&str])] = &[("actix_web", &["app", "web"])];
+
     fn src(files: &[(&str, &str)]) -> Vec<(String, String)> {
         files
             .iter()
@@ -447,7 +500,7 @@ mod tests {
             ("store/mod.rs", "use crate::{clock, http::AppState};"),
             ("clock.rs", ""),
         ]);
-        let v = check(&files, LAYERS);
+        let v = check(&files, LAYERS, CRATES);
         let keys: Vec<String> = v.iter().map(Violation::key).collect();
         // (and with it a circle: the web layer uses the store)
         assert_eq!(
@@ -472,11 +525,35 @@ mod tests {
             ("extra.rs", "use crate::clock;"),
             ("clock.rs", ""),
         ]);
-        let keys: Vec<String> = check(&files, LAYERS).iter().map(Violation::key).collect();
+        let keys: Vec<String> = check(&files, LAYERS, CRATES)
+            .iter()
+            .map(Violation::key)
+            .collect();
         assert_eq!(
             keys,
             vec!["circle oauth sso".to_string(), "unplaced extra".to_string()]
         );
+    }
+
+    #[test]
+    fn a_restricted_crate_outside_its_layers_is_reported() {
+        let files = src(&[
+            ("http/mod.rs", "use actix_web::web;"),
+            ("startup.rs", "fn f() { actix_web::App::new(); }"),
+            // Named only in a comment and a string, and as part of another name: not a use.
+            (
+                "store/mod.rs",
+                "// actix_web::x\nconst S: &str = \"actix_web::y\"; use my_actix_web::z;",
+            ),
+            // The deliberate one: the domain layer reaches for actix.
+            ("sso/mod.rs", "use actix_web::HttpRequest;"),
+            ("clock.rs", ""),
+        ]);
+        let keys: Vec<String> = check(&files, LAYERS, CRATES)
+            .iter()
+            .map(Violation::key)
+            .collect();
+        assert_eq!(keys, vec!["dependency sso -> actix_web".to_string()]);
     }
 
     #[test]

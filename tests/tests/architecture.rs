@@ -1,23 +1,21 @@
 //! Class: imports that run the wrong way. The server crate is layered (top first); a module may use its
 //! own layer and the layers below it, never one above, and no modules may use each other in a circle.
 //! `LAYERS` is the one place the layers are listed (docs/architecture.md draws it). The checker is
-//! `sts_tests::architecture` (its unit tests include a deliberately wrong import).
-//!
-//! `KNOWN` lists the violations that remain while the restructuring of issue 12 is under way: the test
-//! fails on any violation not listed (nothing new may be added) and on a listed one that is gone (the list
-//! only shrinks). The aim is an empty list.
+//! `sts_tests::architecture` (its unit tests include a deliberately wrong import). `CRATES` names the
+//! external crates that only some layers may use: actix (HTTP) only in the web layer and the composition
+//! root.
 
 use std::path::Path;
 
-use sts_tests::architecture::{Violation, check, read_sources};
+use sts_tests::architecture::{check, read_sources};
 
 /// The layers of `sts/src`, top first.
 pub const LAYERS: &[(&str, &[&str])] = &[
     // Composition root: start-up, the command line, the admin backend, export/import.
     ("app", &["cli", "startup", "declared", "admin", "export"]),
-    // The only modules that see actix: routes, extractors, handlers, errors to HTTP.
-    ("web", &["http"]),
-    // Login flow and sessions; OAuth grants, authorization, client authentication.
+    // The only modules that see actix (besides start-up): routes, handlers, cookies, pages, errors to HTTP.
+    ("web", &["web"]),
+    // Login and OpenID Provider rules without HTTP: tokens and their hashes, return_to, applications.
     ("domain", &["sso", "oauth"]),
     // Identity providers, token issuing, role mapping.
     ("services", &["providers", "tokens", "roles"]),
@@ -27,13 +25,14 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("leaves", &["telemetry", "text", "clock"]),
 ];
 
-/// Violations still to be removed (issue 12). Keys as `Violation::key` writes them.
-const KNOWN: &[&str] = &[
-    // The handlers in `oauth` and `sso` take `http::AppState`, and `http` mounts their routes; the
-    // handlers are to move to the web layer, over domain services that do not see actix.
-    "upward oauth -> http",
-    "upward sso -> http",
-    "circle http oauth sso",
+/// External crates that only the named layers may use.
+pub const CRATES: &[(&str, &[&str])] = &[
+    ("actix_web", &["app", "web"]),
+    ("actix_http", &["app", "web"]),
+    ("actix_server", &["app", "web"]),
+    ("actix_service", &["app", "web"]),
+    ("actix_tls", &["app", "web"]),
+    ("askama", &["web"]),
 ];
 
 #[test]
@@ -46,23 +45,14 @@ fn the_server_crate_imports_only_downwards_and_without_circles() {
         sources.len(),
         src.display()
     );
-    let found = check(&sources, LAYERS);
-    let keys: Vec<String> = found.iter().map(Violation::key).collect();
-    let new: Vec<&Violation> = found
-        .iter()
-        .filter(|v| !KNOWN.contains(&v.key().as_str()))
-        .collect();
-    let gone: Vec<&&str> = KNOWN
-        .iter()
-        .filter(|k| !keys.iter().any(|f| f == *k))
-        .collect();
+    let found = check(&sources, LAYERS, CRATES);
     assert!(
-        new.is_empty(),
+        found.is_empty(),
         "imports against the layers (move the code to the right layer, or pass what it needs down):\n{}",
-        new.iter()
+        found
+            .iter()
             .map(|v| format!("  {v:?}"))
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert!(gone.is_empty(), "fixed, remove from KNOWN: {gone:?}");
 }

@@ -9,14 +9,14 @@ use serde::Deserialize;
 
 use super::pages::{self, ChooserEntry, ChooserPage, MePage};
 use super::session::{self, BROWSER_COOKIE, SESSION_COOKIE, SessionIdentity};
-use super::{hash, random_token, valid_return_to};
-use crate::http::AppState;
 use crate::providers::oidc::constant_time_eq;
 use crate::providers::saml::MAX_RESPONSE_BYTES;
 use crate::providers::{Callback, FlowSecrets, Kind, ProviderError};
 use crate::roles::ConstraintError;
+use crate::sso::{hash, random_token, valid_return_to};
 use crate::store;
 use crate::tokens::{TokenKind, TokenRequest};
+use crate::web::AppState;
 
 const DEFAULT_RETURN_TO: &str = "/sso/me";
 

@@ -2,6 +2,8 @@
 //! Only paths are logged, never query strings or bodies (they can carry codes and tokens).
 
 pub mod conn;
+pub mod oauth;
+pub mod sso;
 mod wellknown;
 
 use std::sync::Arc;
@@ -61,8 +63,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/favicon.ico",
             web::get().to(|| async { HttpResponse::NoContent().finish() }),
         )
-        .configure(crate::sso::routes)
-        .configure(crate::oauth::routes)
+        .configure(sso::routes)
+        .configure(oauth::routes)
         .default_service(web::to(not_found));
 }
 

@@ -20,11 +20,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
 use super::{parse_params, verify_own, with_params};
-use crate::http::AppState;
 use crate::providers::oidc::constant_time_eq;
 use crate::sso::hash;
-use crate::sso::session::{self, SESSION_COOKIE};
 use crate::store;
+use crate::web::AppState;
+use crate::web::sso::session::{self, SESSION_COOKIE};
 
 pub async fn get(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     handle(&req, &st, req.query_string().as_bytes(), false).await
@@ -36,7 +36,7 @@ pub async fn post(req: HttpRequest, body: web::Bytes, st: web::Data<AppState>) -
 
 fn refuse(message: &str) -> HttpResponse {
     tracing::info!(reason = ?message, "logout request refused");
-    crate::sso::error_page(
+    crate::web::sso::error_page(
         StatusCode::BAD_REQUEST,
         "Sign-out request refused",
         message,
@@ -46,7 +46,7 @@ fn refuse(message: &str) -> HttpResponse {
 
 fn internal(e: sqlx::Error) -> HttpResponse {
     tracing::error!(error = %e, "ending the session failed");
-    crate::sso::error_page(
+    crate::web::sso::error_page(
         StatusCode::INTERNAL_SERVER_ERROR,
         "Sign-out failed",
         "internal error",
@@ -142,7 +142,7 @@ async fn handle(req: &HttpRequest, st: &AppState, raw: &[u8], is_post: bool) -> 
                     fields.push(("state", s));
                 }
             }
-            return crate::sso::render_page(StatusCode::OK, &ConfirmPage { fields });
+            return crate::web::sso::render_page(StatusCode::OK, &ConfirmPage { fields });
         }
         match store::login::delete_session(&st.pool, &hash(cookie)).await {
             Ok(Some(ended)) => {
@@ -172,7 +172,7 @@ async fn handle(req: &HttpRequest, st: &AppState, raw: &[u8], is_post: bool) -> 
                 .finish()
         }
         None => {
-            let mut resp = crate::sso::logged_out_page();
+            let mut resp = crate::web::sso::logged_out_page();
             let _ = resp.add_cookie(&removal);
             resp
         }

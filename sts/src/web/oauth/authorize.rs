@@ -14,13 +14,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
-use super::clients::{Client, ClientType, GrantType, redirect_uri_matches};
 use super::{CODE_TTL, GrantData, parse_params, with_params};
-use crate::http::AppState;
+use crate::oauth::clients::{Client, ClientType, GrantType, redirect_uri_matches};
 use crate::providers::oidc::constant_time_eq;
-use crate::sso::session::{self, BROWSER_COOKIE, SessionUser};
 use crate::sso::{hash, random_token};
 use crate::store;
+use crate::web::AppState;
+use crate::web::sso::session::{self, BROWSER_COOKIE, SessionUser};
 
 /// A pending request waits this long for the user to log in (seconds).
 const PENDING_TTL: i64 = 900;
@@ -614,7 +614,7 @@ fn redirect(location: &str) -> HttpResponse {
 }
 
 fn page(status: StatusCode, message: &str) -> HttpResponse {
-    crate::sso::error_page(
+    crate::web::sso::error_page(
         status,
         "This application's sign-in request was refused",
         message,

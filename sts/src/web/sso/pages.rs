@@ -82,12 +82,12 @@ pub async fn css() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/css; charset=utf-8")
         .insert_header(("Cache-Control", "public, max-age=3600"))
-        .body(include_str!("../../static/sts.css"))
+        .body(include_str!("../../../static/sts.css"))
 }
 
 pub async fn js() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/javascript; charset=utf-8")
         .insert_header(("Cache-Control", "public, max-age=3600"))
-        .body(include_str!("../../static/sts.js"))
+        .body(include_str!("../../../static/sts.js"))
 }

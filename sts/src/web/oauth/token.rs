@@ -8,13 +8,13 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use sha2::Digest;
 
-use super::clients::{AuthMethod, Client, ClientType, GrantType};
 use super::{GrantData, OAuthError, form_body, json_no_store};
-use crate::http::AppState;
+use crate::oauth::clients::{AuthMethod, Client, ClientType, GrantType};
 use crate::providers::oidc::constant_time_eq;
 use crate::sso::{hash, random_token};
 use crate::store;
 use crate::tokens::{TokenKind, TokenRequest};
+use crate::web::AppState;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// A client assertion may live at most this long (seconds).
@@ -638,7 +638,7 @@ fn user_tokens(
 /// Profile and email claims by scope (ID token and userinfo).
 pub fn user_claims(
     scope: &[String],
-    identity: &crate::sso::session::SessionIdentity,
+    identity: &crate::web::sso::session::SessionIdentity,
 ) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::new();
     let has = |s: &str| scope.iter().any(|x| x == s);

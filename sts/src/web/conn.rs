@@ -9,7 +9,7 @@
 //! - the clock starts at the first byte of a request head (the first byte read on the connection, or the
 //!   first byte read after our answer to the previous request), and at our answer when bytes of a next
 //!   request arrived with the previous one (pipelined, possibly half a head);
-//! - it stops at the end of the head (`\r\n\r\n`): the body has its own deadline (`http::body_deadline`),
+//! - it stops at the end of the head (`\r\n\r\n`): the body has its own deadline (`web::body_deadline`),
 //!   and a handler may take longer than the header timeout;
 //! - when it passes, the next read fails with `TimedOut` and actix-http drops the connection.
 //!

@@ -6,13 +6,13 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::clients::ClientType;
 use super::token::{authenticate, user_claims};
 use super::{OAuthError, form_body, json_no_store, verify_own};
-use crate::http::AppState;
+use crate::oauth::clients::ClientType;
 use crate::sso::hash;
-use crate::sso::session::SessionIdentity;
 use crate::store;
+use crate::web::AppState;
+use crate::web::sso::session::SessionIdentity;
 
 // ------------------------------------------------------------------------------------------ userinfo
 

@@ -5,18 +5,14 @@ use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use serde::{Deserialize, Serialize};
 
-use crate::http::AppState;
 use crate::store;
+use crate::web::AppState;
 
 pub const SESSION_COOKIE: &str = "sts_session";
 /// Binds login flows to the browser that started them.
 pub const BROWSER_COOKIE: &str = "sts_browser";
 
-/// The logout confirmation token of a session (in the page that asks "sign out?" and in `/sso/me`'s
-/// sign-out form): it proves a logout POST comes from a page of this STS.
-pub fn logout_confirmation_token(session_cookie: &str) -> String {
-    super::hash(&format!("sts-logout-confirm:{session_cookie}"))
-}
+pub use crate::sso::logout_confirmation_token;
 
 /// What the session remembers about the user.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,7 +80,7 @@ pub async fn current(req: &HttpRequest, st: &AppState) -> Result<Option<SessionU
     let now = st.clock.now();
     let row = store::login::touch_session(
         &st.pool,
-        &super::hash(c.value()),
+        &crate::sso::hash(c.value()),
         now,
         now + st.web.session_idle as i64,
     )

@@ -1,0 +1,75 @@
+//! Browser login through an identity provider, the SSO session it creates, and the user's own page.
+//!
+//! - `GET /sso/login?provider=ID&return_to=PATH&login_hint=H`: start a login (a chooser page when several
+//!   providers are enabled and none is named). `return_to` must be a same-origin path; anything else is
+//!   refused, never followed.
+//! - `GET /sso/sso-openid/openid-login` (OIDC) and `GET /sso/sso-oauth/oauth-login` (OAuth 2.0): the
+//!   callbacks. The login flow named by `state` is consumed (deleted) before anything else, so `state` is
+//!   single-use; it must be bound to this browser (cookie), unexpired, and of the callback's kind.
+//! - `GET /sso/me`: who you are, your roles, and a fresh access token. `GET /sso/logout`: end the session.
+//!
+//! Every failure is a page with a reason code (also logged with the provider id) and leaves no session.
+
+mod flow;
+mod pages;
+pub mod session;
+
+use actix_web::web;
+
+pub use flow::LoginError;
+
+/// The ACS reads the whole form itself (and refuses what is over its own limits with a page).
+const ACS_BODY_LIMIT: usize = 1 << 20;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/sso/login", web::get().to(flow::start))
+        .route(
+            "/sso/sso-openid/openid-login",
+            web::get().to(flow::oidc_callback),
+        )
+        .route(
+            "/sso/sso-oauth/oauth-login",
+            web::get().to(flow::oauth_callback),
+        )
+        .service(
+            web::resource("/sso/sso-saml/acs")
+                .app_data(web::PayloadConfig::new(ACS_BODY_LIMIT))
+                .route(web::post().to(flow::saml_acs)),
+        )
+        .route("/sso/sso-saml/metadata", web::get().to(flow::saml_metadata))
+        .service(
+            web::resource("/sso/sso-saml/{provider}/acs")
+                .app_data(web::PayloadConfig::new(ACS_BODY_LIMIT))
+                .route(web::post().to(flow::saml_acs)),
+        )
+        .route(
+            "/sso/sso-saml/{provider}/metadata",
+            web::get().to(flow::saml_metadata),
+        )
+        .route("/sso/me", web::get().to(flow::me))
+        .route("/sso/static/sts.css", web::get().to(pages::css))
+        .route("/sso/static/sts.js", web::get().to(pages::js));
+}
+
+/// An HTML error page (auto-escaped, strict CSP, not cached).
+pub fn error_page(
+    status: actix_web::http::StatusCode,
+    title: &str,
+    message: &str,
+    code: &str,
+) -> actix_web::HttpResponse {
+    pages::error(status, title, message, code)
+}
+
+/// Render an askama page with the pages' CSP, not cached.
+pub fn render_page(
+    status: actix_web::http::StatusCode,
+    page: &impl askama::Template,
+) -> actix_web::HttpResponse {
+    pages::render(status, page)
+}
+
+/// The signed-out page.
+pub fn logged_out_page() -> actix_web::HttpResponse {
+    pages::render(actix_web::http::StatusCode::OK, &pages::LoggedOutPage)
+}
