@@ -208,8 +208,26 @@ pub struct RolePreview {
     pub roles: Vec<String>,
 }
 
-/// The server side of the admin console.
-pub trait AdminBackend: Send + Sync + 'static {
+/// The server side of the admin console: one trait per resource, so each can be implemented (and read)
+/// on its own; anything that implements them all is an `AdminBackend`.
+pub trait AdminBackend:
+    ConsoleAdmin + KeysAdmin + SessionsAdmin + ApplicationsAdmin + ProvidersAdmin + TransferAdmin
+{
+}
+
+impl<T> AdminBackend for T where
+    T: ConsoleAdmin
+        + KeysAdmin
+        + SessionsAdmin
+        + ApplicationsAdmin
+        + ProvidersAdmin
+        + TransferAdmin
+{
+}
+
+/// The console itself: the clock, cookies, administrators' sign-in (password or single sign-on) and
+/// sessions, API-token checks, audit entries that are not part of a change, the dashboard.
+pub trait ConsoleAdmin: Send + Sync + 'static {
     fn now(&self) -> i64;
     /// `https://` public URL: cookies get `Secure`.
     fn secure_cookies(&self) -> bool;
@@ -235,6 +253,15 @@ pub trait AdminBackend: Send + Sync + 'static {
     ) -> BoxFut<'_, ()>;
 
     fn dashboard(&self) -> BoxFut<'_, Dashboard>;
+    /// Whether holders of a configured admin role may sign in through single sign-on.
+    fn sso_enabled(&self) -> bool;
+    /// The admin name (`sso:<sub>`) for the SSO session with this cookie value, when it is live and holds an
+    /// admin role; `Err(Invalid)` names why not.
+    fn sso_admin(&self, sso_session_cookie: &str) -> BoxFut<'_, SsoAdmin>;
+}
+
+/// Token-signing keys and the SAML SP key.
+pub trait KeysAdmin: Send + Sync + 'static {
     fn keys(&self) -> BoxFut<'_, Vec<KeyInfo>>;
     /// Generate a new active signing key; returns its kid.
     fn regenerate_key(&self, actor: &str) -> BoxFut<'_, String>;
@@ -245,11 +272,22 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// Replace the SAML SP key and certificate with a PKCS#12 keystore (same checks as the CLI); SAML
     /// providers use it at once. Returns the new certificate fingerprint.
     fn import_saml_sp(&self, actor: &str, data: Vec<u8>, password: String) -> BoxFut<'_, String>;
+}
+
+/// Users' SSO sessions, the audit log and API tokens.
+pub trait SessionsAdmin: Send + Sync + 'static {
     fn sso_sessions(&self) -> BoxFut<'_, Vec<SsoSessionInfo>>;
     /// End an SSO session and revoke its refresh tokens.
     fn revoke_sso_session(&self, actor: &str, sid: &str) -> BoxFut<'_, ()>;
     fn audit_log(&self, limit: i64, offset: i64) -> BoxFut<'_, (Vec<AuditEntry>, i64)>;
+    fn api_tokens(&self) -> BoxFut<'_, Vec<ApiTokenInfo>>;
+    /// Returns (id, token): the token is shown once and stored hashed.
+    fn create_api_token(&self, actor: &str, name: &str) -> BoxFut<'_, (String, String)>;
+    fn revoke_api_token(&self, actor: &str, id: &str) -> BoxFut<'_, ()>;
+}
 
+/// Registered applications (OAuth clients).
+pub trait ApplicationsAdmin: Send + Sync + 'static {
     fn clients(&self) -> BoxFut<'_, Vec<ClientInfo>>;
     /// Register an application; returns it and, for a confidential client with a secret, the secret
     /// (shown once).
@@ -259,18 +297,10 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// A new secret (shown once); the previous one stops working.
     fn rotate_client_secret(&self, actor: &str, id: &str) -> BoxFut<'_, String>;
     fn set_client_enabled(&self, actor: &str, id: &str, enabled: bool) -> BoxFut<'_, ()>;
+}
 
-    fn api_tokens(&self) -> BoxFut<'_, Vec<ApiTokenInfo>>;
-    /// Returns (id, token): the token is shown once and stored hashed.
-    fn create_api_token(&self, actor: &str, name: &str) -> BoxFut<'_, (String, String)>;
-    fn revoke_api_token(&self, actor: &str, id: &str) -> BoxFut<'_, ()>;
-
-    /// Whether holders of a configured admin role may sign in through single sign-on.
-    fn sso_enabled(&self) -> bool;
-    /// The admin name (`sso:<sub>`) for the SSO session with this cookie value, when it is live and holds an
-    /// admin role; `Err(Invalid)` names why not.
-    fn sso_admin(&self, sso_session_cookie: &str) -> BoxFut<'_, SsoAdmin>;
-
+/// Identity providers added in the console.
+pub trait ProvidersAdmin: Send + Sync + 'static {
     fn providers(&self) -> BoxFut<'_, Vec<ProviderInfo>>;
     fn provider(&self, id: &str) -> BoxFut<'_, ProviderDetail>;
     /// Create (`existing` None) or replace a console provider from its TOML settings; `secret` None or
@@ -285,7 +315,10 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn set_provider_enabled(&self, actor: &str, id: &str, enabled: bool) -> BoxFut<'_, ()>;
     /// What the provider's role mapping makes of sample claims (nothing is stored).
     fn preview_roles(&self, id: &str, claims: serde_json::Value) -> BoxFut<'_, RolePreview>;
+}
 
+/// Export and import of the whole configuration.
+pub trait TransferAdmin: Send + Sync + 'static {
     /// The whole configuration as one versioned JSON document (no private keys; secret hashes only when
     /// asked).
     fn export(&self, actor: &str, with_secrets: bool) -> BoxFut<'_, serde_json::Value>;

@@ -386,4 +386,3 @@ pub fn strip_newline(mut s: String) -> String {
     }
     s
 }
-

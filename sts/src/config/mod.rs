@@ -91,7 +91,6 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-
 mod checks;
 mod raw;
 #[cfg(test)]
@@ -268,7 +267,6 @@ impl Config {
         })?;
         Self::validate(raw, source, env)
     }
-
 
     /// How long a key that stopped signing stays in the JWKS: the longest token it may have signed, plus
     /// clock skew, plus one reload interval (a running server may sign with it until it notices the change).

@@ -32,8 +32,8 @@ fn env_overrides_file_which_overrides_defaults() {
     let f = file(
         "[server]\nlisten = \"127.0.0.1:1000\"\npublic_url = \"https://sts.example.com/\"\n[tokens]\nlifetime_seconds = 120\n",
     );
-    let c = Config::load_from(Some(f.path()), &env(&[("STS_LISTEN", "0.0.0.0:2000")]), &[])
-        .unwrap();
+    let c =
+        Config::load_from(Some(f.path()), &env(&[("STS_LISTEN", "0.0.0.0:2000")]), &[]).unwrap();
     assert_eq!(c.listen.to_string(), "0.0.0.0:2000");
     assert_eq!(
         c.public_url, "https://sts.example.com",
