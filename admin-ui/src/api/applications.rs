@@ -15,14 +15,9 @@ pub(super) async fn list_applications(_: ApiActor, req: HttpRequest, b: Backend)
 
 pub(super) async fn create_application(
     ApiActor(actor): ApiActor,
-    req: HttpRequest,
-    body: web::Bytes,
+    ApiJson(c): ApiJson<NewClient>,
     b: Backend,
 ) -> HttpResponse {
-    let c: NewClient = match json_body(&req, &body) {
-        Ok(c) => c,
-        Err(r) => return r.into(),
-    };
     match b.create_client(&actor, c).await {
         Ok((info, secret)) => ok_json(
             StatusCode::CREATED,
@@ -34,16 +29,10 @@ pub(super) async fn create_application(
 
 pub(super) async fn update_application(
     ApiActor(actor): ApiActor,
-
-    req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    ApiJson(c): ApiJson<NewClient>,
     b: Backend,
 ) -> HttpResponse {
-    let c: NewClient = match json_body(&req, &body) {
-        Ok(c) => c,
-        Err(r) => return r.into(),
-    };
     match b.update_client(&actor, &path, c).await {
         Ok(info) => ok_json(
             StatusCode::OK,
@@ -66,16 +55,10 @@ pub(super) async fn rotate_secret(
 
 pub(super) async fn set_enabled(
     ApiActor(actor): ApiActor,
-
-    req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    ApiJson(e): ApiJson<Enabled>,
     b: Backend,
 ) -> HttpResponse {
-    let e: Enabled = match json_body(&req, &body) {
-        Ok(e) => e,
-        Err(r) => return r.into(),
-    };
     match b.set_client_enabled(&actor, &path, e.enabled).await {
         Ok(()) => HttpResponse::NoContent().finish(),
         Err(e) => backend_error(e),

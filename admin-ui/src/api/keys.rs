@@ -29,14 +29,9 @@ pub(super) struct KeystoreImport {
 
 pub(super) async fn import_key(
     ApiActor(actor): ApiActor,
-    req: HttpRequest,
-    body: web::Bytes,
+    ApiJson(k): ApiJson<KeystoreImport>,
     b: Backend,
 ) -> HttpResponse {
-    let k: KeystoreImport = match json_body(&req, &body) {
-        Ok(k) => k,
-        Err(r) => return r.into(),
-    };
     let Ok(data) = base64::engine::general_purpose::STANDARD.decode(k.keystore_base64.trim())
     else {
         return error(

@@ -428,6 +428,30 @@ fn json_body<T: serde::de::DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> 
         .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "invalid", format!("body: {e}")))
 }
 
+/// A JSON request body: `application/json` (else `415`), parsed strictly into `T` (else `400`), as
+/// `json_body` checks it.
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for ApiJson<T> {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        let body = <web::Bytes as actix_web::FromRequest>::from_request(&req, payload);
+        Box::pin(async move {
+            let body = body.await?;
+            json_body(&req, &body).map(ApiJson).map_err(|r| {
+                actix_web::error::InternalError::from_response(
+                    "admin API refusal",
+                    HttpResponse::from(r),
+                )
+                .into()
+            })
+        })
+    }
+}
+
 /// The actor (`api:<token name>`) of a request with a valid admin API token; otherwise the request is
 /// answered `401` before its body is read.
 pub struct ApiActor(pub String);

@@ -22,36 +22,29 @@ pub(super) struct ProviderSource {
 
 pub(super) async fn create_provider(
     ApiActor(actor): ApiActor,
-    req: HttpRequest,
-    body: web::Bytes,
+    ApiJson(p): ApiJson<ProviderSource>,
     b: Backend,
 ) -> HttpResponse {
-    save_provider(actor, req, None, body, b, StatusCode::CREATED).await
+    save_provider(actor, None, p, b, StatusCode::CREATED).await
 }
 
 pub(super) async fn update_provider(
     ApiActor(actor): ApiActor,
-    req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    ApiJson(p): ApiJson<ProviderSource>,
     b: Backend,
 ) -> HttpResponse {
-    save_provider(actor, req, Some(path.into_inner()), body, b, StatusCode::OK).await
+    save_provider(actor, Some(path.into_inner()), p, b, StatusCode::OK).await
 }
 
 /// Create (`existing` None) or replace a console provider from a `ProviderSource` body.
 pub(super) async fn save_provider(
     actor: String,
-    req: HttpRequest,
     existing: Option<String>,
-    body: web::Bytes,
+    p: ProviderSource,
     b: Backend,
     ok: StatusCode,
 ) -> HttpResponse {
-    let p: ProviderSource = match json_body(&req, &body) {
-        Ok(p) => p,
-        Err(r) => return r.into(),
-    };
     match b
         .save_provider(&actor, existing.as_deref(), p.source, p.client_secret)
         .await
@@ -63,16 +56,10 @@ pub(super) async fn save_provider(
 
 pub(super) async fn set_provider_enabled(
     ApiActor(actor): ApiActor,
-
-    req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    ApiJson(e): ApiJson<Enabled>,
     b: Backend,
 ) -> HttpResponse {
-    let e: Enabled = match json_body(&req, &body) {
-        Ok(e) => e,
-        Err(r) => return r.into(),
-    };
     match b.set_provider_enabled(&actor, &path, e.enabled).await {
         Ok(()) => HttpResponse::NoContent().finish(),
         Err(e) => backend_error(e),
@@ -87,16 +74,10 @@ pub(super) struct SampleClaims {
 
 pub(super) async fn preview_roles(
     _: ApiActor,
-
-    req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    ApiJson(s): ApiJson<SampleClaims>,
     b: Backend,
 ) -> HttpResponse {
-    let s: SampleClaims = match json_body(&req, &body) {
-        Ok(s) => s,
-        Err(r) => return r.into(),
-    };
     match b.preview_roles(&path, s.claims).await {
         Ok(p) => ok_json(StatusCode::OK, serde_json::to_value(p).unwrap_or_default()),
         Err(e) => backend_error(e),

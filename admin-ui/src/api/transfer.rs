@@ -25,14 +25,9 @@ pub(super) async fn export(
 
 pub(super) async fn import(
     ApiActor(actor): ApiActor,
-    req: HttpRequest,
-    body: web::Bytes,
+    ApiJson(doc): ApiJson<Value>,
     b: Backend,
 ) -> HttpResponse {
-    let doc: Value = match json_body(&req, &body) {
-        Ok(d) => d,
-        Err(r) => return r.into(),
-    };
     match b.import(&actor, doc).await {
         Ok(summary) => ok_json(StatusCode::OK, summary),
         Err(e) => backend_error(e),
