@@ -56,3 +56,24 @@ fn the_server_crate_imports_only_downwards_and_without_circles() {
             .join("\n")
     );
 }
+
+/// Files stay small enough to read: none under `sts/src` or `admin-ui/src` over 600 lines (split along
+/// a seam: a resource, a step of the checks, the tests).
+#[test]
+fn no_server_source_file_is_over_600_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut long = Vec::new();
+    for dir in ["sts/src", "admin-ui/src"] {
+        for (rel, text) in read_sources(&root.join(dir)) {
+            let lines = text.lines().count();
+            if lines > 600 {
+                long.push(format!("{dir}/{rel}: {lines} lines"));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "split these along a seam:\n{}",
+        long.join("\n")
+    );
+}

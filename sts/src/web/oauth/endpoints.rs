@@ -6,7 +6,8 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::token::{authenticate, user_claims};
+use super::client_auth::authenticate;
+use super::token::user_claims;
 use super::{OAuthError, form_body, json_no_store, verify_own};
 use crate::oauth::clients::ClientType;
 use crate::sso::hash;

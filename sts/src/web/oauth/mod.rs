@@ -10,6 +10,7 @@
 //! - `GET|POST /sso/logout` (logout.rs): RP-initiated logout.
 
 mod authorize;
+mod client_auth;
 mod endpoints;
 mod logout;
 mod token;

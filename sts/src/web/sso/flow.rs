@@ -10,7 +10,6 @@ use serde::Deserialize;
 use super::pages::{self, ChooserEntry, ChooserPage, MePage};
 use super::session::{self, BROWSER_COOKIE, SESSION_COOKIE, SessionIdentity};
 use crate::providers::oidc::constant_time_eq;
-use crate::providers::saml::MAX_RESPONSE_BYTES;
 use crate::providers::{Callback, FlowSecrets, Kind, ProviderError};
 use crate::roles::ConstraintError;
 use crate::sso::{hash, random_token, valid_return_to};
@@ -18,7 +17,7 @@ use crate::store;
 use crate::tokens::{TokenKind, TokenRequest};
 use crate::web::AppState;
 
-const DEFAULT_RETURN_TO: &str = "/sso/me";
+pub(super) const DEFAULT_RETURN_TO: &str = "/sso/me";
 
 /// Why a login did not complete. Each has a reason code (logs, pages) and an HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +112,7 @@ impl LoginError {
         }
     }
 
-    fn page(&self, provider: Option<&str>) -> HttpResponse {
+    pub(super) fn page(&self, provider: Option<&str>) -> HttpResponse {
         tracing::warn!(provider = ?provider.unwrap_or("-"), reason = self.code(), detail = ?self.to_string(), "login failed");
         // Why a decryption failed (key unwrap, padding, UTF-8, structure) stays in the log: told to the
         // sender, the difference would be an oracle for whoever can get a modified ciphertext signed.
@@ -130,7 +129,7 @@ impl LoginError {
 
 /// The error page, after recording the failure for the dashboard (unknown providers are not recorded: anyone
 /// can make up ids).
-async fn failed(st: &AppState, e: LoginError, provider: Option<&str>) -> HttpResponse {
+pub(super) async fn failed(st: &AppState, e: LoginError, provider: Option<&str>) -> HttpResponse {
     let known = provider.filter(|p| st.providers.get(p).is_some());
     // Requests that never reached a login flow of ours (made-up provider ids or `state`s, malformed
     // requests) are not recorded: anyone could fill the dashboard with them.
@@ -149,7 +148,7 @@ async fn failed(st: &AppState, e: LoginError, provider: Option<&str>) -> HttpRes
     e.page(known)
 }
 
-fn redirect(location: &str) -> actix_web::HttpResponseBuilder {
+pub(super) fn redirect(location: &str) -> actix_web::HttpResponseBuilder {
     let mut r = HttpResponse::SeeOther();
     r.insert_header((LOCATION, location.to_string()))
         .insert_header((CACHE_CONTROL, "no-store"));
@@ -179,7 +178,7 @@ pub async fn start(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn start_login(
+pub(super) async fn start_login(
     req: &HttpRequest,
     st: &AppState,
     q: StartQuery,
@@ -282,7 +281,7 @@ async fn start_login(
     Ok(resp.finish())
 }
 
-fn redirect_uri(st: &AppState, kind: Kind) -> String {
+pub(super) fn redirect_uri(st: &AppState, kind: Kind) -> String {
     match kind {
         Kind::Oidc => st.web.oidc_redirect_uri.clone(),
         Kind::Oauth2 => st.web.oauth_redirect_uri.clone(),
@@ -300,7 +299,11 @@ pub async fn oauth_callback(req: HttpRequest, st: web::Data<AppState>) -> HttpRe
     callback(req, st, Kind::Oauth2).await
 }
 
-async fn callback(req: HttpRequest, st: web::Data<AppState>, kind: Kind) -> HttpResponse {
+pub(super) async fn callback(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    kind: Kind,
+) -> HttpResponse {
     let mut provider_id = None;
     match complete_login(&req, &st, kind, &mut provider_id).await {
         Ok(resp) => resp,
@@ -308,7 +311,7 @@ async fn callback(req: HttpRequest, st: web::Data<AppState>, kind: Kind) -> Http
     }
 }
 
-async fn complete_login(
+pub(super) async fn complete_login(
     req: &HttpRequest,
     st: &AppState,
     kind: Kind,
@@ -367,7 +370,7 @@ async fn complete_login(
 }
 
 /// Roles, constraints, the last-login record, then a fresh SSO session and the redirect to `return_to`.
-async fn finish_login(
+pub(super) async fn finish_login(
     req: &HttpRequest,
     st: &AppState,
     provider: &crate::providers::Provider,
@@ -566,149 +569,4 @@ pub async fn me(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
             logout_token: &logout_token,
         },
     )
-}
-
-#[derive(Deserialize)]
-struct AcsForm {
-    #[serde(rename = "SAMLResponse")]
-    saml_response: Option<String>,
-    #[serde(rename = "RelayState")]
-    relay_state: Option<String>,
-}
-
-/// `POST /sso/sso-saml/acs` and `/sso/sso-saml/{provider}/acs`: the SAML assertion consumer (HTTP-POST).
-pub async fn saml_acs(req: HttpRequest, body: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
-    let mut provider_id = None;
-    match consume_saml(&req, &body, &st, &mut provider_id).await {
-        Ok(resp) => resp,
-        Err(e) => failed(&st, e, provider_id.as_deref()).await,
-    }
-}
-
-async fn consume_saml(
-    req: &HttpRequest,
-    body: &[u8],
-    st: &AppState,
-    provider_id: &mut Option<String>,
-) -> Result<HttpResponse, LoginError> {
-    // base64 inflates by 4/3; anything bigger than that bound is refused before parsing.
-    if body.len() > MAX_RESPONSE_BYTES * 2 {
-        return Err(LoginError::BadRequest);
-    }
-    let form: AcsForm = serde_urlencoded::from_bytes(body).map_err(|_| LoginError::BadRequest)?;
-    let relay = form.relay_state.as_deref().filter(|s| !s.is_empty());
-    // Consume first: this RelayState (and the request ID it carries) can never be used again.
-    let flow = match relay {
-        Some(r) => store::login::consume_flow(&st.pool, &hash(r)).await?,
-        None => None,
-    };
-    let path_provider = req.match_info().get("provider");
-    let (provider, secrets, return_to) = match flow {
-        Some(flow) => {
-            *provider_id = Some(flow.provider_id.clone());
-            if flow.expires_at <= st.clock.now() {
-                return Err(LoginError::FlowExpired);
-            }
-            if flow.kind != Kind::Saml.as_str()
-                || path_provider.is_some_and(|p| p != flow.provider_id)
-            {
-                return Err(LoginError::WrongCallback);
-            }
-            // The browser cookie reaches a cross-site POST only as SameSite=None, which needs Secure (https).
-            if st.web.secure_cookies {
-                let browser = req
-                    .cookie(BROWSER_COOKIE)
-                    .map(|c| hash(c.value()))
-                    .unwrap_or_default();
-                if !constant_time_eq(browser.as_bytes(), flow.browser_hash.as_bytes()) {
-                    return Err(LoginError::StateNotThisBrowser);
-                }
-            }
-            let provider = st
-                .providers
-                .get(&flow.provider_id)
-                .filter(|p| p.settings.enabled)
-                .ok_or(LoginError::ProviderUnavailable)?;
-            let secrets: FlowSecrets =
-                serde_json::from_str(&flow.secrets).map_err(|_| LoginError::Internal)?;
-            (provider, Some(secrets), flow.return_to)
-        }
-        None => {
-            // No login flow of ours: an unsolicited (IdP-initiated) response. Accepted only by a provider
-            // that allows it: the one named in the ACS path, or the only such provider.
-            let candidates: Vec<_> = st
-                .providers
-                .enabled()
-                .into_iter()
-                .filter(|p| p.settings.kind == Kind::Saml && p.allows_idp_initiated())
-                .filter(|p| path_provider.is_none_or(|id| p.id() == id))
-                .collect();
-            let [provider] = candidates.as_slice() else {
-                return Err(if relay.is_some() {
-                    LoginError::StateUnknown
-                } else {
-                    LoginError::StateMissing
-                });
-            };
-            *provider_id = Some(provider.id().to_string());
-            // For IdP-initiated logins RelayState is a target hint: honoured only as a same-origin path.
-            let return_to = relay
-                .filter(|r| valid_return_to(r))
-                .unwrap_or(DEFAULT_RETURN_TO)
-                .to_string();
-            (provider.clone(), None, return_to)
-        }
-    };
-    let saml_response = form
-        .saml_response
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .ok_or(LoginError::BadRequest)?;
-    // XML signature verification is CPU work: keep it off the async workers.
-    let (p, response) = (provider.clone(), saml_response.to_string());
-    let (identity, assertion_id, keep_until) =
-        web::block(move || p.complete_saml(secrets.as_ref(), &response))
-            .await
-            .map_err(|_| LoginError::Internal)??;
-    // Single use of the assertion ID until it could no longer be valid anyway.
-    if !store::saml::consume_assertion_id(
-        &st.pool,
-        &assertion_id,
-        provider.id(),
-        keep_until.max(st.clock.now()) + provider.saml_clock_skew() + 60,
-    )
-    .await?
-    {
-        return Err(ProviderError::Saml(
-            "saml_replay",
-            format!("assertion {assertion_id} was already used"),
-        )
-        .into());
-    }
-    finish_login(req, st, &provider, identity, &return_to).await
-}
-
-/// `GET /sso/sso-saml/metadata` (the first enabled SAML provider) and `/sso/sso-saml/{provider}/metadata`.
-pub async fn saml_metadata(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
-    let provider = match req.match_info().get("provider") {
-        Some(id) => st
-            .providers
-            .get(id)
-            .filter(|p| p.settings.kind == Kind::Saml),
-        None => st.providers.default_saml(),
-    };
-    let Some(provider) = provider else {
-        return LoginError::UnknownProvider.page(None);
-    };
-    match provider.saml_metadata() {
-        Ok(xml) => HttpResponse::Ok()
-            .content_type("application/samlmetadata+xml")
-            .insert_header((
-                "Content-Disposition",
-                "attachment; filename=\"sts-saml-sp-metadata.xml\"",
-            ))
-            .insert_header((CACHE_CONTROL, "public, max-age=300"))
-            .body(xml),
-        Err(e) => LoginError::Provider(e).page(Some(provider.id())),
-    }
 }

@@ -12,6 +12,7 @@
 
 mod flow;
 mod pages;
+mod saml;
 pub mod session;
 
 use actix_web::web;
@@ -34,17 +35,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/sso/sso-saml/acs")
                 .app_data(web::PayloadConfig::new(ACS_BODY_LIMIT))
-                .route(web::post().to(flow::saml_acs)),
+                .route(web::post().to(saml::saml_acs)),
         )
-        .route("/sso/sso-saml/metadata", web::get().to(flow::saml_metadata))
+        .route("/sso/sso-saml/metadata", web::get().to(saml::saml_metadata))
         .service(
             web::resource("/sso/sso-saml/{provider}/acs")
                 .app_data(web::PayloadConfig::new(ACS_BODY_LIMIT))
-                .route(web::post().to(flow::saml_acs)),
+                .route(web::post().to(saml::saml_acs)),
         )
         .route(
             "/sso/sso-saml/{provider}/metadata",
-            web::get().to(flow::saml_metadata),
+            web::get().to(saml::saml_metadata),
         )
         .route("/sso/me", web::get().to(flow::me))
         .route("/sso/static/sts.css", web::get().to(pages::css))
