@@ -41,10 +41,20 @@ pub const MAX_TOTAL: usize = 60;
 pub const TOTAL_WINDOW_SECONDS: i64 = 60;
 const TOTAL_KEY: &str = "*";
 
+/// Fill `buf` from the system's random generator (aws-lc-rs). Sessions, CSRF tokens, API tokens and
+/// salts depend on it and there is no safe fallback, so a failing generator ends the process.
+#[allow(
+    clippy::expect_used,
+    reason = "no safe fallback exists for a failing system random generator"
+)]
+fn fill_random(buf: &mut [u8]) {
+    aws_lc_rs::rand::fill(buf).expect("the system random generator failed");
+}
+
 /// 256 random bits, base64url.
 pub fn random_token() -> String {
     let mut b = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut b).expect("system randomness");
+    fill_random(&mut b);
     URL_SAFE_NO_PAD.encode(b)
 }
 
@@ -61,7 +71,8 @@ fn argon2() -> argon2::Argon2<'static> {
     argon2::Argon2::new(
         argon2::Algorithm::Argon2id,
         argon2::Version::V0x13,
-        argon2::Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters"),
+        // 19 MiB, 2 passes, 1 lane (OWASP's argon2id minimum), which are also the crate's defaults.
+        argon2::Params::new(19 * 1024, 2, 1, None).unwrap_or_default(),
     )
 }
 
@@ -81,7 +92,7 @@ pub fn check_password_rules(password: &str) -> Result<(), String> {
 pub fn hash_password(password: &str) -> Result<String, String> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let mut salt = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut salt).expect("system randomness");
+    fill_random(&mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
     argon2()
         .hash_password(password.as_bytes(), &salt)

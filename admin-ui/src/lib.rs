@@ -3,6 +3,20 @@
 //!
 //! This crate does not depend on the server: it defines [`AdminBackend`], the operations it needs, and
 //! `sts` implements it. Authentication, sessions, CSRF and rate limiting live here ([`auth`]).
+//!
+//! Outside tests, `unwrap`, `expect`, `panic!`, `unreachable!`, `todo!` and `unimplemented!` are
+//! refused by clippy; a deliberate exception carries an `#[allow(..., reason = ...)]`.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 pub mod api;
 pub mod auth;

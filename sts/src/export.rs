@@ -246,7 +246,8 @@ pub async fn import(
         .await
         .map_err(ImportError::Db)?;
     for c in &console {
-        let json = serde_json::to_string(&c.settings).expect("serialisable");
+        let json = serde_json::to_string(&c.settings)
+            .map_err(|e| ImportError::Invalid(format!("provider `{}`: {e}", c.settings.id)))?;
         sqlx::query(
             "INSERT INTO identity_providers (id, kind, display_name, enabled, settings, managed_by, source, secret_sealed, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, 'admin', ?, ?, ?, ?) \
@@ -268,7 +269,8 @@ pub async fn import(
         .map_err(ImportError::Db)?;
     }
     for a in &apps {
-        let json = serde_json::to_string(&a.settings).expect("serialisable");
+        let json = serde_json::to_string(&a.settings)
+            .map_err(|e| ImportError::Invalid(format!("application `{}`: {e}", a.settings.id)))?;
         sqlx::query(
             "INSERT INTO oauth_clients (client_id, settings, managed_by, enabled, secret_hash, secret_key_id, secret_created_at, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \

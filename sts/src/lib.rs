@@ -1,22 +1,34 @@
 //! The security token service (STS): delegated login, short-lived signed JWTs, a JWKS for offline
 //! verification, and the signing keys behind them.
 //!
-//! Module map (see docs/architecture.md):
-//! - [`config`]: typed configuration, defaults < `conf/sts.toml` < `STS_*` environment.
-//! - [`store`]: the SQLite pool and migrations; one file per aggregate.
-//! - [`keys`]: signing keys (generate, import PKCS#12, encrypt at rest, rotate, JWKS).
-//! - [`tokens`]: the token issuer (RS256 JWTs signed through aws-lc-rs).
-//! - [`http`]: routes, request ids, security headers.
-//! - [`sso`]: browser login through identity providers, the SSO session.
-//! - [`oauth`]: the STS as OpenID Provider / OAuth 2.0 server for applications and machines.
-//! - [`startup`]: `Application::build` / `run_until_stopped` (binds first, so port 0 works).
-//! - [`admin`]: the server side of the admin console and API (`admin-ui` crate).
-//! - [`cli`]: the `sts` command line.
+//! Module map, top layer first (docs/architecture.md draws it; `tests/tests/architecture.rs` checks it):
+//! - app: [`cli`] (the `sts` command line), [`startup`] (`Application::build`, the server), [`declared`]
+//!   (the configured providers and applications), [`admin`] (the admin console's backend), [`export`].
+//! - web: [`web`] (actix: routes, middleware, the login and OpenID Provider handlers, pages).
+//! - domain: [`sso`] (login rules), [`oauth`] (applications).
+//! - services: [`providers`] (identity providers), [`tokens`] (the RS256 issuer), [`roles`].
+//! - [`keys`] (signing keys, master key, JWKS) → [`store`] (SQLite) → [`config`] → leaves ([`telemetry`],
+//!   [`text`], [`clock`], [`crypto`]).
+//!
+//! Outside tests, `unwrap`, `expect`, `panic!`, `unreachable!`, `todo!` and `unimplemented!` are
+//! refused by clippy; the few deliberate exceptions carry an `#[allow(..., reason = ...)]`.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod declared;
 pub mod export;
 pub mod keys;

@@ -194,15 +194,15 @@ async fn sync_providers(pool: &Pool, declared: &Declared, now: i64) -> anyhow::R
         .providers
         .iter()
         .map(|p| {
-            (
+            Ok((
                 p.id.clone(),
                 p.kind.as_str().to_string(),
                 p.display_name.clone(),
                 p.enabled,
-                serde_json::to_string(p).expect("serialisable"),
-            )
+                serde_json::to_string(p)?,
+            ))
         })
-        .collect();
+        .collect::<Result<_, serde_json::Error>>()?;
     store::login::sync_config_providers(pool, &rows, now).await?;
     for p in &declared.providers {
         tracing::info!(provider = %p.id, kind = p.kind.as_str(), enabled = p.enabled, "identity provider configured");
@@ -222,14 +222,8 @@ pub async fn sync_clients(
     let rows: Vec<(String, String, bool)> = declared
         .clients
         .iter()
-        .map(|c| {
-            (
-                c.id.clone(),
-                serde_json::to_string(c).expect("serialisable"),
-                c.enabled,
-            )
-        })
-        .collect();
+        .map(|c| Ok((c.id.clone(), serde_json::to_string(c)?, c.enabled)))
+        .collect::<Result<_, serde_json::Error>>()?;
     store::oauth::sync_config_clients(pool, &rows, now, disable_missing).await?;
     Ok(())
 }

@@ -38,6 +38,22 @@ pub enum TokenError {
     NoActiveKey,
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    #[error("the token could not be serialised: {0}")]
+    Json(String),
+    #[error("the token could not be signed: {0}")]
+    Signing(String),
+}
+
+impl From<serde_json::Error> for TokenError {
+    fn from(e: serde_json::Error) -> Self {
+        TokenError::Json(e.to_string())
+    }
+}
+
+impl From<crate::keys::KeyError> for TokenError {
+    fn from(e: crate::keys::KeyError) -> Self {
+        TokenError::Signing(e.to_string())
+    }
 }
 
 /// A request for a token.
@@ -193,12 +209,10 @@ impl TokenIssuer {
                 .then_some(req.roles.as_slice()),
             extra: &req.extra,
         };
-        let mut signing_input =
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("serialisable"));
+        let mut signing_input = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
         signing_input.push('.');
-        signing_input
-            .push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("serialisable")));
-        let signature = key.sign_rs256(signing_input.as_bytes());
+        signing_input.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?));
+        let signature = key.sign_rs256(signing_input.as_bytes())?;
         signing_input.push('.');
         signing_input.push_str(&URL_SAFE_NO_PAD.encode(signature));
         Ok(IssuedToken {
@@ -247,7 +261,7 @@ pub fn public_subject(provider_id: &str, subject: &str) -> String {
 /// 128 random bits, base64url.
 fn new_jti() -> String {
     let mut b = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut b).expect("system randomness");
+    crate::crypto::fill_random(&mut b);
     URL_SAFE_NO_PAD.encode(b)
 }
 

@@ -22,7 +22,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("keys", &["keys"]),
     ("store", &["store"]),
     ("config", &["config"]),
-    ("leaves", &["telemetry", "text", "clock"]),
+    ("leaves", &["telemetry", "text", "clock", "crypto"]),
 ];
 
 /// External crates that only the named layers may use.

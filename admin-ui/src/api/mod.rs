@@ -258,7 +258,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 }
             }));
         for r in ROUTES.iter().filter(|r| r.path == path) {
-            let m = web::method(r.method.parse().expect("valid method"));
+            // ROUTES names methods as literals; one that does not parse is left out, and the unit test
+            // `every_route_is_in_the_document_once` and the API tests (every documented operation is
+            // served) would fail.
+            let Ok(method) = r.method.parse() else {
+                continue;
+            };
+            let m = web::method(method);
             res = res.route(match r.op {
                 Op::ListKeys => m.to(list_keys),
                 Op::RegenerateKey => m.to(regenerate_key),

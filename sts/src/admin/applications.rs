@@ -22,7 +22,8 @@ impl admin_ui::backend::ApplicationsAdmin for Backend {
         Box::pin(async move {
             let settings = self.validate_client(c)?;
             let now = self.clock.now();
-            let json = serde_json::to_string(&settings).expect("serialisable");
+            let json = serde_json::to_string(&settings)
+                .map_err(|e| BackendError::Internal(e.to_string()))?;
             // The application, its secret and the audit entry commit together.
             let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
             if !store::admin::insert_client(&mut *tx, &settings.id, &json, now)
@@ -100,7 +101,8 @@ impl admin_ui::backend::ApplicationsAdmin for Backend {
             settings.jwks = old.jwks.clone();
             settings.access_token_lifetime = old.access_token_lifetime;
             settings.refresh_token_lifetime = old.refresh_token_lifetime;
-            let json = serde_json::to_string(&settings).expect("serialisable");
+            let json = serde_json::to_string(&settings)
+                .map_err(|e| BackendError::Internal(e.to_string()))?;
             let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
             if !store::admin::update_client(&mut *tx, &id, &json, self.clock.now())
                 .await

@@ -198,7 +198,8 @@ impl admin_ui::backend::ProvidersAdmin for Backend {
                 ),
                 None => None,
             };
-            let json = serde_json::to_string(&settings).expect("serialisable");
+            let json = serde_json::to_string(&settings)
+                .map_err(|e| BackendError::Internal(e.to_string()))?;
             // The provider, its sealed secret and the audit entry commit together.
             let mut tx = store::begin_write(&self.pool).await.map_err(db)?;
             let saved = store::admin::save_admin_provider(

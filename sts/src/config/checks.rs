@@ -267,17 +267,22 @@ pub(super) fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
 }
 
 pub(super) fn set_path(table: &mut toml::Table, dotted: &str, value: toml::Value) {
-    let mut parts: Vec<&str> = dotted.split('.').collect();
-    let last = parts.pop().expect("non-empty key");
+    let (parents, last) = match dotted.rsplit_once('.') {
+        Some((parents, last)) => (Some(parents), last),
+        None => (None, dotted),
+    };
     let mut t = table;
-    for p in parts {
+    for p in parents.into_iter().flat_map(|p| p.split('.')) {
         let entry = t
             .entry(p.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if !entry.is_table() {
             *entry = toml::Value::Table(toml::Table::new());
         }
-        t = entry.as_table_mut().expect("just made a table");
+        let toml::Value::Table(inner) = entry else {
+            return;
+        };
+        t = inner;
     }
     t.insert(last.to_string(), value);
 }

@@ -275,6 +275,11 @@ impl Config {
     }
 
     /// A configuration for tests and benchmarks: defaults, with the given database and master key file.
+    #[allow(
+        clippy::expect_used,
+        clippy::unwrap_used,
+        reason = "test and benchmark helper; the defaults and the address are constants"
+    )]
     pub fn for_tests(database_url: String, master_key_file: PathBuf) -> Self {
         let raw = RawConfig::default();
         let mut c = Self::validate(raw, None, &BTreeMap::new()).expect("defaults are valid");

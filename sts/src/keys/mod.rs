@@ -64,6 +64,8 @@ pub enum KeyError {
     Import(#[from] ImportError),
     #[error("the key {kid} is already in the key store")]
     Duplicate { kid: String },
+    #[error("a key could not be serialised: {0}")]
+    Json(#[from] serde_json::Error),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
 }
@@ -237,12 +239,15 @@ impl KeyService {
             .await?
             .into_iter()
             .find(|r| r.kid == kid)
-            .expect("just inserted");
+            .ok_or_else(|| KeyError::Corrupt {
+                kid: kid.clone(),
+                reason: "not found right after it was stored".into(),
+            })?;
         Ok(row.into())
     }
 
     fn seal_material(&self, material: &KeyMaterial) -> Result<(String, String), KeyError> {
-        let jwk = serde_json::to_string(&material.public).expect("serialisable");
+        let jwk = serde_json::to_string(&material.public)?;
         let sealed = self.master.seal(&material.pkcs8, &aad(&material.kid()))?;
         Ok((jwk, sealed))
     }

@@ -19,7 +19,7 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// RSASSA-PKCS1-v1_5 with SHA-256 (RS256) through aws-lc-rs.
-    pub fn sign_rs256(&self, message: &[u8]) -> Vec<u8> {
+    pub fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         let mut sig = vec![0u8; self.pair.public_modulus_len()];
         self.pair
             .sign(
@@ -28,11 +28,18 @@ impl SigningKey {
                 message,
                 &mut sig,
             )
-            .expect("RSA signing with a validated key does not fail");
-        sig
+            .map_err(|_| KeyError::Corrupt {
+                kid: self.kid.clone(),
+                reason: "RSA signing failed".into(),
+            })?;
+        Ok(sig)
     }
 
     /// A signing key from key material (benchmarks and unit tests; the server loads keys from the store).
+    #[allow(
+        clippy::expect_used,
+        reason = "benchmark and test helper; KeyMaterial holds a key aws-lc-rs already parsed"
+    )]
     pub fn from_material(m: &KeyMaterial) -> Self {
         Self {
             kid: m.kid(),
@@ -102,7 +109,8 @@ impl Jwks {
                 }
             })
             .collect();
-        let body = serde_json::to_vec(&serde_json::json!({ "keys": out })).expect("serialisable");
+        // A `Value` always formats.
+        let body = serde_json::json!({ "keys": out }).to_string().into_bytes();
         let etag = format!(
             "\"{}\"",
             &URL_SAFE_NO_PAD.encode(Sha256::digest(&body))[..27]

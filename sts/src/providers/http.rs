@@ -57,6 +57,10 @@ pub struct Outbound {
 }
 
 impl Outbound {
+    #[allow(
+        clippy::expect_used,
+        reason = "building fails only when the TLS backend cannot start; the server cannot work without it"
+    )]
     pub fn new(connect_timeout_ms: u64, timeout_ms: u64) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(connect_timeout_ms))

@@ -200,7 +200,7 @@ impl Provider {
                 .settings
                 .authorization_endpoint
                 .clone()
-                .expect("validated"),
+                .ok_or_else(|| ProviderError::Unusable("no authorization_endpoint".into()))?,
             Imp::Saml(p) => {
                 let (url, request_id) = p.authn_request_url(state, force)?;
                 secrets.saml_request_id = Some(request_id);
@@ -431,7 +431,10 @@ impl Registry {
 
     /// Every provider (enabled or not), in order.
     pub fn all(&self) -> Vec<Arc<Provider>> {
-        self.providers.read().expect("registry lock").clone()
+        self.providers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The first enabled SAML provider (served at `/sso/sso-saml/metadata`).
@@ -444,7 +447,7 @@ impl Registry {
     pub fn get(&self, id: &str) -> Option<Arc<Provider>> {
         self.providers
             .read()
-            .expect("registry lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .find(|p| p.id() == id)
             .cloned()
@@ -459,16 +462,26 @@ impl Registry {
 
     /// Whether SAML providers can be built (the SP credentials are loaded).
     pub fn has_saml_context(&self) -> bool {
-        self.saml.read().expect("registry lock").is_some()
+        self.saml
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
     }
 
     pub fn set_saml_context(&self, ctx: SamlContext) {
-        *self.saml.write().expect("registry lock") = Some(ctx);
+        *self
+            .saml
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ctx);
     }
 
     /// A provider built like the registry's own, not (yet) registered: to check it before saving.
     pub fn build(&self, settings: ProviderSettings) -> Arc<Provider> {
-        let saml = self.saml.read().expect("registry lock").clone();
+        let saml = self
+            .saml
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         Arc::new(Provider::new(settings, self.clock.clone(), saml.as_ref()))
     }
 
@@ -479,7 +492,10 @@ impl Registry {
 
     /// Register a built provider (replacing the one with the same id).
     pub fn put(&self, p: Arc<Provider>) -> Arc<Provider> {
-        let mut list = self.providers.write().expect("registry lock");
+        let mut list = self
+            .providers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match list.iter_mut().find(|x| x.id() == p.id()) {
             Some(slot) => *slot = p.clone(),
             None => list.push(p.clone()),

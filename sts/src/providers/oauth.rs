@@ -31,7 +31,11 @@ impl OAuthProvider {
         code: &str,
         redirect_uri: &str,
     ) -> Result<Value, ProviderError> {
-        let token_endpoint = self.s.token_endpoint.as_deref().expect("validated");
+        let token_endpoint = self
+            .s
+            .token_endpoint
+            .as_deref()
+            .ok_or_else(|| ProviderError::Unusable("no token_endpoint".into()))?;
         let tokens = exchange_code(
             &self.http,
             &self.s,
@@ -42,7 +46,11 @@ impl OAuthProvider {
         )
         .await?;
         let access = tokens.access_token.ok_or(ProviderError::NoAccessToken)?;
-        let endpoint = self.s.userinfo_endpoint.as_deref().expect("validated");
+        let endpoint = self
+            .s
+            .userinfo_endpoint
+            .as_deref()
+            .ok_or_else(|| ProviderError::Unusable("no userinfo_endpoint".into()))?;
         let info: Value = self
             .http
             .json(

@@ -82,12 +82,18 @@ impl OidcProvider {
     }
 
     fn issuer(&self) -> &str {
-        self.s.issuer.as_deref().expect("validated")
+        // Validated settings always carry it; an empty issuer could never pass the issuer checks.
+        self.s.issuer.as_deref().unwrap_or_default()
     }
 
     /// Provider metadata: discovered (cached) or from the configuration.
     pub async fn metadata(&self) -> Result<Metadata, ProviderError> {
-        let refresh = match self.s.oidc_endpoints.as_ref().expect("validated") {
+        let refresh = match self
+            .s
+            .oidc_endpoints
+            .as_ref()
+            .ok_or_else(|| ProviderError::Unusable("no OIDC endpoints".into()))?
+        {
             OidcEndpoints::Manual {
                 authorization,
                 token,

@@ -12,7 +12,7 @@ pub fn logout_confirmation_token(session_cookie: &str) -> String {
 pub fn random_token() -> String {
     use base64::Engine;
     let mut b = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut b).expect("system randomness");
+    crate::crypto::fill_random(&mut b);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 

@@ -25,6 +25,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 const END_OF_HEAD: &[u8; 4] = b"\r\n\r\n";
+/// The interim answer to `Expect: 100-continue`: the request goes on (its body follows), so it does not
+/// end the request.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -105,9 +108,13 @@ impl<T> HeadDeadline<T> {
         }
     }
 
-    /// We answered: the request is over. Bytes that came after its head may hold the next head (or part
-    /// of it), so its clock starts now; otherwise at its first byte.
-    fn wrote(&mut self) {
+    /// We answered: the request is over, unless `written` is only the interim `100 Continue`. Bytes that
+    /// came after its head may hold the next head (or part of it), so its clock starts now; otherwise at
+    /// its first byte.
+    fn wrote(&mut self, written: &[u8]) {
+        if written == CONTINUE {
+            return;
+        }
         match self.phase {
             Phase::Request { more: true } => self.start_head(),
             Phase::Request { more: false } => self.phase = Phase::Idle,
@@ -152,7 +159,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<T> {
         let this = &mut *self;
         let n = ready!(Pin::new(&mut this.io).poll_write(cx, data))?;
         if n > 0 {
-            this.wrote();
+            this.wrote(&data[..n]);
         }
         Poll::Ready(Ok(n))
     }
@@ -165,7 +172,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<T> {
         let this = &mut *self;
         let n = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs))?;
         if n > 0 {
-            this.wrote();
+            // Only a lone `100 Continue` in the first buffer counts as interim.
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map(|b| &b[..])
+                .unwrap_or(&[]);
+            let interim = n == CONTINUE.len() && first == CONTINUE;
+            this.wrote(if interim { CONTINUE } else { b"" });
         }
         Poll::Ready(Ok(n))
     }
@@ -212,12 +226,12 @@ mod tests {
             assert_eq!(d.phase, Phase::Head { matched: 3 });
             d.saw(b"\n");
             assert_eq!(d.phase, Phase::Request { more: false });
-            d.wrote();
+            d.wrote(b"HTTP/1.1 200 OK\r\n\r\n");
             assert_eq!(d.phase, Phase::Idle);
             // A body in the same read, then the answer: the next head's clock starts at the answer.
             d.saw(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nab");
             assert_eq!(d.phase, Phase::Request { more: true });
-            d.wrote();
+            d.wrote(b"HTTP/1.1 200 OK\r\n\r\n");
             assert_eq!(d.phase, Phase::Head { matched: 0 });
             // `\r\r\n\r\n` still ends a head.
             d.saw(b"GET / HTTP/1.1\r\r\n\r\n");
@@ -225,13 +239,25 @@ mod tests {
             // A body arriving later.
             d.saw(b"xyz");
             assert_eq!(d.phase, Phase::Request { more: true });
-            d.wrote();
+            d.wrote(b"HTTP/1.1 200 OK\r\n\r\n");
             d.saw(b"\r\n\r\n");
             assert_eq!(d.phase, Phase::Request { more: false });
-            d.wrote();
+            d.wrote(b"HTTP/1.1 200 OK\r\n\r\n");
+            // `100 Continue` after a head does not end the request: the body's bytes that follow do not
+            // start a head's clock; the final answer does end it.
+            d.saw(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+            d.wrote(CONTINUE);
+            assert_eq!(d.phase, Phase::Request { more: false });
+            d.saw(b"abc");
+            assert_eq!(d.phase, Phase::Request { more: true });
+            d.wrote(b"HTTP/1.1 200 OK\r\n\r\n");
+            assert_eq!(d.phase, Phase::Head { matched: 0 });
+            d.saw(b"\r\n\r\n");
+            d.wrote(b"HTTP/1.1 200 OK\r\n\r\n");
+            assert_eq!(d.phase, Phase::Idle);
             // An answer before the head is complete changes nothing.
             d.saw(b"GET");
-            d.wrote();
+            d.wrote(b"HTTP/1.1 200 OK\r\n\r\n");
             assert_eq!(d.phase, Phase::Head { matched: 0 });
         });
     }

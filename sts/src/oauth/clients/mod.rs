@@ -495,7 +495,10 @@ impl ClientRegistry {
                 }
             }
         }
-        *self.map.write().expect("client registry lock") = Arc::new(map);
+        *self
+            .map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(map);
         Ok(())
     }
 
@@ -503,7 +506,7 @@ impl ClientRegistry {
     pub fn get(&self, id: &str) -> Option<Arc<Client>> {
         self.map
             .read()
-            .expect("client registry lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(id)
             .filter(|c| c.settings.enabled)
             .cloned()

@@ -80,7 +80,9 @@ impl SpCredentials {
         }
         let (cert, sealed, master_id) = crate::store::saml::sp_credentials(pool)
             .await?
-            .expect("just ensured");
+            .ok_or_else(|| {
+                anyhow::anyhow!("the SAML SP credentials are missing right after they were stored")
+            })?;
         if master_id != keys.master_key_id() {
             anyhow::bail!(
                 "the SAML SP key is sealed by master key id {master_id}, not by the configured master key"
@@ -120,7 +122,7 @@ impl SpCredentials {
         Some(out)
     }
 
-    pub(super) fn sign_rsa_sha256(&self, msg: &[u8]) -> Vec<u8> {
+    pub(super) fn sign_rsa_sha256(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
         let mut sig = vec![0u8; self.key.public_modulus_len()];
         self.key
             .sign(
@@ -129,8 +131,8 @@ impl SpCredentials {
                 msg,
                 &mut sig,
             )
-            .expect("RSA signing with a validated key");
-        sig
+            .map_err(|_| "signing the AuthnRequest with the SP key failed".to_string())?;
+        Ok(sig)
     }
 }
 

@@ -98,7 +98,7 @@ impl SamlProvider {
         sp_entity_id: &str,
         acs_url: &str,
     ) -> Result<Self, String> {
-        let saml = s.saml.as_ref().expect("validated");
+        let saml = s.saml.as_ref().ok_or("not a SAML provider")?;
         let allowed = if saml.allow_sha1 {
             None
         } else {
@@ -147,14 +147,14 @@ impl SamlProvider {
     /// Install (or replace, on refresh) the IdP metadata; refused unless usable (see [`parse_idp_metadata`]).
     pub fn set_idp_metadata(&self, xml: &str) -> Result<(), String> {
         let idp = parse_idp_metadata(xml)?;
-        let saml = self.s.saml.as_ref().expect("validated");
+        let saml = self.s.saml.as_ref().ok_or("not a SAML provider")?;
         let sp = ServiceProvider {
             idp_metadata: idp,
             ..self.template.clone()
         };
         let sso_url = sp
             .sso_binding_location(HTTP_REDIRECT_BINDING)
-            .expect("checked in parse_idp_metadata");
+            .ok_or("the IdP metadata has no HTTP-Redirect SingleSignOnService")?;
         let sp_unsolicited = saml.allow_idp_initiated.then(|| ServiceProvider {
             allow_idp_initiated: true,
             ..sp.clone()
@@ -183,14 +183,18 @@ impl SamlProvider {
         relay_state: &str,
         force: bool,
     ) -> Result<(String, String), ProviderError> {
-        let saml = self.s.saml.as_ref().expect("validated");
+        let saml = self
+            .s
+            .saml
+            .as_ref()
+            .ok_or_else(|| ProviderError::Unusable("not a SAML provider".into()))?;
         let idp = self.idp()?;
         let mut req = idp
             .sp
             .make_authentication_request(&idp.sso_url)
             .map_err(|e| ProviderError::Saml("saml_request", e.to_string()))?;
         let mut id = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut id).expect("randomness");
+        crate::crypto::fill_random(&mut id);
         req.id = format!("_{}", hex::encode(id));
         if force {
             req.force_authn = Some(true);
@@ -200,8 +204,11 @@ impl SamlProvider {
             .map_err(|e| ProviderError::Saml("saml_request", format!("{e:?}")))?;
         let mut deflater =
             flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-        std::io::Write::write_all(&mut deflater, xml.as_bytes()).expect("in-memory");
-        let deflated = deflater.finish().expect("in-memory");
+        std::io::Write::write_all(&mut deflater, xml.as_bytes())
+            .map_err(|e| ProviderError::Unusable(format!("deflating the AuthnRequest: {e}")))?;
+        let deflated = deflater
+            .finish()
+            .map_err(|e| ProviderError::Unusable(format!("deflating the AuthnRequest: {e}")))?;
         let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
         // SAML Bindings 3.4.4.1: the signature covers exactly this byte sequence.
         let mut query = format!(
@@ -214,7 +221,10 @@ impl SamlProvider {
                 "&SigAlg={}",
                 enc("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
             ));
-            let sig = self.creds.sign_rsa_sha256(query.as_bytes());
+            let sig = self
+                .creds
+                .sign_rsa_sha256(query.as_bytes())
+                .map_err(ProviderError::Unusable)?;
             query.push_str(&format!("&Signature={}", enc(&STANDARD.encode(sig))));
         }
         let sep = if idp.sso_url.contains('?') { '&' } else { '?' };

@@ -386,7 +386,7 @@ impl RawProvider {
                 }
                 (None, None, vec![], true, self.pkce.unwrap_or(true))
             }
-            Kind::Saml => unreachable!("SAML providers are validated by validate_saml"),
+            Kind::Saml => return Err(err("SAML entries are validated by validate_saml".into())),
         };
         let default_scopes: Vec<String> = match kind {
             Kind::Oidc => vec!["openid".into(), "email".into(), "profile".into()],

@@ -239,7 +239,10 @@ async fn refresh_token(
         grant.scope = asked;
     }
     let (body, access_jti, access_exp, refresh) = user_tokens(st, client, &grant, false, true)?;
-    let r = refresh.expect("refresh requested");
+    let Some(r) = refresh else {
+        tracing::error!("no refresh token was made for a refresh grant");
+        return Err(OAuthError::new("server_error", "internal error"));
+    };
     // Rotation: whoever marks it used first wins; a concurrent second use is a reuse.
     let rotated = store::oauth::rotate_refresh(
         &st.pool,

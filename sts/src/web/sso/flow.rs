@@ -54,6 +54,13 @@ pub enum LoginError {
     Internal,
 }
 
+impl From<serde_json::Error> for LoginError {
+    fn from(e: serde_json::Error) -> Self {
+        tracing::error!(error = %e, "could not serialise login state");
+        LoginError::Internal
+    }
+}
+
 impl From<sqlx::Error> for LoginError {
     fn from(e: sqlx::Error) -> Self {
         tracing::error!(error = %e, "database error during login");
@@ -260,7 +267,7 @@ pub(super) async fn start_login(
             browser_hash: &hash(&browser_id),
             provider_id: provider.id(),
             kind: provider.settings.kind.as_str(),
-            secrets: &serde_json::to_string(&secrets).expect("serialisable"),
+            secrets: &serde_json::to_string(&secrets)?,
             return_to: &return_to,
             now,
             expires_at: now + st.web.flow_ttl as i64,
@@ -398,8 +405,8 @@ pub(super) async fn finish_login(
             outcome: verdict.as_ref().map(|_| "ok").unwrap_or_else(|e| e.code()),
             at: now,
             claims: &identity.claims.to_string(),
-            external_values: &serde_json::to_string(&external).expect("serialisable"),
-            roles: &serde_json::to_string(&roles).expect("serialisable"),
+            external_values: &serde_json::to_string(&external)?,
+            roles: &serde_json::to_string(&roles)?,
         },
     )
     .await?;
@@ -458,7 +465,8 @@ pub(super) async fn finish_login(
                 .collect::<Vec<_>>()
         })
         .filter(|a| !a.is_empty())
-        .map(|a| serde_json::to_string(&a).expect("serialisable"));
+        .map(|a| serde_json::to_string(&a))
+        .transpose()?;
     let ident = SessionIdentity {
         username: identity.username.clone(),
         email: identity.email.clone(),
@@ -472,8 +480,8 @@ pub(super) async fn finish_login(
             id_hash: &hash(&session_id),
             subject: &identity.subject,
             provider_id: provider.id(),
-            identity: &serde_json::to_string(&ident).expect("serialisable"),
-            roles: &serde_json::to_string(&roles).expect("serialisable"),
+            identity: &serde_json::to_string(&ident)?,
+            roles: &serde_json::to_string(&roles)?,
             sid: &sid,
             acr: acr.as_deref(),
             amr: amr.as_deref(),

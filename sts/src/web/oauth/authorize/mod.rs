@@ -171,6 +171,11 @@ pub async fn resume(
         .unwrap_or_else(|f| fail(&st, f))
 }
 
+fn internal(e: serde_json::Error) -> Failure {
+    tracing::error!(error = %e, "could not serialise an authorization request");
+    Failure::Page(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+}
+
 fn db(e: sqlx::Error) -> Failure {
     tracing::error!(error = %e, "database error in /sso/authorize");
     Failure::Page(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
@@ -296,7 +301,7 @@ async fn start_login(
     };
     ar.browser_hash = Some(hash(&browser_id));
     let id = random_token();
-    let params = serde_json::to_string(&ar).expect("serialisable");
+    let params = serde_json::to_string(&ar).map_err(internal)?;
     store::oauth::insert_authorize_request(&st.pool, &hash(&id), &params, now, now + PENDING_TTL)
         .await
         .map_err(db)?;
@@ -352,7 +357,7 @@ async fn issue_code(
         &hash(&code),
         &client.settings.id,
         &u.sid,
-        &serde_json::to_string(&grant).expect("serialisable"),
+        &serde_json::to_string(&grant).map_err(internal)?,
         now,
         now + CODE_TTL,
     )
