@@ -9,3 +9,26 @@
 pub fn fill_random(buf: &mut [u8]) {
     aws_lc_rs::rand::fill(buf).expect("the system random generator failed");
 }
+
+/// The RFC 7636 `S256` code challenge of a PKCE verifier: base64url (no padding) of its SHA-256. Used
+/// both ways: towards identity providers (`providers::Provider::authorization_url`) and at our token
+/// endpoint (`web::oauth::token`).
+pub fn pkce_s256(verifier: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_rfc7636_appendix_b() {
+        assert_eq!(
+            pkce_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+}

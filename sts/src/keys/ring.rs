@@ -48,13 +48,27 @@ impl SigningKey {
     }
 }
 
-/// The published JWKS, serialised once per key change, with its ETag.
+/// The published JWKS, serialised once per key change, with its ETag, and its RS256 keys parsed once
+/// for verifying our own tokens ([`Jwks::decoding_key`]).
 #[derive(Debug, Clone)]
 pub struct Jwks {
     pub body: Arc<[u8]>,
     pub etag: String,
     pub kids: Vec<String>,
     pub max_age: u64,
+    verifiers: Arc<Verifiers>,
+}
+
+/// Parsed public keys by kid (`DecodingKey` has no `Debug`).
+#[derive(Default)]
+struct Verifiers(Vec<(String, jsonwebtoken::DecodingKey)>);
+
+impl std::fmt::Debug for Verifiers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(kid, _)| kid))
+            .finish()
+    }
 }
 
 #[derive(Serialize)]
@@ -94,9 +108,15 @@ impl Jwks {
         max_age: u64,
     ) -> Self {
         let mut kids = Vec::new();
+        let mut verifiers = Verifiers::default();
         let out: Vec<JwkOut> = keys
             .map(|(kid, alg, j)| {
                 kids.push(kid.to_string());
+                if alg == ALG
+                    && let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_components(&j.n, &j.e)
+                {
+                    verifiers.0.push((kid.to_string(), key));
+                }
                 JwkOut {
                     kty: &j.kty,
                     use_: "sig",
@@ -120,7 +140,17 @@ impl Jwks {
             etag,
             kids,
             max_age,
+            verifiers: Arc::new(verifiers),
         }
+    }
+
+    /// The parsed RS256 public key published under `kid`.
+    pub fn decoding_key(&self, kid: &str) -> Option<&jsonwebtoken::DecodingKey> {
+        self.verifiers
+            .0
+            .iter()
+            .find(|(k, _)| k == kid)
+            .map(|(_, key)| key)
     }
 }
 

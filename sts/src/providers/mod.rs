@@ -223,8 +223,11 @@ impl Provider {
                 q.append_pair("nonce", &secrets.nonce);
             }
             if self.settings.pkce {
-                q.append_pair("code_challenge", &pkce_challenge(&secrets.pkce_verifier))
-                    .append_pair("code_challenge_method", "S256");
+                q.append_pair(
+                    "code_challenge",
+                    &crate::crypto::pkce_s256(&secrets.pkce_verifier),
+                )
+                .append_pair("code_challenge_method", "S256");
             }
             for (k, v) in &self.settings.auth_params {
                 if force && (k == "prompt" || k == "max_age") {
@@ -335,14 +338,6 @@ impl Provider {
             _ => Err(ProviderError::Unusable("not a SAML provider".into())),
         }
     }
-}
-
-/// RFC 7636 S256 challenge.
-pub fn pkce_challenge(verifier: &str) -> String {
-    use base64::Engine;
-    use sha2::Digest;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(sha2::Sha256::digest(verifier.as_bytes()))
 }
 
 fn string_at(claims: &Value, path: &str) -> Option<String> {
@@ -507,14 +502,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pkce_rfc7636_appendix_b() {
-        assert_eq!(
-            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        );
-    }
 
     #[test]
     fn identity_values_are_checked() {

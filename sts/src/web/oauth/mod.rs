@@ -236,7 +236,7 @@ pub fn verify_own(
     typ: &str,
     allow_expired: bool,
 ) -> Result<serde_json::Value, String> {
-    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+    use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
     if token.len() > 16 * 1024 {
         return Err("token too large".into());
     }
@@ -249,18 +249,12 @@ pub fn verify_own(
         return Err(format!("not a token of type {typ}"));
     }
     let kid = header.kid.ok_or("no kid")?;
+    // The published keys, parsed once per key change (not per call).
     let snap = st.keys.current();
-    let jwks: serde_json::Value =
-        serde_json::from_slice(&snap.jwks.body).map_err(|_| "jwks unreadable")?;
-    let jwk = jwks["keys"]
-        .as_array()
-        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid.as_str()))
+    let key = snap
+        .jwks
+        .decoding_key(&kid)
         .ok_or("signed by a key this STS does not publish")?;
-    let key = DecodingKey::from_rsa_components(
-        jwk["n"].as_str().unwrap_or(""),
-        jwk["e"].as_str().unwrap_or(""),
-    )
-    .map_err(|e| e.to_string())?;
     let mut v = Validation::new(Algorithm::RS256);
     v.set_issuer(&[&st.issuer]);
     v.validate_aud = false;
@@ -269,7 +263,7 @@ pub fn verify_own(
     v.validate_exp = !allow_expired;
     v.validate_nbf = !allow_expired;
     v.set_required_spec_claims(&["exp", "iss", "sub"]);
-    let data = decode::<serde_json::Value>(token, &key, &v).map_err(|e| e.to_string())?;
+    let data = decode::<serde_json::Value>(token, key, &v).map_err(|e| e.to_string())?;
     if !allow_expired {
         // jsonwebtoken compares with its own clock; ours may be a test clock.
         let now = st.clock.now();

@@ -118,7 +118,7 @@ async fn authorization_code(
                     "code_verifier is malformed (RFC 7636 4.1)",
                 ));
             }
-            let computed = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+            let computed = crate::crypto::pkce_s256(verifier);
             if !constant_time_eq(computed.as_bytes(), challenge.as_bytes()) {
                 return Err(OAuthError::invalid_grant(
                     "code_verifier does not match the code_challenge",
