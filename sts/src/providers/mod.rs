@@ -88,6 +88,9 @@ pub enum ProviderError {
     Saml(&'static str, String),
     #[error("this provider cannot be used: {0}")]
     Unusable(String),
+    /// The database or the blocking pool failed while checking a response (not the IdP's fault).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ProviderError {
@@ -107,6 +110,7 @@ impl ProviderError {
             ProviderError::BadValue(_) => "invalid_claim_value",
             ProviderError::Saml(code, _) => code,
             ProviderError::Unusable(_) => "provider_unusable",
+            ProviderError::Internal(_) => "internal_error",
         }
     }
 }
@@ -280,8 +284,41 @@ impl Provider {
 }
 
 impl Provider {
-    /// Validate a SAMLResponse for this login flow and build the identity (replay cache: caller).
-    /// Returns the identity, the assertion ID and until when it must be remembered.
+    /// The whole ACS check of a SAMLResponse, in order: every check of `complete_saml` (on the blocking
+    /// pool: XML signature verification is CPU work), then the single use of the assertion ID: it is
+    /// kept in the replay cache until the assertion could no longer be valid anyway (its expiry or now,
+    /// plus the clock skew and a minute), and an ID already there is `saml_replay`.
+    pub async fn complete_saml_once(
+        self: &Arc<Self>,
+        pool: &crate::store::Pool,
+        now: i64,
+        secrets: Option<FlowSecrets>,
+        saml_response: String,
+    ) -> Result<Identity, ProviderError> {
+        let me = self.clone();
+        let (identity, assertion_id, keep_until) =
+            tokio::task::spawn_blocking(move || me.complete_saml(secrets.as_ref(), &saml_response))
+                .await
+                .map_err(|e| ProviderError::Internal(format!("validation task: {e}")))??;
+        let first_use = crate::store::saml::consume_assertion_id(
+            pool,
+            &assertion_id,
+            self.id(),
+            keep_until.max(now) + self.saml_clock_skew() + 60,
+        )
+        .await
+        .map_err(|e| ProviderError::Internal(format!("replay cache: {e}")))?;
+        if !first_use {
+            return Err(ProviderError::Saml(
+                "saml_replay",
+                format!("assertion {assertion_id} was already used"),
+            ));
+        }
+        Ok(identity)
+    }
+
+    /// Validate a SAMLResponse for this login flow and build the identity; the replay cache is
+    /// `complete_saml_once`'s. Returns the identity, the assertion ID and until when it must be remembered.
     pub fn complete_saml(
         &self,
         secrets: Option<&FlowSecrets>,

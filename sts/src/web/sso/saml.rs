@@ -111,27 +111,17 @@ pub(super) async fn consume_saml(
         .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or(LoginError::BadRequest)?;
-    // XML signature verification is CPU work: keep it off the async workers.
-    let (p, response) = (provider.clone(), saml_response.to_string());
-    let (identity, assertion_id, keep_until) =
-        web::block(move || p.complete_saml(secrets.as_ref(), &response))
-            .await
-            .map_err(|_| LoginError::Internal)??;
-    // Single use of the assertion ID until it could no longer be valid anyway.
-    if !store::saml::consume_assertion_id(
-        &st.pool,
-        &assertion_id,
-        provider.id(),
-        keep_until.max(st.clock.now()) + provider.saml_clock_skew() + 60,
-    )
-    .await?
-    {
-        return Err(ProviderError::Saml(
-            "saml_replay",
-            format!("assertion {assertion_id} was already used"),
-        )
-        .into());
-    }
+    // Every check of the response, the replay cache included, is the provider's.
+    let identity = provider
+        .complete_saml_once(&st.pool, st.clock.now(), secrets, saml_response.to_string())
+        .await
+        .map_err(|e| match e {
+            ProviderError::Internal(detail) => {
+                tracing::error!(provider = %provider.id(), detail = %detail, "SAML response check failed");
+                LoginError::Internal
+            }
+            other => other.into(),
+        })?;
     finish_login(req, st, &provider, identity, &return_to).await
 }
 
