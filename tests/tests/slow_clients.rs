@@ -190,6 +190,52 @@ async fn every_request_on_a_kept_alive_connection_has_the_header_timeout() {
     assert_eq!(app.get("/health").await.status(), 200);
 }
 
+/// `Expect: 100-continue`: after the interim `100 Continue` the body may take longer than the header
+/// timeout (it has the body timeout); the request is answered, and the same connection then serves a next
+/// request. Header timeout 1 s, body timeout 6 s; the body is sent a byte every 80 ms (about 3.7 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_after_100_continue_has_the_body_timeout_not_the_header_timeout() {
+    let config = "[server]\nrequest_header_timeout_ms = 1000\nrequest_body_timeout_ms = 6000\nkeep_alive_seconds = 5\nworkers = 1\n";
+    let app = spawn_app_with(AppOptions::default().config(config)).await;
+    let addr = format!("127.0.0.1:{}", app.port);
+    let answers = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let body = b"grant_type=client_credentials&client_id=nobody";
+        s.write_all(
+            format!(
+                "POST /sso/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).expect("the interim answer");
+        let interim = String::from_utf8_lossy(&buf[..n]).to_string();
+        // The body one byte every 80 ms (about 3.7 s, longer than the header timeout).
+        for b in body {
+            s.write_all(&[*b]).expect("the connection is still open");
+            std::thread::sleep(Duration::from_millis(80));
+        }
+        let n = s.read(&mut buf).expect("the final answer");
+        let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+        // The same connection serves a next request.
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        read_one_answer(&mut s);
+        (interim, answer)
+    })
+    .await
+    .unwrap();
+    assert!(
+        answers.0.starts_with("HTTP/1.1 100 Continue"),
+        "{}",
+        answers.0
+    );
+    // An unknown client: refused by the token endpoint, so the body was read and the request answered.
+    assert!(answers.1.starts_with("HTTP/1.1 401"), "{}", answers.1);
+}
+
 fn pem(label: &str, der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
