@@ -3,8 +3,8 @@
 //! read and validated by its own module without network (`providers::RawProvider::validate`, secrets from
 //! `Config::provider_secrets`; `oauth::clients::RawClient::validate`), and what spans entries is checked:
 //! duplicate ids, and applications that name a provider the file does not declare. The CLI runs this
-//! right after loading the configuration (a refusal exits with 2, like any configuration error), and
-//! `Application::build` before it opens anything.
+//! right after loading the configuration (a refusal exits with 2, like any configuration error) and
+//! hands the result to `Application::build_declared`; `Application::build_on` runs it itself.
 
 use std::path::PathBuf;
 

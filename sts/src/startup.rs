@@ -35,9 +35,27 @@ impl Application {
         Self::build_on(config, clock, listener).await
     }
 
+    /// Build with the providers and applications the caller already validated (`sts serve`: the CLI
+    /// checks them right after loading the configuration, so they are not read twice).
+    pub async fn build_declared(config: Config, declared: Declared) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Self::start(config, declared, clock::system(), listener).await
+    }
+
     /// Build on an already-bound listener (tests bind port 0 first so the public URL can name the port).
     pub async fn build_on(
         config: Config,
+        clock: SharedClock,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let declared = Declared::from_config(&config)?;
+        Self::start(config, declared, clock, listener).await
+    }
+
+    async fn start(
+        config: Config,
+        declared: Declared,
         clock: SharedClock,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
@@ -45,7 +63,6 @@ impl Application {
             tracing::warn!(public_url = %config.public_url,
                 "public URL is not https: fine on loopback or behind a TLS-terminating proxy, not otherwise");
         }
-        let declared = Declared::from_config(&config)?;
         let pool = store::connect(&config).await?;
         store::check_writable(&pool, &config).await?;
         let service =
@@ -291,6 +308,29 @@ fn spawn_purger(pool: Pool, clock: SharedClock) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// What `App::new()…` builds: the service factory each worker runs.
+trait AppService:
+    actix_service::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    > + 'static
+{
+}
+
+impl<T> AppService for T where
+    T: actix_service::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static
+{
+}
+
 /// The HTTP server, assembled from actix-web's parts like `HttpServer::listen` does, with one change:
 /// each connection's stream (the TCP stream, or the TLS stream above it) is wrapped in
 /// [`web::conn::HeadDeadline`], so every request head on a kept-alive connection has the header
@@ -306,13 +346,7 @@ fn serve<F, T>(
 ) -> anyhow::Result<Server>
 where
     F: Fn() -> App<T> + Send + Clone + 'static,
-    T: actix_service::ServiceFactory<
-            actix_web::dev::ServiceRequest,
-            Config = (),
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-            InitError = (),
-        > + 'static,
+    T: AppService,
 {
     use actix_http::{HttpService, Protocol};
     use actix_service::{ServiceFactoryExt, fn_service, map_config};
@@ -343,13 +377,7 @@ where
     where
         Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
         F: Fn() -> App<T>,
-        T: actix_service::ServiceFactory<
-                actix_web::dev::ServiceRequest,
-                Config = (),
-                Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-                Error = actix_web::Error,
-                InitError = (),
-            > + 'static,
+        T: AppService,
     {
         // Nothing reads AppConfig's host or scheme (URLs are built from `public_url`).
         let app = map_config(make_app(), |_| AppConfig::default());

@@ -102,7 +102,7 @@ pub fn describe(e: &anyhow::Error) -> String {
 async fn run(command: Command, config: Config, declared: Declared) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
-            let app = Application::build(config).await?;
+            let app = Application::build_declared(config, declared).await?;
             app.run_until_stopped().await?;
             Ok(())
         }
