@@ -1,6 +1,6 @@
 //! The identity providers and applications the configuration declares (`[[providers]]`, `[[clients]]`).
 //! `config` keeps them as plain TOML tables, so that it depends on nothing above it; here each table is
-//! read and validated by its own module without network (`providers::RawProvider::validate`, secrets from
+//! read and validated by its own module without network (`providers::ProviderConfig`, secrets from
 //! `Config::provider_secrets`; `oauth::clients::RawClient::validate`), and what spans entries is checked:
 //! duplicate ids, and applications that name a provider the file does not declare. The CLI runs this
 //! right after loading the configuration (a refusal exits with 2, like any configuration error) and
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use crate::config::{Config, ConfigError};
 use crate::oauth::clients::{ClientSettings, RawClient};
-use crate::providers::{ProviderSettings, RawProvider};
+use crate::providers::{ProviderConfig, ProviderSettings};
 
 #[derive(Debug, Clone, Default)]
 pub struct Declared {
@@ -22,7 +22,8 @@ impl Declared {
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let mut providers: Vec<ProviderSettings> = Vec::new();
         for (i, table) in config.providers.iter().enumerate() {
-            let raw: RawProvider = read_entry(config, "providers", i, table)?;
+            let raw = ProviderConfig::from_table(table.clone())
+                .map_err(|message| parse_error(config, "providers", i, message))?;
             let settings = raw
                 .validate(config.provider_secrets.vars())
                 .map_err(|e| ConfigError::Provider(e.to_string()))?;
@@ -74,13 +75,18 @@ fn read_entry<T: serde::de::DeserializeOwned>(
     i: usize,
     table: &toml::Table,
 ) -> Result<T, ConfigError> {
-    T::deserialize(toml::Value::Table(table.clone())).map_err(|e| ConfigError::Parse {
+    T::deserialize(toml::Value::Table(table.clone()))
+        .map_err(|e| parse_error(config, section, i, e.to_string()))
+}
+
+fn parse_error(config: &Config, section: &str, i: usize, message: String) -> ConfigError {
+    ConfigError::Parse {
         path: config
             .source
             .clone()
             .unwrap_or_else(|| PathBuf::from("<environment>")),
-        message: format!("[[{section}]] entry {}: {}", i + 1, e.to_string().trim()),
-    })
+        message: format!("[[{section}]] entry {}: {}", i + 1, message.trim()),
+    }
 }
 
 #[cfg(test)]

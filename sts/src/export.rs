@@ -256,7 +256,7 @@ pub async fn import(
              secret_sealed = COALESCE(excluded.secret_sealed, identity_providers.secret_sealed), updated_at = excluded.updated_at",
         )
         .bind(&c.settings.id)
-        .bind(c.settings.kind.as_str())
+        .bind(c.settings.kind.type_name())
         .bind(&c.settings.display_name)
         .bind(i64::from(c.enabled))
         .bind(json)

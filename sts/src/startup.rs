@@ -77,7 +77,7 @@ impl Application {
             .providers
             .iter()
             .chain(console_providers.iter())
-            .any(|p| p.kind == crate::providers::Kind::Saml)
+            .any(|p| p.kind.needs_sp_credentials())
         {
             let credentials =
                 crate::providers::saml::SpCredentials::load_or_create(&service, &pool).await?;
@@ -152,12 +152,14 @@ impl Application {
             clock,
             web: WebSettings {
                 secure_cookies: config.public_url.starts_with("https://"),
-                session_idle: config.session_idle_timeout,
-                session_absolute: config.session_absolute_timeout,
-                flow_ttl: config.login_flow_ttl,
-                oidc_redirect_uri: config.oidc_redirect_uri(),
-                oauth_redirect_uri: config.oauth_redirect_uri(),
-                saml_acs_url: config.saml_acs_url(),
+                login: crate::sso::login::LoginPolicy {
+                    session_idle: config.session_idle_timeout,
+                    session_absolute: config.session_absolute_timeout,
+                    flow_ttl: config.login_flow_ttl,
+                    oidc_redirect_uri: config.oidc_redirect_uri(),
+                    oauth_redirect_uri: config.oauth_redirect_uri(),
+                    saml_acs_url: config.saml_acs_url(),
+                },
             },
         });
         let https_public = config.public_url.starts_with("https://");
@@ -213,7 +215,7 @@ async fn sync_providers(pool: &Pool, declared: &Declared, now: i64) -> anyhow::R
         .map(|p| {
             Ok((
                 p.id.clone(),
-                p.kind.as_str().to_string(),
+                p.kind.type_name().to_string(),
                 p.display_name.clone(),
                 p.enabled,
                 serde_json::to_string(p)?,
@@ -222,7 +224,7 @@ async fn sync_providers(pool: &Pool, declared: &Declared, now: i64) -> anyhow::R
         .collect::<Result<_, serde_json::Error>>()?;
     store::login::sync_config_providers(pool, &rows, now).await?;
     for p in &declared.providers {
-        tracing::info!(provider = %p.id, kind = p.kind.as_str(), enabled = p.enabled, "identity provider configured");
+        tracing::info!(provider = %p.id, kind = p.kind.type_name(), enabled = p.enabled, "identity provider configured");
     }
     Ok(())
 }
@@ -275,7 +277,7 @@ async fn load_console_providers(
         match crate::providers::managed::settings_from_source(&source, secret.as_deref()) {
             Ok(mut s) => {
                 s.enabled = enabled;
-                tracing::info!(provider = %id, kind = s.kind.as_str(), enabled, "identity provider from the admin console");
+                tracing::info!(provider = %id, kind = s.kind.type_name(), enabled, "identity provider from the admin console");
                 out.push(s);
             }
             Err(e) => {

@@ -142,7 +142,7 @@ impl admin_ui::backend::KeysAdmin for Backend {
             self.load_saml_context().await?;
             let mut started = vec![];
             for p in self.providers.all() {
-                if p.settings.kind == crate::providers::Kind::Saml {
+                if p.settings.kind.needs_sp_credentials() {
                     let p = self.providers.upsert((*p.settings).clone());
                     if p.settings.enabled {
                         started.push(p);

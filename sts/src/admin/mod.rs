@@ -124,27 +124,11 @@ impl Backend {
         source: Option<String>,
         last: Option<(String, i64)>,
     ) -> ProviderInfo {
-        use crate::providers::Kind;
         let s = &p.settings;
-        let base = &self.public_url;
-        let (callback_url, sp_metadata_url) = match s.kind {
-            Kind::Oidc => (format!("{base}/sso/sso-openid/openid-login"), None),
-            Kind::Oauth2 => (format!("{base}/sso/sso-oauth/oauth-login"), None),
-            Kind::Saml => {
-                let per = s.saml.as_ref().is_some_and(|x| x.per_provider_acs);
-                (
-                    if per {
-                        format!("{base}/sso/sso-saml/{}/acs", s.id)
-                    } else {
-                        format!("{base}/sso/sso-saml/acs")
-                    },
-                    Some(format!("{base}/sso/sso-saml/{}/metadata", s.id)),
-                )
-            }
-        };
+        let (callback_url, sp_metadata_url) = s.kind.endpoints(&self.public_url, &s.id);
         ProviderInfo {
             id: s.id.clone(),
-            kind: s.kind.as_str().into(),
+            kind: s.kind.type_name().into(),
             display_name: s.display_name.clone(),
             enabled: s.enabled,
             managed_by: managed_by.into(),

@@ -119,19 +119,12 @@ impl admin_ui::backend::ProvidersAdmin for Backend {
                     crate::providers::managed::settings_from_source(&source, effective),
                 )
                 && let Some(old) = self.providers.get(id)
+                && old.settings.kind.secret_destination() != new.kind.secret_destination()
             {
-                let o = &old.settings;
-                if o.client_id != new.client_id
-                    || o.issuer != new.issuer
-                    || o.authorization_endpoint != new.authorization_endpoint
-                    || o.token_endpoint != new.token_endpoint
-                    || o.userinfo_endpoint != new.userinfo_endpoint
-                    || o.client_auth != new.client_auth
-                {
-                    return Err(BackendError::Invalid(
-                        "the client id, issuer or an endpoint changed: give the client secret again".into(),
-                    ));
-                }
+                return Err(BackendError::Invalid(
+                    "the client id, issuer or an endpoint changed: give the client secret again"
+                        .into(),
+                ));
             }
             let mut settings = crate::providers::managed::settings_from_source(&source, effective)
                 .map_err(BackendError::Invalid)?;
@@ -148,7 +141,7 @@ impl admin_ui::backend::ProvidersAdmin for Backend {
                     settings.id
                 )));
             }
-            if settings.kind == crate::providers::Kind::Saml {
+            if settings.kind.needs_sp_credentials() {
                 self.saml_ready().await?;
             }
             let enabled = match &existing {
@@ -160,9 +153,9 @@ impl admin_ui::backend::ProvidersAdmin for Backend {
             let built = self.providers.build(settings.clone());
             if let Some(url) = built
                 .settings
-                .saml
-                .as_ref()
-                .and_then(|s| s.idp_metadata_url.clone())
+                .kind
+                .remote_metadata()
+                .map(|(url, _)| url.to_string())
             {
                 crate::providers::metadata::fetch_saml_metadata(&built, &url)
                     .await
@@ -206,7 +199,7 @@ impl admin_ui::backend::ProvidersAdmin for Backend {
                 &mut *tx,
                 &store::admin::SavedProvider {
                     id: &settings.id,
-                    kind: settings.kind.as_str(),
+                    kind: settings.kind.type_name(),
                     display_name: &settings.display_name,
                     enabled,
                     settings: &json,
@@ -237,7 +230,7 @@ impl admin_ui::backend::ProvidersAdmin for Backend {
                     "provider.update"
                 },
                 Some(&settings.id),
-                json!({"type": settings.kind.as_str(), "secret_changed": secret.is_some()}),
+                json!({"type": settings.kind.type_name(), "secret_changed": secret.is_some()}),
             )
             .await?;
             tx.commit().await.map_err(db)?;

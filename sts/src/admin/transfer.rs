@@ -41,7 +41,7 @@ impl admin_ui::backend::TransferAdmin for Backend {
             self.reload_clients().await;
             let mut started = vec![];
             for settings in providers {
-                if settings.kind == crate::providers::Kind::Saml {
+                if settings.kind.needs_sp_credentials() {
                     self.saml_ready().await?;
                 }
                 let p = self.providers.upsert(settings);

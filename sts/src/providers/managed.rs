@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ProviderSettings, RawProvider};
+use super::{ProviderConfig, ProviderSettings};
 
 /// The variable name the secret is handed to validation under (never a real environment variable).
 const SECRET_VAR: &str = "STS_CONSOLE_PROVIDER_SECRET";
@@ -44,17 +44,16 @@ pub fn settings_from_source(
         );
         env.insert(SECRET_VAR.to_string(), s.to_string());
     }
-    let raw: RawProvider = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| e.message().to_string())?;
-    raw.validate(&env).map_err(|e| {
-        e.to_string()
-            .replace(SECRET_VAR, "the client secret field")
-            .replace(
-                "(`client_secret_env` or `client_secret_file`)",
-                "(the client secret field)",
-            )
-    })
+    ProviderConfig::from_table(table)?
+        .validate(&env)
+        .map_err(|e| {
+            e.to_string()
+                .replace(SECRET_VAR, "the client secret field")
+                .replace(
+                    "(`client_secret_env` or `client_secret_file`)",
+                    "(the client secret field)",
+                )
+        })
 }
 
 /// The AAD that binds a sealed client secret to its provider.
@@ -72,7 +71,12 @@ mod tests {
     fn console_sources_are_validated_like_the_file() {
         let s = settings_from_source(OIDC, Some("s3cret")).unwrap();
         assert_eq!(s.id, "corp");
-        assert_eq!(s.client_secret.as_ref().unwrap().expose(), "s3cret");
+        let oidc = s
+            .kind
+            .as_any()
+            .downcast_ref::<crate::providers::oidc::OidcSettings>()
+            .unwrap();
+        assert_eq!(oidc.client.client_secret.expose(), "s3cret");
         let e = settings_from_source(OIDC, None).unwrap_err();
         assert!(e.contains("client secret"), "{e}");
         for (src, why) in [

@@ -29,18 +29,20 @@ pub async fn fetch_saml_metadata(p: &Provider, url: &str) -> Result<(), String> 
             e.code()
         )
     })?;
-    p.set_saml_metadata(&xml)
-        .map_err(|e| format!("the IdP metadata at {url} is not usable: {e}"))
+    p.saml()
+        .and_then(|s| s.set_idp_metadata(&xml))
+        .map_err(|e| match e {
+            super::ProviderError::Unusable(why) => {
+                format!("the IdP metadata at {url} is not usable: {why}")
+            }
+            other => format!("the IdP metadata at {url} is not usable: {other}"),
+        })
 }
 
 /// For a SAML provider with `idp_metadata_url`: the first fetch now (a failure leaves the provider unusable
 /// until a refresh works), then a refresher task. None for other providers.
 pub async fn start_saml_metadata(p: &Arc<Provider>) -> Option<tokio::task::JoinHandle<()>> {
-    let url = p
-        .settings
-        .saml
-        .as_ref()
-        .and_then(|s| s.idp_metadata_url.clone())?;
+    let url = p.settings.kind.remote_metadata()?.0.to_string();
     let loaded = refresh_saml_metadata(p, &url).await;
     Some(spawn_metadata_refresher(Arc::downgrade(p), url, loaded))
 }
@@ -54,7 +56,7 @@ fn spawn_metadata_refresher(
 ) -> tokio::task::JoinHandle<()> {
     let every = p
         .upgrade()
-        .and_then(|p| p.settings.saml.as_ref().map(|s| s.metadata_refresh_seconds))
+        .and_then(|p| p.settings.kind.remote_metadata().map(|(_, every)| every))
         .unwrap_or(3600);
     tokio::spawn(async move {
         let mut ok = loaded;

@@ -30,11 +30,15 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Mutex;
 
+use super::client::{CLIENT_KEYS, ClientRaw, OAuthClient};
 use super::http::Outbound;
-use super::settings::{ClientAuth, OidcEndpoints, ProviderSettings, endpoint_url};
+use super::kinds::{KindConfig, KindSettings, OpenContext};
+use super::login::{AuthorizeRequest, CallbackRoute, Login, RedirectLogin};
+use super::settings::{ClaimDefaults, SecretVars, endpoint_url};
 use super::shared_fetch::SharedFetch;
-use super::{FlowSecrets, ProviderError};
+use super::{Callback, FlowSecrets, ProviderError};
 use crate::clock::SharedClock;
+use crate::crypto::constant_time_eq;
 
 const LEEWAY_SECONDS: u64 = 60;
 /// At most one JWKS refetch for an unknown `kid` per this period.
@@ -55,7 +59,8 @@ pub struct Metadata {
 const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
 
 pub struct OidcProvider {
-    s: Arc<ProviderSettings>,
+    id: String,
+    s: Arc<OidcSettings>,
     http: Outbound,
     clock: SharedClock,
     meta: SharedFetch<Metadata>,
@@ -63,15 +68,10 @@ pub struct OidcProvider {
     last_forced: Mutex<Option<Instant>>,
 }
 
-#[derive(Deserialize)]
-pub(super) struct TokenResponse {
-    pub access_token: Option<String>,
-    pub id_token: Option<String>,
-}
-
 impl OidcProvider {
-    pub fn new(s: Arc<ProviderSettings>, http: Outbound, clock: SharedClock) -> Self {
+    pub fn new(id: &str, s: Arc<OidcSettings>, http: Outbound, clock: SharedClock) -> Self {
         Self {
+            id: id.to_string(),
             s,
             http,
             clock,
@@ -82,18 +82,12 @@ impl OidcProvider {
     }
 
     fn issuer(&self) -> &str {
-        // Validated settings always carry it; an empty issuer could never pass the issuer checks.
-        self.s.issuer.as_deref().unwrap_or_default()
+        &self.s.issuer
     }
 
     /// Provider metadata: discovered (cached) or from the configuration.
     pub async fn metadata(&self) -> Result<Metadata, ProviderError> {
-        let refresh = match self
-            .s
-            .oidc_endpoints
-            .as_ref()
-            .ok_or_else(|| ProviderError::Unusable("no OIDC endpoints".into()))?
-        {
+        let refresh = match &self.s.endpoints {
             OidcEndpoints::Manual {
                 authorization,
                 token,
@@ -151,11 +145,8 @@ impl OidcProvider {
         }
     }
 
-    pub async fn authorization_endpoint(&self) -> Result<String, ProviderError> {
-        Ok(self.metadata().await?.authorization_endpoint)
-    }
-
-    pub async fn complete(
+    /// Steps 1 to 4 of the module's list.
+    async fn check_and_exchange(
         &self,
         secrets: &FlowSecrets,
         iss: Option<&str>,
@@ -170,15 +161,17 @@ impl OidcProvider {
             }
             _ => {}
         }
-        let tokens = exchange_code(
-            &self.http,
-            &self.s,
-            &meta.token_endpoint,
-            code,
-            redirect_uri,
-            &secrets.pkce_verifier,
-        )
-        .await?;
+        let tokens = self
+            .s
+            .client
+            .exchange_code(
+                &self.http,
+                &meta.token_endpoint,
+                code,
+                redirect_uri,
+                &secrets.pkce_verifier,
+            )
+            .await?;
         let id_token = tokens.id_token.ok_or(ProviderError::NoIdToken)?;
         let mut claims = self
             .validate_id_token(&id_token, &meta.jwks_uri, &secrets.nonce)
@@ -243,7 +236,7 @@ impl OidcProvider {
                 .and_then(|set| find_key(&set, kid, alg))
                 .ok_or_else(unknown);
         }
-        tracing::info!(provider = %self.s.id, kid = ?kid.unwrap_or("-"), "unknown kid; refetching the provider's JWKS");
+        tracing::info!(provider = %self.id, kid = ?kid.unwrap_or("-"), "unknown kid; refetching the provider's JWKS");
         let set = self
             .jwks
             .get(JWKS_MAX_AGE, true, self.fetch_jwks(jwks_uri))
@@ -275,7 +268,7 @@ impl OidcProvider {
         let mut v = Validation::new(header.alg);
         v.algorithms = vec![header.alg];
         v.set_issuer(&[self.issuer()]);
-        v.set_audience(&[&self.s.client_id]);
+        v.set_audience(&[&self.s.client.client_id]);
         v.leeway = LEEWAY_SECONDS;
         v.validate_nbf = true;
         v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
@@ -288,7 +281,7 @@ impl OidcProvider {
             _ => vec![],
         };
         match claims.get("azp").and_then(Value::as_str) {
-            Some(azp) if azp != self.s.client_id => {
+            Some(azp) if azp != self.s.client.client_id => {
                 return Err(bad("`azp` is not our client id".into()));
             }
             None if auds.len() > 1 => return Err(bad("several audiences and no `azp`".into())),
@@ -336,65 +329,179 @@ fn find_key(set: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<Jwk> {
     }
 }
 
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+const ALLOWED_ALGS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+];
+
+/// `type = "oidc"`: the keys an OpenID Connect provider reads besides the common ones.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OidcConfig {
+    #[serde(flatten)]
+    client: ClientRaw,
+    issuer: Option<String>,
+    discovery: Option<bool>,
+    discovery_refresh_seconds: Option<u64>,
+    id_token_algs: Option<Vec<String>>,
+    use_userinfo: Option<bool>,
+    jwks_uri: Option<String>,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    userinfo_endpoint: Option<String>,
 }
 
-/// RFC 6749 section 4.1.3 with PKCE; client authentication per section 2.3.1 (form-urlencoded id and
-/// secret in HTTP Basic) or in the body.
-pub(super) async fn exchange_code(
-    http: &Outbound,
-    s: &ProviderSettings,
-    token_endpoint: &str,
-    code: &str,
-    redirect_uri: &str,
-    verifier: &str,
-) -> Result<TokenResponse, ProviderError> {
-    let secret = s
-        .client_secret
-        .as_ref()
-        .map(|x| x.expose().to_string())
-        .unwrap_or_default();
-    let mut form: Vec<(&str, &str)> = vec![
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("redirect_uri", redirect_uri),
+/// Endpoints of an OIDC provider: discovered, or set by hand.
+#[derive(Debug, Clone, serde::Serialize)]
+pub enum OidcEndpoints {
+    Discover {
+        refresh_seconds: u64,
+    },
+    Manual {
+        authorization: String,
+        token: String,
+        jwks: String,
+        userinfo: Option<String>,
+    },
+}
+
+/// Validated OIDC settings.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OidcSettings {
+    #[serde(flatten)]
+    pub client: OAuthClient,
+    /// The exact configured string: discovery `issuer` and ID token `iss` are compared to it byte for byte.
+    pub issuer: String,
+    pub endpoints: OidcEndpoints,
+    pub id_token_algs: Vec<String>,
+    pub use_userinfo: bool,
+}
+
+impl KindConfig for OidcConfig {
+    const TYPE: &'static str = "oidc";
+    const SHARED_KEYS: &'static [&'static str] = CLIENT_KEYS;
+    const KEYS: &'static [&'static str] = &[
+        "issuer",
+        "discovery",
+        "discovery_refresh_seconds",
+        "id_token_algs",
+        "use_userinfo",
+        "jwks_uri",
+        "authorization_endpoint",
+        "token_endpoint",
+        "userinfo_endpoint",
     ];
-    if s.pkce {
-        form.push(("code_verifier", verifier));
+    const CLAIMS: ClaimDefaults = ["sub", "preferred_username", "email", "name", "groups"];
+
+    fn validate(self, env: &SecretVars) -> Result<Arc<dyn KindSettings>, String> {
+        let mut client = self
+            .client
+            .validate(env, &["openid", "email", "profile"], true)?;
+        if !client.scopes.iter().any(|s| s == "openid") {
+            client.scopes.insert(0, "openid".into());
+        }
+        let check_url = |key: &str, v: &Option<String>| -> Result<Option<String>, String> {
+            v.as_ref()
+                .map(|u| endpoint_url(u).map_err(|m| format!("`{key}`: {m}")))
+                .transpose()
+        };
+        check_url("issuer", &self.issuer)?.ok_or("`issuer` is required")?;
+        let issuer = self.issuer.clone().unwrap_or_default();
+        let endpoints = if self.discovery.unwrap_or(true) {
+            if self.authorization_endpoint.is_some()
+                || self.token_endpoint.is_some()
+                || self.jwks_uri.is_some()
+            {
+                return Err("key `authorization_endpoint/token_endpoint/jwks_uri (with discovery = true)` does not apply to type oidc".into());
+            }
+            let refresh_seconds = self.discovery_refresh_seconds.unwrap_or(3600);
+            if !(60..=86_400).contains(&refresh_seconds) {
+                return Err("`discovery_refresh_seconds` must be 60..=86400".into());
+            }
+            OidcEndpoints::Discover { refresh_seconds }
+        } else {
+            let need = |k: &str, v: &Option<String>| {
+                check_url(k, v)?.ok_or_else(|| format!("`{k}` is required when discovery = false"))
+            };
+            OidcEndpoints::Manual {
+                authorization: need("authorization_endpoint", &self.authorization_endpoint)?,
+                token: need("token_endpoint", &self.token_endpoint)?,
+                jwks: need("jwks_uri", &self.jwks_uri)?,
+                userinfo: check_url("userinfo_endpoint", &self.userinfo_endpoint)?,
+            }
+        };
+        let algs = self.id_token_algs.unwrap_or_else(|| vec!["RS256".into()]);
+        if algs.is_empty() || algs.iter().any(|a| !ALLOWED_ALGS.contains(&a.as_str())) {
+            return Err(format!(
+                "`id_token_algs` must be a non-empty subset of {ALLOWED_ALGS:?} (never none or HS*)"
+            ));
+        }
+        Ok(Arc::new(OidcSettings {
+            client,
+            issuer,
+            endpoints,
+            id_token_algs: algs,
+            use_userinfo: self.use_userinfo.unwrap_or(false),
+        }))
     }
-    let mut req = http
-        .client()
-        .post(token_endpoint)
-        .header("Accept", "application/json");
-    match s.client_auth {
-        ClientAuth::Basic => {
-            let enc =
-                |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-            req = req.basic_auth(enc(&s.client_id), Some(enc(&secret)));
-        }
-        ClientAuth::Post => {
-            form.push(("client_id", &s.client_id));
-            form.push(("client_secret", &secret));
-        }
+}
+
+impl KindSettings for OidcSettings {
+    fn type_name(&self) -> &'static str {
+        OidcConfig::TYPE
     }
-    match http.json::<TokenResponse>(req.form(&form)).await {
-        Ok(t) => Ok(t),
-        Err(super::http::OutboundError::Status { body, status }) => {
-            Err(ProviderError::TokenEndpoint {
-                error: body
-                    .get("error")
-                    .and_then(Value::as_str)
-                    // IdP-controlled text: keep it to an error-code alphabet before logs and pages.
-                    .map(|e| {
-                        e.chars()
-                            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-                            .take(64)
-                            .collect()
-                    })
-                    .unwrap_or_else(|| format!("HTTP {status}")),
-            })
-        }
-        Err(e) => Err(e.into()),
+    fn view(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+    fn open(&self, ctx: &OpenContext<'_>) -> Result<Login, String> {
+        Ok(Login::Redirect(Arc::new(OidcProvider::new(
+            ctx.id,
+            Arc::new(self.clone()),
+            ctx.http.clone(),
+            ctx.clock.clone(),
+        ))))
+    }
+    fn endpoints(&self, base: &str, _id: &str) -> (String, Option<String>) {
+        (format!("{base}/sso/sso-openid/openid-login"), None)
+    }
+    fn secret_destination(&self) -> Option<Value> {
+        Some(serde_json::json!({
+            "type": OidcConfig::TYPE,
+            "client_id": self.client.client_id,
+            "client_auth": self.client.client_auth,
+            "issuer": self.issuer,
+            "endpoints": self.endpoints,
+        }))
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl RedirectLogin for OidcProvider {
+    fn callback(&self) -> CallbackRoute {
+        CallbackRoute::OpenId
+    }
+    fn authorization_url<'a>(
+        &'a self,
+        req: AuthorizeRequest<'a>,
+        secrets: &'a FlowSecrets,
+    ) -> futures_util::future::BoxFuture<'a, Result<String, ProviderError>> {
+        Box::pin(async move {
+            let endpoint = self.metadata().await?.authorization_endpoint;
+            self.s
+                .client
+                .authorization_url(&endpoint, req, secrets, true)
+        })
+    }
+    fn complete<'a>(
+        &'a self,
+        secrets: &'a FlowSecrets,
+        cb: &'a Callback,
+        redirect_uri: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Value, ProviderError>> {
+        Box::pin(async move {
+            let code = super::client::code_of(cb)?;
+            self.check_and_exchange(secrets, cb.iss.as_deref(), code, redirect_uri)
+                .await
+        })
     }
 }

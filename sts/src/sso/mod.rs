@@ -1,6 +1,8 @@
 //! The login domain without HTTP: opaque random values and how they are stored, the `return_to` rule,
-//! and the logout confirmation token. The browser-facing handlers, cookies and pages are in
-//! `web::sso`.
+//! the logout confirmation token, and the login flow itself ([`login`]). The browser-facing handlers,
+//! cookies and pages are in `web::sso`.
+
+pub mod login;
 
 /// The logout confirmation token of a session (in the page that asks "sign out?" and in `/sso/me`'s
 /// sign-out form): it proves a logout POST comes from a page of this STS.

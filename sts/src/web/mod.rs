@@ -41,12 +41,8 @@ pub struct AppState {
 #[derive(Debug, Clone)]
 pub struct WebSettings {
     pub secure_cookies: bool,
-    pub session_idle: u64,
-    pub session_absolute: u64,
-    pub flow_ttl: u64,
-    pub oidc_redirect_uri: String,
-    pub oauth_redirect_uri: String,
-    pub saml_acs_url: String,
+    /// Lifetimes and callback URLs of the login flow (the domain's).
+    pub login: crate::sso::login::LoginPolicy,
 }
 
 /// Mount every route on an actix `App`. Each path answers GET and HEAD; other methods get 405.

@@ -44,7 +44,7 @@ impl SamlProvider {
     pub fn metadata_xml(&self) -> Result<String, ProviderError> {
         let bad = |e: String| ProviderError::Saml("saml_metadata", e);
         let mut ed = self.template.metadata().map_err(|e| bad(e.to_string()))?;
-        let sign = self.s.saml.as_ref().is_some_and(|s| s.sign_authn_requests);
+        let sign = self.s.sign_authn_requests;
         for d in ed.sp_sso_descriptors.iter_mut().flatten() {
             // Two KeyDescriptors: signing, and encryption (samael marks both use="signing"; IdPs then
             // refuse to encrypt). No SingleLogoutService (not implemented).

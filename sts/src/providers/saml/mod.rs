@@ -4,7 +4,7 @@
 //! login-flow state; signed with RSA-SHA256 by the SP key (through aws-lc-rs) unless turned off.
 //!
 //! Inbound (HTTP-POST to the ACS), checks in this order, each with its own reason code (the login flow
-//! named by RelayState has already been consumed by the caller; see `sso::flow::consume_saml`):
+//! named by RelayState has already been consumed by the caller; see `sso::login`):
 //! 1. size (<= 256 KiB decoded), base64 (line breaks allowed), UTF-8 (`saml_malformed`);
 //! 2. parser-differential guards before samael: no `<!DOCTYPE`/`<!ENTITY` (XXE, billion laughs), no
 //!    comments or processing instructions (comment injection), an XML declaration, when present, says
@@ -46,6 +46,7 @@
 //! Requirements at configuration time: IdP metadata with an entity ID, an HTTP-Redirect SSO endpoint,
 //! and at least one signing certificate (samael would skip signature checks without one).
 
+mod config;
 mod credentials;
 mod decrypt;
 mod guards;
@@ -65,9 +66,9 @@ use serde_json::{Map, Value};
 
 use super::ProviderError;
 use super::saml_xml;
-use super::settings::ProviderSettings;
 
 use self::{guards::*, validate::*};
+pub use config::{SamlConfig, SamlSettings};
 pub use credentials::SpCredentials;
 pub use metadata::parse_idp_metadata;
 
@@ -75,7 +76,7 @@ pub use metadata::parse_idp_metadata;
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
 pub struct SamlProvider {
-    s: Arc<ProviderSettings>,
+    s: Arc<SamlSettings>,
     /// Our side only (entity ID, ACS, certificate, policies); the IdP metadata is added per state.
     template: ServiceProvider,
     /// The IdP-dependent part; None until the IdP metadata is loaded (metadata fetched from a URL).
@@ -93,12 +94,12 @@ struct IdpState {
 
 impl SamlProvider {
     pub fn new(
-        s: Arc<ProviderSettings>,
+        s: Arc<SamlSettings>,
         creds: Arc<SpCredentials>,
         sp_entity_id: &str,
         acs_url: &str,
     ) -> Result<Self, String> {
-        let saml = s.saml.as_ref().ok_or("not a SAML provider")?;
+        let saml = &s;
         let allowed = if saml.allow_sha1 {
             None
         } else {
@@ -147,7 +148,7 @@ impl SamlProvider {
     /// Install (or replace, on refresh) the IdP metadata; refused unless usable (see [`parse_idp_metadata`]).
     pub fn set_idp_metadata(&self, xml: &str) -> Result<(), String> {
         let idp = parse_idp_metadata(xml)?;
-        let saml = self.s.saml.as_ref().ok_or("not a SAML provider")?;
+        let saml = &self.s;
         let sp = ServiceProvider {
             idp_metadata: idp,
             ..self.template.clone()
@@ -183,11 +184,7 @@ impl SamlProvider {
         relay_state: &str,
         force: bool,
     ) -> Result<(String, String), ProviderError> {
-        let saml = self
-            .s
-            .saml
-            .as_ref()
-            .ok_or_else(|| ProviderError::Unusable("not a SAML provider".into()))?;
+        let saml = &self.s;
         let idp = self.idp()?;
         let mut req = idp
             .sp
@@ -230,15 +227,6 @@ impl SamlProvider {
         let sep = if idp.sso_url.contains('?') { '&' } else { '?' };
         Ok((format!("{}{sep}{query}", idp.sso_url), req.id))
     }
-    /// How long past its own expiry an assertion could still be accepted (the configured clock skew).
-    pub fn clock_skew(&self) -> i64 {
-        self.s
-            .saml
-            .as_ref()
-            .map(|s| s.clock_skew_seconds)
-            .unwrap_or(0)
-    }
-
     pub fn entity_id(&self) -> &str {
         &self.entity_id
     }

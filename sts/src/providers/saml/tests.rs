@@ -17,10 +17,18 @@ fn provider() -> SamlProvider {
     table.insert("id".into(), "fuzz".into());
     table.insert("type".into(), "saml".into());
     table.insert("idp_metadata_xml".into(), xml.into());
-    let raw: super::super::RawProvider = table.try_into().unwrap();
-    let settings = Arc::new(raw.validate(&Default::default()).unwrap());
+    let settings = crate::providers::ProviderConfig::from_table(table)
+        .unwrap()
+        .validate(&Default::default())
+        .unwrap();
+    let saml = settings
+        .kind
+        .as_any()
+        .downcast_ref::<SamlSettings>()
+        .unwrap()
+        .clone();
     SamlProvider::new(
-        settings,
+        Arc::new(saml),
         Arc::new(SpCredentials::ephemeral().unwrap()),
         "https://sts.example.com/sso/sso-saml/metadata",
         "https://sts.example.com/sso/sso-saml/acs",

@@ -1,7 +1,23 @@
 use super::*;
+use crate::providers::ProviderConfig;
+use crate::providers::oidc::{OidcEndpoints, OidcSettings};
 
-fn raw(toml_text: &str) -> RawProvider {
-    toml::from_str(toml_text).unwrap()
+/// An entry as read from the file; one the reading already refuses gives that refusal at `validate`.
+struct Raw(Result<ProviderConfig, String>);
+
+impl Raw {
+    fn validate(self, env: &SecretVars) -> Result<ProviderSettings, String> {
+        match self.0 {
+            Ok(c) => c.validate(env).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn raw(toml_text: &str) -> Raw {
+    Raw(ProviderConfig::from_table(
+        toml::from_str(toml_text).unwrap(),
+    ))
 }
 
 fn env() -> BTreeMap<String, String> {
@@ -15,12 +31,10 @@ fn oidc_defaults() {
     let p = raw("id = \"corp\"\ntype = \"oidc\"\nissuer = \"https://idp.example.com\"\nclient_id = \"sts\"\nclient_secret_env = \"SECRET\"\n")
         .validate(&env())
         .unwrap();
-    assert_eq!(p.scopes, vec!["openid", "email", "profile"]);
-    assert_eq!(p.id_token_algs, vec!["RS256"]);
-    assert!(matches!(
-        p.oidc_endpoints,
-        Some(OidcEndpoints::Discover { .. })
-    ));
+    let oidc = p.kind.as_any().downcast_ref::<OidcSettings>().unwrap();
+    assert_eq!(oidc.client.scopes, vec!["openid", "email", "profile"]);
+    assert_eq!(oidc.id_token_algs, vec!["RS256"]);
+    assert!(matches!(oidc.endpoints, OidcEndpoints::Discover { .. }));
     assert!(!format!("{p:?}").contains("s3cret"));
 }
 
@@ -44,7 +58,9 @@ fn refusals_name_the_problem() {
         assert!(e.contains(needle), "{text}\n=> {e}");
     }
     assert!(
-        toml::from_str::<RawProvider>("id = \"a\"\ntype = \"oidc\"\nissuerr = \"x\"\n").is_err(),
+        raw("id = \"a\"\ntype = \"oidc\"\nissuerr = \"x\"\n")
+            .validate(&env())
+            .is_err(),
         "unknown key"
     );
 

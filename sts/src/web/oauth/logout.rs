@@ -20,7 +20,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
 use super::{parse_params, verify_own, with_params};
-use crate::providers::oidc::constant_time_eq;
+use crate::crypto::constant_time_eq;
 use crate::sso::hash;
 use crate::store;
 use crate::web::AppState;

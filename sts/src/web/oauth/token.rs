@@ -9,8 +9,8 @@ use sha2::Digest;
 
 use super::client_auth::authenticate;
 use super::{GrantData, OAuthError, form_body, json_no_store};
+use crate::crypto::constant_time_eq;
 use crate::oauth::clients::{Client, ClientType, GrantType};
-use crate::providers::oidc::constant_time_eq;
 use crate::sso::{hash, random_token};
 use crate::store;
 use crate::tokens::{TokenKind, TokenRequest};
@@ -214,7 +214,7 @@ async fn refresh_token(
         &st.pool,
         &row.sid,
         now,
-        now + st.web.session_idle as i64,
+        now + st.web.login.session_idle as i64,
     )
     .await?
     {

@@ -3,7 +3,6 @@
 
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
-use serde::{Deserialize, Serialize};
 
 use crate::store;
 use crate::web::AppState;
@@ -14,15 +13,7 @@ pub const BROWSER_COOKIE: &str = "sts_browser";
 
 pub use crate::sso::logout_confirmation_token;
 
-/// What the session remembers about the user.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SessionIdentity {
-    pub username: String,
-    pub email: Option<String>,
-    pub email_verified: Option<bool>,
-    pub display_name: Option<String>,
-    pub groups: Vec<String>,
-}
+pub use crate::sso::login::SessionIdentity;
 
 #[derive(Debug, Clone)]
 pub struct SessionUser {
@@ -82,7 +73,7 @@ pub async fn current(req: &HttpRequest, st: &AppState) -> Result<Option<SessionU
         &st.pool,
         &crate::sso::hash(c.value()),
         now,
-        now + st.web.session_idle as i64,
+        now + st.web.login.session_idle as i64,
     )
     .await?;
     Ok(row.and_then(|r| {

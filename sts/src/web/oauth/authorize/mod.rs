@@ -15,8 +15,8 @@ use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use super::{CODE_TTL, GrantData, parse_params, with_params};
+use crate::crypto::constant_time_eq;
 use crate::oauth::clients::{Client, ClientType, GrantType, redirect_uri_matches};
-use crate::providers::oidc::constant_time_eq;
 use crate::sso::{hash, random_token};
 use crate::store;
 use crate::web::AppState;
