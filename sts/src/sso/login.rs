@@ -12,8 +12,7 @@
 //! 3. [`Logins::finish`]: roles mapped, constraints checked, the last login recorded, the previous session
 //!    of this browser ended, a fresh session stored.
 
-use serde::{Deserialize, Serialize};
-
+pub use super::session::{SessionIdentity, SessionUser};
 use super::{hash, random_token, valid_return_to};
 use crate::crypto::constant_time_eq;
 use crate::providers::login::AuthorizeRequest;
@@ -107,16 +106,6 @@ impl LoginError {
                 | LoginError::ReturnToRefused
         )
     }
-}
-
-/// What the session remembers about the user.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SessionIdentity {
-    pub username: String,
-    pub email: Option<String>,
-    pub email_verified: Option<bool>,
-    pub display_name: Option<String>,
-    pub groups: Vec<String>,
 }
 
 /// Lifetimes and our callback URLs, from the configuration.

@@ -3,6 +3,7 @@
 //! cookies and pages are in `web::sso`.
 
 pub mod login;
+pub mod session;
 
 /// The logout confirmation token of a session (in the page that asks "sign out?" and in `/sso/me`'s
 /// sign-out form): it proves a logout POST comes from a page of this STS.

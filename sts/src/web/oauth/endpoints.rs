@@ -7,7 +7,9 @@ use actix_web::http::header::{AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::client_auth::authenticate;
-use super::token::user_claims;
+use crate::oauth::grants::user_claims;
+use actix_web::ResponseError;
+
 use super::{OAuthError, form_body, json_no_store, verify_own};
 use crate::oauth::clients::ClientType;
 use crate::sso::hash;
@@ -86,7 +88,7 @@ async fn userinfo(req: &HttpRequest, st: &AppState, form_token: Option<String>) 
     };
     let claims = match access_token_claims(st, &token).await {
         Ok(c) => c,
-        Err(Inactive::Db(e)) => return OAuthError::from(e).response(),
+        Err(Inactive::Db(e)) => return OAuthError::from(e).error_response(),
         Err(Inactive::Reason(r)) => {
             tracing::info!(reason = ?r, "userinfo: token refused");
             return bearer_error(
@@ -126,14 +128,14 @@ async fn userinfo(req: &HttpRequest, st: &AppState, form_token: Option<String>) 
                 "the single sign-on session has ended",
             );
         }
-        Err(e) => return OAuthError::from(e).response(),
+        Err(e) => return OAuthError::from(e).error_response(),
     };
     let (provider_id, subject, identity, roles) = row;
     let identity: SessionIdentity = match serde_json::from_str(&identity) {
         Ok(i) => i,
         Err(e) => {
             tracing::error!(error = %e, "a stored session is unreadable");
-            return OAuthError::new("server_error", "internal error").response();
+            return OAuthError::internal().error_response();
         }
     };
     let mut body = user_claims(&scope, &identity);
@@ -156,7 +158,8 @@ enum Inactive {
 /// An access token this STS issued that is still good: signature, type, issuer, expiry, not revoked, and
 /// its SSO session (if it has one) still alive.
 async fn access_token_claims(st: &AppState, token: &str) -> Result<serde_json::Value, Inactive> {
-    let claims = verify_own(st, token, "at+jwt", false).map_err(Inactive::Reason)?;
+    let claims =
+        verify_own(st, token, "at+jwt", false).map_err(|e| Inactive::Reason(e.to_string()))?;
     if let Some(jti) = claims["jti"].as_str()
         && store::oauth::is_revoked(&st.pool, jti)
             .await
@@ -188,7 +191,7 @@ pub async fn introspect(
 ) -> HttpResponse {
     match do_introspect(&req, &body, &st).await {
         Ok(r) => r,
-        Err(e) => e.response(),
+        Err(e) => e.error_response(),
     }
 }
 
@@ -291,7 +294,7 @@ fn token_param(p: &HashMap<String, String>) -> Result<&str, OAuthError> {
 pub async fn revoke(req: HttpRequest, body: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
     match do_revoke(&req, &body, &st).await {
         Ok(r) => r,
-        Err(e) => e.response(),
+        Err(e) => e.error_response(),
     }
 }
 

@@ -63,7 +63,7 @@ struct ConfirmPage<'a> {
 async fn handle(req: &HttpRequest, st: &AppState, raw: &[u8], is_post: bool) -> HttpResponse {
     let p = match parse_params(raw) {
         Ok(p) => p,
-        Err(e) => return refuse(&e),
+        Err(e) => return refuse(&e.to_string()),
     };
     if is_post && !p.contains_key("confirm") {
         // An application's form post: cross-site, so without our SameSite=Lax cookie. Same request as GET.

@@ -13,24 +13,7 @@ pub const BROWSER_COOKIE: &str = "sts_browser";
 
 pub use crate::sso::logout_confirmation_token;
 
-pub use crate::sso::login::SessionIdentity;
-
-#[derive(Debug, Clone)]
-pub struct SessionUser {
-    pub subject: String,
-    pub provider_id: String,
-    pub identity: SessionIdentity,
-    pub roles: Vec<String>,
-    /// Public id of the session (`sid` claim); never the cookie value.
-    pub sid: String,
-    pub acr: Option<String>,
-    pub amr: Option<Vec<String>>,
-    /// When the user authenticated (`auth_time`): the upstream IdP's `auth_time` when it gave one, else
-    /// the time of the login at the STS.
-    pub auth_time: i64,
-    pub created_at: i64,
-    pub expires_at: i64,
-}
+pub use crate::sso::login::{SessionIdentity, SessionUser};
 
 pub fn cookie(
     name: &'static str,
