@@ -25,6 +25,23 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::Digest;
 
+/// Why a password is not accepted, or could not be hashed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PasswordRefused(pub String);
+
+impl From<String> for PasswordRefused {
+    fn from(s: String) -> Self {
+        PasswordRefused(s)
+    }
+}
+
+impl From<&str> for PasswordRefused {
+    fn from(s: &str) -> Self {
+        PasswordRefused(s.to_string())
+    }
+}
+
 pub const SESSION_COOKIE: &str = "sts_admin";
 pub const LOGIN_CSRF_COOKIE: &str = "sts_admin_login";
 pub const IDLE_SECONDS: i64 = 15 * 60;
@@ -77,7 +94,7 @@ fn argon2() -> argon2::Argon2<'static> {
 }
 
 /// Rules for administrator passwords: 12..=1024 characters.
-pub fn check_password_rules(password: &str) -> Result<(), String> {
+pub fn check_password_rules(password: &str) -> Result<(), PasswordRefused> {
     let n = password.chars().count();
     if n < 12 {
         return Err("the password must have at least 12 characters".into());
@@ -89,7 +106,7 @@ pub fn check_password_rules(password: &str) -> Result<(), String> {
 }
 
 /// An argon2id PHC string for `password`.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, PasswordRefused> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let mut salt = [0u8; 16];
     fill_random(&mut salt);
@@ -97,7 +114,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
     argon2()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(|e| PasswordRefused(e.to_string()))
 }
 
 /// Verify `password` against a PHC string; `None` (unknown user) still does the same work. Allocates its

@@ -23,7 +23,7 @@ impl Declared {
         let mut providers: Vec<ProviderSettings> = Vec::new();
         for (i, table) in config.providers.iter().enumerate() {
             let raw = ProviderConfig::from_table(table.clone())
-                .map_err(|message| parse_error(config, "providers", i, message))?;
+                .map_err(|e| parse_error(config, "providers", i, e.to_string()))?;
             let settings = raw
                 .validate(config.provider_secrets.vars())
                 .map_err(|e| ConfigError::Provider(e.to_string()))?;
@@ -40,7 +40,7 @@ impl Declared {
             let raw: RawClient = read_entry(config, "clients", i, table)?;
             let c = raw
                 .validate(config.token_max_lifetime)
-                .map_err(ConfigError::Client)?;
+                .map_err(|e| ConfigError::Client(e.to_string()))?;
             if clients.iter().any(|q| q.id == c.id) {
                 return Err(ConfigError::Client(format!(
                     "client `{}` is declared twice",

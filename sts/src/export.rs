@@ -13,18 +13,30 @@
 use serde_json::{Value, json};
 
 use crate::keys::KeyService;
+use crate::oauth::clients::ClientRefused;
 use crate::oauth::clients::{ClientSettings, RawClient};
 use crate::store::{self, Pool};
 
 pub const FORMAT: &str = "sts-export";
 pub const VERSION: i64 = 1;
 
+/// Why an export could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
+    #[error("a stored setting is not readable JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
 pub async fn export(
     pool: &Pool,
     keys: &KeyService,
     with_secrets: bool,
     now: i64,
-) -> anyhow::Result<Value> {
+) -> Result<Value, ExportError> {
     #[allow(clippy::type_complexity)]
     let rows: Vec<(
         String,
@@ -152,7 +164,7 @@ pub async fn import(
         let settings: ClientSettings =
             serde_json::from_value(a["settings"].clone()).map_err(|e| at(e.to_string()))?;
         // Validated exactly like a [[clients]] entry.
-        let again = revalidate(&settings, max_lifetime).map_err(at)?;
+        let again = revalidate(&settings, max_lifetime).map_err(|e| at(e.0))?;
         let managed_by = match a["managed_by"].as_str() {
             Some(m @ ("config" | "admin")) => m.to_string(),
             _ => return Err(at("managed_by must be \"config\" or \"admin\"".into())),
@@ -331,7 +343,7 @@ pub enum ImportError {
 }
 
 /// Run stored settings through the same validation as the configuration file.
-fn revalidate(s: &ClientSettings, max_lifetime: u64) -> Result<ClientSettings, String> {
+fn revalidate(s: &ClientSettings, max_lifetime: u64) -> Result<ClientSettings, ClientRefused> {
     let raw = RawClient {
         id: s.id.clone(),
         name: Some(s.name.clone()),

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use actix_web::App;
 use actix_web::dev::{Server, ServerHandle};
-use anyhow::Context;
 
 use crate::clock::{self, SharedClock};
 use crate::config::{Config, TlsConfig};
@@ -18,6 +17,46 @@ use crate::store::Pool;
 use crate::tokens::TokenIssuer;
 use crate::web::{self, AppState, WebSettings};
 
+/// Why the server could not start. Each variant says what was being done; the cause is its source (the
+/// CLI prints the chain once, `cli::describe`).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error("the declared providers or applications could not be recorded: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    SamlSp(#[from] crate::providers::saml::SpCredentialsError),
+    #[error("{what}")]
+    Tls {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("TLS: the certificate chain is empty")]
+    TlsEmptyChain,
+    #[error("the listener's address: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StartError {
+    fn tls(what: String) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> Self {
+        move |source| StartError::Tls { what, source }
+    }
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -25,21 +64,25 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
         Self::build_with_clock(config, clock::system()).await
     }
 
-    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.listen)
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
         Self::build_on(config, clock, listener).await
     }
 
     /// Build with the providers and applications the caller already validated (`sts serve`: the CLI
     /// checks them right after loading the configuration, so they are not read twice).
-    pub async fn build_declared(config: Config, declared: Declared) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.listen)
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+    pub async fn build_declared(config: Config, declared: Declared) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
         Self::start(config, declared, clock::system(), listener).await
     }
 
@@ -48,7 +91,7 @@ impl Application {
         config: Config,
         clock: SharedClock,
         listener: TcpListener,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, StartError> {
         let declared = Declared::from_config(&config)?;
         Self::start(config, declared, clock, listener).await
     }
@@ -58,7 +101,7 @@ impl Application {
         declared: Declared,
         clock: SharedClock,
         listener: TcpListener,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, StartError> {
         if !config.public_url.starts_with("https://") {
             tracing::warn!(public_url = %config.public_url,
                 "public URL is not https: fine on loopback or behind a TLS-terminating proxy, not otherwise");
@@ -208,7 +251,7 @@ impl Application {
 }
 
 /// Record the config-declared providers in the database (the admin UI will edit the same rows).
-async fn sync_providers(pool: &Pool, declared: &Declared, now: i64) -> anyhow::Result<()> {
+async fn sync_providers(pool: &Pool, declared: &Declared, now: i64) -> Result<(), StartError> {
     let rows: Vec<(String, String, String, bool, String)> = declared
         .providers
         .iter()
@@ -237,7 +280,7 @@ pub async fn sync_clients(
     declared: &Declared,
     now: i64,
     disable_missing: bool,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     let rows: Vec<(String, String, bool)> = declared
         .clients
         .iter()
@@ -253,7 +296,7 @@ async fn load_console_providers(
     pool: &Pool,
     declared: &Declared,
     keys: &KeyService,
-) -> anyhow::Result<Vec<crate::providers::ProviderSettings>> {
+) -> Result<Vec<crate::providers::ProviderSettings>, StartError> {
     let mut out = Vec::new();
     for (id, source, sealed, enabled) in store::admin::admin_providers(pool).await? {
         if declared.providers.iter().any(|p| p.id == id) {
@@ -345,7 +388,7 @@ fn serve<F, T>(
     config: &Config,
     tls: Option<rustls::ServerConfig>,
     make_app: F,
-) -> anyhow::Result<Server>
+) -> Result<Server, StartError>
 where
     F: Fn() -> App<T> + Send + Clone + 'static,
     T: AppService,
@@ -452,7 +495,7 @@ where
     Ok(builder.run())
 }
 
-fn rustls_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig> {
+fn rustls_config(tls: &TlsConfig) -> Result<rustls::ServerConfig, StartError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let (certs, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) = match tls {
@@ -461,35 +504,43 @@ fn rustls_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig> {
             key_file,
         } => {
             let certs = CertificateDer::pem_file_iter(cert_file)
-                .with_context(|| format!("server.tls.cert_file {}", cert_file.display()))?
+                .map_err(|e| {
+                    StartError::tls(format!("server.tls.cert_file {}", cert_file.display()))(
+                        e.into(),
+                    )
+                })?
                 .collect::<Result<Vec<_>, _>>()
-                .with_context(|| {
-                    format!(
+                .map_err(|e| {
+                    StartError::tls(format!(
                         "server.tls.cert_file {}: not a PEM certificate chain",
                         cert_file.display()
-                    )
+                    ))(e.into())
                 })?;
-            let key = PrivateKeyDer::from_pem_file(key_file).with_context(|| {
-                format!(
+            let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
+                StartError::tls(format!(
                     "server.tls.key_file {}: no PEM private key",
                     key_file.display()
-                )
+                ))(e.into())
             })?;
             (certs, key)
         }
         TlsConfig::Pkcs12 { file, password } => {
-            let data = std::fs::read(file)
-                .with_context(|| format!("server.tls.pkcs12_file {}", file.display()))?;
+            let data = std::fs::read(file).map_err(|e| {
+                StartError::tls(format!("server.tls.pkcs12_file {}", file.display()))(e.into())
+            })?;
             let store = p12_keystore::KeyStore::from_pkcs12(
                 &data,
                 password.expose(),
                 p12_keystore::Pkcs12ImportPolicy::Strict,
             )
-            .map_err(|e| anyhow::anyhow!("server.tls.pkcs12_file {}: {e}", file.display()))?;
+            .map_err(|e| {
+                StartError::tls(format!("server.tls.pkcs12_file {}", file.display()))(
+                    e.to_string().into(),
+                )
+            })?;
             let (_, chain) = store.private_key_chain().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "server.tls.pkcs12_file {}: no private key with a certificate",
-                    file.display()
+                StartError::tls(format!("server.tls.pkcs12_file {}", file.display()))(
+                    "no private key with a certificate".into(),
                 )
             })?;
             let certs = chain
@@ -504,15 +555,19 @@ fn rustls_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig> {
         }
     };
     if certs.is_empty() {
-        anyhow::bail!("TLS: the certificate chain is empty");
+        return Err(StartError::TlsEmptyChain);
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::tls("TLS: the protocol versions".into())(e.into()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .context(
-            "TLS: the certificate does not match the private key, or the key is unsupported",
-        )?;
+        .map_err(|e| {
+            StartError::tls(
+                "TLS: the certificate does not match the private key, or the key is unsupported"
+                    .into(),
+            )(e.into())
+        })?;
     Ok(config)
 }

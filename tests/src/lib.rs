@@ -115,7 +115,7 @@ pub async fn try_spawn_on(
     sts::telemetry::init(&config.log_filter, config.log_format);
     let app = match sts::Application::build_on(config, sts::clock::system(), listener).await {
         Ok(a) => a,
-        Err(e) => return Err((dir, e)),
+        Err(e) => return Err((dir, e.into())),
     };
     let handle = app.handle();
     let join = tokio::spawn(app.run_until_stopped());

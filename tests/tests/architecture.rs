@@ -77,3 +77,68 @@ fn no_server_source_file_is_over_600_lines() {
         long.join("\n")
     );
 }
+
+/// Errors are types: no function under `sts/src` or `admin-ui/src` returns `Result<_, String>` (each
+/// module has its own `thiserror` type, and the web layer maps them to HTTP once), and `anyhow` is used
+/// only by the command line (`sts/src/cli/`, `sts/src/main.rs`). Comments and strings are not code.
+#[test]
+fn errors_are_typed_and_anyhow_is_only_in_the_cli() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut found = Vec::new();
+    for dir in ["sts/src", "admin-ui/src"] {
+        for (rel, text) in read_sources(&root.join(dir)) {
+            let cli = dir == "sts/src" && (rel.starts_with("cli/") || rel == "main.rs");
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                let compact: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+                if compact.contains(",String>") && stringly_result(&compact) {
+                    found.push(format!("{dir}/{rel}:{}: Result<_, String>", n + 1));
+                }
+                if !cli && compact.contains("anyhow") {
+                    found.push(format!("{dir}/{rel}:{}: anyhow outside the CLI", n + 1));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// Whether a line (whitespace removed) has a `Result<…, String>` whose error type is `String`: the
+/// `, String>` that closes the `Result<` at its own nesting depth.
+fn stringly_result(compact: &str) -> bool {
+    let mut rest = compact;
+    while let Some(i) = rest.find("Result<") {
+        let after = &rest[i + "Result<".len()..];
+        let mut depth = 0usize;
+        let mut last_comma = None;
+        for (j, c) in after.char_indices() {
+            match c {
+                '<' | '(' => depth += 1,
+                '>' | ')' if depth > 0 => depth -= 1,
+                '>' => {
+                    if let Some(k) = last_comma
+                        && &after[k + 1..j] == "String"
+                    {
+                        return true;
+                    }
+                    break;
+                }
+                ',' if depth == 0 => last_comma = Some(j),
+                _ => {}
+            }
+        }
+        rest = after;
+    }
+    false
+}
+
+#[test]
+fn the_error_rule_finds_a_string_error_and_not_a_string_value() {
+    assert!(stringly_result("fnf()->Result<(),String>{"));
+    assert!(stringly_result("->Result<HashMap<String,String>,String>"));
+    assert!(!stringly_result(
+        "->Result<HashMap<String,String>,FormRefused>"
+    ));
+    assert!(!stringly_result("->Result<String,Refused>"));
+    assert!(!stringly_result("->Result<Option<(String,String)>,E>"));
+}

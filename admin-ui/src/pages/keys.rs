@@ -61,7 +61,7 @@ pub(super) async fn import_upload(
                     StatusCode::FORBIDDEN,
                     Some(&a),
                     "Request refused",
-                    &m,
+                    &m.0,
                     "/admin/keys",
                 ),
                 Err(r) => r,

@@ -23,6 +23,23 @@ use crate::backend::{
     SsoSessionInfo,
 };
 
+/// Why a form body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FormRefused(pub String);
+
+impl From<String> for FormRefused {
+    fn from(s: String) -> Self {
+        FormRefused(s)
+    }
+}
+
+impl From<&str> for FormRefused {
+    fn from(s: &str) -> Self {
+        FormRefused(s.to_string())
+    }
+}
+
 pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
                        form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 /// Largest form body (the keystore upload has its own limit).
@@ -100,11 +117,11 @@ pub fn render(status: StatusCode, page: &impl Template) -> HttpResponse {
 }
 
 /// Parse an urlencoded form; a field given twice is refused.
-fn form(body: &[u8]) -> Result<HashMap<String, String>, String> {
+fn form(body: &[u8]) -> Result<HashMap<String, String>, FormRefused> {
     let mut out = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(body) {
         if out.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(format!("field `{k}` is given twice"));
+            return Err(FormRefused(format!("field `{k}` is given twice")));
         }
     }
     Ok(out)

@@ -200,7 +200,7 @@ impl Backend {
             enabled: true,
         };
         raw.validate(self.token_max_lifetime)
-            .map_err(BackendError::Invalid)
+            .map_err(|e| BackendError::Invalid(e.to_string()))
     }
 }
 

@@ -127,7 +127,7 @@ impl admin_ui::backend::ProvidersAdmin for Backend {
                 ));
             }
             let mut settings = crate::providers::managed::settings_from_source(&source, effective)
-                .map_err(BackendError::Invalid)?;
+                .map_err(|e| BackendError::Invalid(e.to_string()))?;
             if let Some(id) = &existing
                 && settings.id != *id
             {
@@ -159,7 +159,7 @@ impl admin_ui::backend::ProvidersAdmin for Backend {
             {
                 crate::providers::metadata::fetch_saml_metadata(&built, &url)
                     .await
-                    .map_err(BackendError::Invalid)?;
+                    .map_err(|e| BackendError::Invalid(e.to_string()))?;
             }
             let changes = self.provider_changes.lock().await;
             // Another change may have landed while this one was validated: enabling, disabling or a new

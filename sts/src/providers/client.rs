@@ -13,6 +13,7 @@ use super::login::AuthorizeRequest;
 use super::settings::SecretVars;
 use super::{FlowSecrets, ProviderError};
 use crate::config::{Secret, strip_newline};
+use crate::providers::settings::Refused;
 
 /// The client keys of a `[[providers]]` entry.
 pub const CLIENT_KEYS: &[&str] = &[
@@ -77,7 +78,7 @@ impl ClientRaw {
         env: &SecretVars,
         default_scopes: &[&str],
         pkce: bool,
-    ) -> Result<OAuthClient, String> {
+    ) -> Result<OAuthClient, Refused> {
         let client_id = self
             .client_id
             .filter(|c| !c.is_empty())
@@ -91,7 +92,7 @@ impl ClientRaw {
             })?,
             (None, Some(path)) => strip_newline(
                 std::fs::read_to_string(path)
-                    .map_err(|e| format!("client_secret_file {}: {e}", path.display()))?,
+                    .map_err(|e| Refused(format!("client_secret_file {}: {e}", path.display())))?,
             ),
             (None, None) => String::new(),
         };
@@ -99,9 +100,9 @@ impl ClientRaw {
             "client_secret_basic" => ClientAuth::Basic,
             "client_secret_post" => ClientAuth::Post,
             other => {
-                return Err(format!(
+                return Err(Refused(format!(
                     "`client_auth` `{other}`: allowed client_secret_basic, client_secret_post"
-                ));
+                )));
             }
         };
         if client_secret.is_empty() {
@@ -115,7 +116,9 @@ impl ClientRaw {
             .keys()
             .find(|k| RESERVED_PARAMS.contains(&k.as_str()))
         {
-            return Err(format!("`auth_params.{k}` is set by the STS itself"));
+            return Err(Refused(format!(
+                "`auth_params.{k}` is set by the STS itself"
+            )));
         }
         Ok(OAuthClient {
             client_id,

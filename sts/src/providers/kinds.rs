@@ -18,6 +18,7 @@ use super::login::Login;
 use super::settings::{COMMON_KEYS, ClaimDefaults, CommonRaw, ProviderSettings, SecretVars};
 use super::{SamlContext, SettingsError};
 use crate::clock::SharedClock;
+use crate::providers::settings::Refused;
 
 /// A kind's raw settings, as deserialised from its `[[providers]]` entry beside the common keys.
 pub trait KindConfig: DeserializeOwned + fmt::Debug + Clone {
@@ -31,7 +32,7 @@ pub trait KindConfig: DeserializeOwned + fmt::Debug + Clone {
     /// Default claim paths (subject, username, email, name, groups).
     const CLAIMS: ClaimDefaults;
     /// Check the kind's keys without network; `env` resolves `*_env` keys.
-    fn validate(self, env: &SecretVars) -> Result<Arc<dyn KindSettings>, String>;
+    fn validate(self, env: &SecretVars) -> Result<Arc<dyn KindSettings>, Refused>;
 }
 
 /// What `open` needs from the server.
@@ -49,7 +50,7 @@ pub trait KindSettings: Send + Sync + fmt::Debug {
     /// The validated settings without secrets, for the admin console and the database record.
     fn view(&self) -> Value;
     /// Build the login capability (no network: documents are fetched on first use or by the registry).
-    fn open(&self, ctx: &OpenContext<'_>) -> Result<Login, String>;
+    fn open(&self, ctx: &OpenContext<'_>) -> Result<Login, Refused>;
     /// Where the browser comes back (`base` is the public URL), and the SP metadata URL when the kind
     /// publishes one: shown to admins, who register them at the IdP.
     fn endpoints(&self, base: &str, id: &str) -> (String, Option<String>);
@@ -88,9 +89,9 @@ pub struct Entry<K> {
 impl<K: KindConfig> Entry<K> {
     fn validate(self, env: &SecretVars) -> Result<ProviderSettings, SettingsError> {
         let id = self.common.id.clone();
-        let err = |message: String| SettingsError {
+        let err = |e: Refused| SettingsError {
             id: id.clone(),
-            message,
+            message: e.0,
         };
         super::settings::check_id(&id).map_err(err)?;
         let kind = self.kind.validate(env).map_err(err)?;
@@ -147,9 +148,12 @@ impl ProviderConfig {
     /// Read one entry. The `type` is checked first, so that an unknown or missing one is named as such;
     /// a key no kind reads is an unknown field; a mistyped value comes as serde's message. A key of
     /// another kind is refused by `validate`, by name.
-    pub fn from_table(table: toml::Table) -> Result<Self, String> {
+    pub fn from_table(table: toml::Table) -> Result<Self, Refused> {
         match table.get("type") {
-            None => Err(format!("`type` is required (one of {})", TYPES.join(", "))),
+            None => Err(Refused(format!(
+                "`type` is required (one of {})",
+                TYPES.join(", ")
+            ))),
             Some(toml::Value::String(t)) if TYPES.contains(&t.as_str()) => {
                 let [own, shared] = keys_of(t);
                 let id = table.get("id").and_then(|v| v.as_str()).unwrap_or("?");
@@ -159,19 +163,21 @@ impl ProviderConfig {
                         .any(|l| l.contains(&k.as_str()))
                 }) {
                     return Err(if is_known_key(k) {
-                        format!("provider `{id}`: key `{k}` does not apply to type {t}")
+                        Refused(format!(
+                            "provider `{id}`: key `{k}` does not apply to type {t}"
+                        ))
                     } else {
-                        format!("unknown field `{k}`")
+                        Refused(format!("unknown field `{k}`"))
                     });
                 }
                 toml::Value::Table(table)
                     .try_into()
-                    .map_err(|e: toml::de::Error| e.message().trim().to_string())
+                    .map_err(|e: toml::de::Error| Refused(e.message().trim().to_string()))
             }
-            Some(other) => Err(format!(
+            Some(other) => Err(Refused(format!(
                 "unknown `type` {other} (allowed: {})",
                 TYPES.join(", ")
-            )),
+            ))),
         }
     }
 }
@@ -195,7 +201,7 @@ mod tests {
                     let text = format!("id = \"x\"\ntype = \"{kind}\"\n{key} = [[1]]\n");
                     let table: toml::Table = toml::from_str(&text).unwrap();
                     let msg = match ProviderConfig::from_table(table) {
-                        Err(e) => e,
+                        Err(e) => e.0,
                         Ok(c) => c.validate(&SecretVars::new()).unwrap_err().to_string(),
                     };
                     assert!(!msg.contains("unknown field"), "{kind}.{key}: {msg}");

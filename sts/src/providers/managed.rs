@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::{ProviderConfig, ProviderSettings};
+use crate::providers::settings::Refused;
 
 /// The variable name the secret is handed to validation under (never a real environment variable).
 const SECRET_VAR: &str = "STS_CONSOLE_PROVIDER_SECRET";
@@ -14,7 +15,7 @@ const SECRET_VAR: &str = "STS_CONSOLE_PROVIDER_SECRET";
 pub fn settings_from_source(
     source: &str,
     secret: Option<&str>,
-) -> Result<ProviderSettings, String> {
+) -> Result<ProviderSettings, Refused> {
     if source.len() > 256 * 1024 {
         return Err("the settings are larger than 256 KiB".into());
     }
@@ -26,14 +27,14 @@ pub fn settings_from_source(
         "idp_metadata_file",
     ] {
         if table.contains_key(key) {
-            return Err(format!(
+            return Err(Refused(format!(
                 "`{key}` cannot be used in the console (no access to the server's files or environment): {}",
                 if key == "idp_metadata_file" {
                     "use idp_metadata_url or idp_metadata_xml"
                 } else {
                     "give the client secret in its own field"
                 }
-            ));
+            )));
         }
     }
     let mut env = BTreeMap::new();
@@ -47,12 +48,14 @@ pub fn settings_from_source(
     ProviderConfig::from_table(table)?
         .validate(&env)
         .map_err(|e| {
-            e.to_string()
-                .replace(SECRET_VAR, "the client secret field")
-                .replace(
-                    "(`client_secret_env` or `client_secret_file`)",
-                    "(the client secret field)",
-                )
+            Refused(
+                e.to_string()
+                    .replace(SECRET_VAR, "the client secret field")
+                    .replace(
+                        "(`client_secret_env` or `client_secret_file`)",
+                        "(the client secret field)",
+                    ),
+            )
         })
 }
 
@@ -77,7 +80,7 @@ mod tests {
             .downcast_ref::<crate::providers::oidc::OidcSettings>()
             .unwrap();
         assert_eq!(oidc.client.client_secret.expose(), "s3cret");
-        let e = settings_from_source(OIDC, None).unwrap_err();
+        let e = settings_from_source(OIDC, None).unwrap_err().0;
         assert!(e.contains("client secret"), "{e}");
         for (src, why) in [
             (OIDC.replace("[roles]", "client_secret_file = \"/etc/shadow\"\n[roles]"), "cannot be used"),
@@ -86,7 +89,7 @@ mod tests {
             ("not toml".to_string(), "TOML"),
             ("id = \"x\"\ntype = \"ldap\"\n".to_string(), "type"),
         ] {
-            let e = settings_from_source(&src, Some("s")).unwrap_err();
+            let e = settings_from_source(&src, Some("s")).unwrap_err().0;
             assert!(e.contains(why), "{src}: {e}");
         }
     }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::Provider;
+use crate::providers::settings::Refused;
 
 /// Fetch a SAML provider's IdP metadata (timeouts, no redirects, size limit) and install it if usable.
 async fn refresh_saml_metadata(p: &Provider, url: &str) -> bool {
@@ -21,7 +22,7 @@ async fn refresh_saml_metadata(p: &Provider, url: &str) -> bool {
 }
 
 /// Fetch and install a SAML provider's IdP metadata; the reason when it could not.
-pub async fn fetch_saml_metadata(p: &Provider, url: &str) -> Result<(), String> {
+pub async fn fetch_saml_metadata(p: &Provider, url: &str) -> Result<(), Refused> {
     let http = super::http::Outbound::new(p.settings.connect_timeout_ms, p.settings.timeout_ms);
     let xml = http.text(http.client().get(url)).await.map_err(|e| {
         format!(
@@ -33,9 +34,9 @@ pub async fn fetch_saml_metadata(p: &Provider, url: &str) -> Result<(), String> 
         .and_then(|s| s.set_idp_metadata(&xml))
         .map_err(|e| match e {
             super::ProviderError::Unusable(why) => {
-                format!("the IdP metadata at {url} is not usable: {why}")
+                Refused(format!("the IdP metadata at {url} is not usable: {why}"))
             }
-            other => format!("the IdP metadata at {url} is not usable: {other}"),
+            other => Refused(format!("the IdP metadata at {url} is not usable: {other}")),
         })
 }
 

@@ -33,6 +33,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock::SharedClock;
+use crate::providers::settings::Refused;
 pub use kinds::ProviderConfig;
 pub use login::{AuthorizeRequest, CallbackRoute, Login};
 pub use registry::Registry;
@@ -145,7 +146,7 @@ pub struct Provider {
     pub settings: Arc<ProviderSettings>,
     /// The capability, or why this provider cannot be used in this process (e.g. SAML without SP
     /// credentials); a configuration that validated but cannot be opened is refused at login, not at start.
-    login: Result<Login, String>,
+    login: Result<Login, Refused>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -181,7 +182,7 @@ impl Provider {
     pub fn login(&self) -> Result<&Login, ProviderError> {
         self.login
             .as_ref()
-            .map_err(|why| ProviderError::Unusable(why.clone()))
+            .map_err(|why| ProviderError::Unusable(why.0.clone()))
     }
 
     /// The SAML capability (`provider_unusable` for other kinds or when it could not be opened).

@@ -19,6 +19,7 @@ use super::kinds::{KindConfig, KindSettings, OpenContext};
 use super::login::{AuthorizeRequest, CallbackRoute, Login, RedirectLogin};
 use super::settings::{ClaimDefaults, SecretVars, endpoint_url};
 use super::{Callback, FlowSecrets, ProviderError};
+use crate::providers::settings::Refused;
 
 /// `type = "oauth2"`: the keys a plain OAuth 2.0 provider reads besides the common ones.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,11 +53,11 @@ impl KindConfig for OAuth2Config {
     ];
     const CLAIMS: ClaimDefaults = ["sub", "preferred_username", "email", "name", "groups"];
 
-    fn validate(self, env: &SecretVars) -> Result<Arc<dyn KindSettings>, String> {
+    fn validate(self, env: &SecretVars) -> Result<Arc<dyn KindSettings>, Refused> {
         let client = self.client.validate(env, &[], self.pkce.unwrap_or(true))?;
-        let need = |k: &str, v: Option<String>| -> Result<String, String> {
-            let v = v.ok_or_else(|| format!("`{k}` is required for type oauth2"))?;
-            endpoint_url(&v).map_err(|m| format!("`{k}`: {m}"))
+        let need = |k: &str, v: Option<String>| -> Result<String, Refused> {
+            let v = v.ok_or_else(|| Refused(format!("`{k}` is required for type oauth2")))?;
+            endpoint_url(&v).map_err(|m| Refused(format!("`{k}`: {m}")))
         };
         Ok(Arc::new(OAuth2Settings {
             client,
@@ -74,7 +75,7 @@ impl KindSettings for OAuth2Settings {
     fn view(&self) -> Value {
         serde_json::to_value(self).unwrap_or_default()
     }
-    fn open(&self, ctx: &OpenContext<'_>) -> Result<Login, String> {
+    fn open(&self, ctx: &OpenContext<'_>) -> Result<Login, Refused> {
         Ok(Login::Redirect(Arc::new(OAuthProvider {
             s: Arc::new(self.clone()),
             http: ctx.http.clone(),

@@ -39,6 +39,7 @@ use super::shared_fetch::SharedFetch;
 use super::{Callback, FlowSecrets, ProviderError};
 use crate::clock::SharedClock;
 use crate::crypto::constant_time_eq;
+use crate::providers::settings::Refused;
 
 const LEEWAY_SECONDS: u64 = 60;
 /// At most one JWKS refetch for an unknown `kid` per this period.
@@ -123,7 +124,7 @@ impl OidcProvider {
                     .into_iter()
                     .chain(m.userinfo_endpoint.as_ref())
                 {
-                    endpoint_url(u).map_err(ProviderError::Discovery)?;
+                    endpoint_url(u).map_err(|e| ProviderError::Discovery(e.0))?;
                 }
                 Ok(m)
             })
@@ -391,16 +392,16 @@ impl KindConfig for OidcConfig {
     ];
     const CLAIMS: ClaimDefaults = ["sub", "preferred_username", "email", "name", "groups"];
 
-    fn validate(self, env: &SecretVars) -> Result<Arc<dyn KindSettings>, String> {
+    fn validate(self, env: &SecretVars) -> Result<Arc<dyn KindSettings>, Refused> {
         let mut client = self
             .client
             .validate(env, &["openid", "email", "profile"], true)?;
         if !client.scopes.iter().any(|s| s == "openid") {
             client.scopes.insert(0, "openid".into());
         }
-        let check_url = |key: &str, v: &Option<String>| -> Result<Option<String>, String> {
+        let check_url = |key: &str, v: &Option<String>| -> Result<Option<String>, Refused> {
             v.as_ref()
-                .map(|u| endpoint_url(u).map_err(|m| format!("`{key}`: {m}")))
+                .map(|u| endpoint_url(u).map_err(|m| Refused(format!("`{key}`: {m}"))))
                 .transpose()
         };
         check_url("issuer", &self.issuer)?.ok_or("`issuer` is required")?;
@@ -419,7 +420,8 @@ impl KindConfig for OidcConfig {
             OidcEndpoints::Discover { refresh_seconds }
         } else {
             let need = |k: &str, v: &Option<String>| {
-                check_url(k, v)?.ok_or_else(|| format!("`{k}` is required when discovery = false"))
+                check_url(k, v)?
+                    .ok_or_else(|| Refused(format!("`{k}` is required when discovery = false")))
             };
             OidcEndpoints::Manual {
                 authorization: need("authorization_endpoint", &self.authorization_endpoint)?,
@@ -430,9 +432,9 @@ impl KindConfig for OidcConfig {
         };
         let algs = self.id_token_algs.unwrap_or_else(|| vec!["RS256".into()]);
         if algs.is_empty() || algs.iter().any(|a| !ALLOWED_ALGS.contains(&a.as_str())) {
-            return Err(format!(
+            return Err(Refused(format!(
                 "`id_token_algs` must be a non-empty subset of {ALLOWED_ALGS:?} (never none or HS*)"
-            ));
+            )));
         }
         Ok(Arc::new(OidcSettings {
             client,
@@ -451,7 +453,7 @@ impl KindSettings for OidcSettings {
     fn view(&self) -> Value {
         serde_json::to_value(self).unwrap_or_default()
     }
-    fn open(&self, ctx: &OpenContext<'_>) -> Result<Login, String> {
+    fn open(&self, ctx: &OpenContext<'_>) -> Result<Login, Refused> {
         Ok(Login::Redirect(Arc::new(OidcProvider::new(
             ctx.id,
             Arc::new(self.clone()),

@@ -18,6 +18,23 @@ use std::ops::Range;
 
 use roxmltree::{Document, Node};
 
+/// Why the verified XML was refused (the reason names the element or attribute).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct XmlRefused(pub String);
+
+impl From<String> for XmlRefused {
+    fn from(s: String) -> Self {
+        XmlRefused(s)
+    }
+}
+
+impl From<&str> for XmlRefused {
+    fn from(s: &str) -> Self {
+        XmlRefused(s.to_string())
+    }
+}
+
 pub const SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 pub const SAMLP: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 pub const DS: &str = "http://www.w3.org/2000/09/xmldsig#";
@@ -101,8 +118,8 @@ fn expected_namespace(local: &str) -> Option<&'static str> {
     })
 }
 
-pub fn parse(xml: &str) -> Result<Document<'_>, String> {
-    Document::parse(xml).map_err(|e| format!("the verified XML does not parse: {e}"))
+pub fn parse(xml: &str) -> Result<Document<'_>, XmlRefused> {
+    Document::parse(xml).map_err(|e| XmlRefused(format!("the verified XML does not parse: {e}")))
 }
 
 /// Attribute local names samael reads (quick-xml matches attributes by local name too, so `x:Recipient`
@@ -141,25 +158,25 @@ const READ_ATTRIBUTES: &[&str] = &[
 /// Refuse an element with a SAML, XML Signature or XML Encryption local name outside its namespace, and
 /// a namespace-qualified attribute with a local name samael reads (`x:NotOnOrAfter`); other qualified
 /// attributes (`x500:Encoding`, `xsi:type`) are left alone.
-pub fn check_namespaces(doc: &Document<'_>) -> Result<(), String> {
+pub fn check_namespaces(doc: &Document<'_>) -> Result<(), XmlRefused> {
     for n in doc.descendants().filter(Node::is_element) {
         let local = n.tag_name().name();
         if let Some(expected) = expected_namespace(local)
             && n.tag_name().namespace() != Some(expected)
         {
-            return Err(format!(
+            return Err(XmlRefused(format!(
                 "element `{local}` is in namespace `{}`, not `{expected}`",
                 n.tag_name().namespace().unwrap_or("(none)")
-            ));
+            )));
         }
         for a in n.attributes() {
             if let Some(ns) = a.namespace()
                 && READ_ATTRIBUTES.contains(&a.name())
             {
-                return Err(format!(
+                return Err(XmlRefused(format!(
                     "attribute `{}` of `{local}` is in namespace `{ns}`",
                     a.name()
-                ));
+                )));
             }
         }
     }
@@ -182,20 +199,23 @@ fn only_child<'a, 'input>(
     n: Node<'a, 'input>,
     ns: &'static str,
     local: &'static str,
-) -> Result<Option<Node<'a, 'input>>, String> {
+) -> Result<Option<Node<'a, 'input>>, XmlRefused> {
     let mut it = children(n, ns, local);
     let first = it.next();
     if it.next().is_some() {
-        return Err(format!("more than one `{local}`"));
+        return Err(XmlRefused(format!("more than one `{local}`")));
     }
     Ok(first)
 }
 
 /// The text of a simple-content element (its text children joined); None when it has none or only XML
 /// whitespace; an error when it has element children.
-fn simple_text(n: Node<'_, '_>) -> Result<Option<String>, String> {
+fn simple_text(n: Node<'_, '_>) -> Result<Option<String>, XmlRefused> {
     if n.children().any(|c| c.is_element()) {
-        return Err(format!("`{}` has element content", n.tag_name().name()));
+        return Err(XmlRefused(format!(
+            "`{}` has element content",
+            n.tag_name().name()
+        )));
     }
     let text: String = n.children().filter_map(|c| c.text()).collect();
     // Whitespace-only text counts as none (as samael reads it); other text is kept exactly.
@@ -214,7 +234,7 @@ pub struct AssertionValues {
 }
 
 /// The one `saml:Assertion` of the document: the root, or a child of a `samlp:Response` root.
-fn the_assertion<'a, 'input>(doc: &'a Document<'input>) -> Result<Node<'a, 'input>, String> {
+fn the_assertion<'a, 'input>(doc: &'a Document<'input>) -> Result<Node<'a, 'input>, XmlRefused> {
     let root = doc.root_element();
     if is(&root, SAML, "Assertion") {
         return Ok(root);
@@ -226,7 +246,7 @@ fn the_assertion<'a, 'input>(doc: &'a Document<'input>) -> Result<Node<'a, 'inpu
 }
 
 /// NameID, attributes and SessionIndex of the one assertion, read by namespace.
-pub fn assertion_values(doc: &Document<'_>) -> Result<AssertionValues, String> {
+pub fn assertion_values(doc: &Document<'_>) -> Result<AssertionValues, XmlRefused> {
     let a = the_assertion(doc)?;
     let mut v = AssertionValues::default();
     if let Some(subject) = only_child(a, SAML, "Subject")?
@@ -282,7 +302,7 @@ pub struct EncryptedParts {
     pub range: Range<usize>,
 }
 
-fn key_transport(k: Node<'_, '_>) -> Result<KeyTransport, String> {
+fn key_transport(k: Node<'_, '_>) -> Result<KeyTransport, XmlRefused> {
     let method = only_child(k, XENC, "EncryptionMethod")?
         .ok_or("an EncryptedKey has no EncryptionMethod")?;
     let algorithm = method
@@ -307,19 +327,19 @@ fn key_transport(k: Node<'_, '_>) -> Result<KeyTransport, String> {
     })
 }
 
-fn cipher_value(n: Node<'_, '_>) -> Result<String, String> {
+fn cipher_value(n: Node<'_, '_>) -> Result<String, XmlRefused> {
     let data = only_child(n, XENC, "CipherData")?
-        .ok_or_else(|| format!("`{}` has no CipherData", n.tag_name().name()))?;
+        .ok_or_else(|| XmlRefused(format!("`{}` has no CipherData", n.tag_name().name())))?;
     if only_child(data, XENC, "CipherReference")?.is_some() {
         return Err("CipherReference (ciphertext fetched from elsewhere) is not supported".into());
     }
     let value = only_child(data, XENC, "CipherValue")?
-        .ok_or_else(|| format!("`{}` has no CipherValue", n.tag_name().name()))?;
+        .ok_or_else(|| XmlRefused(format!("`{}` has no CipherValue", n.tag_name().name())))?;
     Ok(simple_text(value)?.unwrap_or_default())
 }
 
 /// The parts of the one `saml:EncryptedAssertion` child of a `samlp:Response` root.
-pub fn encrypted_parts(doc: &Document<'_>) -> Result<EncryptedParts, String> {
+pub fn encrypted_parts(doc: &Document<'_>) -> Result<EncryptedParts, XmlRefused> {
     let root = doc.root_element();
     if !is(&root, SAMLP, "Response") {
         return Err("the signed element is not the samlp:Response".into());
@@ -361,7 +381,7 @@ pub fn encrypted_parts(doc: &Document<'_>) -> Result<EncryptedParts, String> {
             let k = beside
                 .iter()
                 .find(|k| k.attribute("Id") == Some(id.as_str()))
-                .ok_or_else(|| format!("RetrievalMethod points to `#{id}`, which is not an EncryptedKey of this assertion"))?;
+                .ok_or_else(|| XmlRefused(format!("RetrievalMethod points to `#{id}`, which is not an EncryptedKey of this assertion")))?;
             keys.insert(0, key_transport(*k)?);
         }
         None => {
@@ -520,12 +540,13 @@ mod tests {
         assert!(encrypted_parts(&parse(&other).unwrap()).is_ok(), "{other}");
         // A dangling reference names the problem.
         let dangling = beside.replace(r#"Id="k1""#, r#"Id="k2""#);
-        let e = encrypted_parts(&parse(&dangling).unwrap()).unwrap_err();
+        let e = encrypted_parts(&parse(&dangling).unwrap()).unwrap_err().0;
         assert!(e.contains("#k1"), "{e}");
         let none = enc(&format!("{DATA_HEAD}{DATA_TAIL}"));
         assert!(
             encrypted_parts(&parse(&none).unwrap())
                 .unwrap_err()
+                .0
                 .contains("no xenc:EncryptedKey")
         );
     }

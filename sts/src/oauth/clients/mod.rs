@@ -13,6 +13,23 @@ use zeroize::Zeroizing;
 
 use crate::store::Pool;
 
+/// An application setting refused, with the reason (it names the key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientRefused(pub String);
+
+impl From<String> for ClientRefused {
+    fn from(s: String) -> Self {
+        ClientRefused(s)
+    }
+}
+
+impl From<&str> for ClientRefused {
+    fn from(s: &str) -> Self {
+        ClientRefused(s.to_string())
+    }
+}
+
 pub const SECRET_PREFIX: &str = "stscs_";
 const SECRET_KEY_LABEL: &str = "sts/oauth-client-secret/v1";
 
@@ -139,18 +156,18 @@ fn yes() -> bool {
 impl RawClient {
     /// Check everything that can be checked without the rest of the configuration.
     /// `max_lifetime`: tokens.max_lifetime_seconds.
-    pub fn validate(self, max_lifetime: u64) -> Result<ClientSettings, String> {
+    pub fn validate(self, max_lifetime: u64) -> Result<ClientSettings, ClientRefused> {
         let id = self.id;
-        let ctx = |m: String| format!("client `{id}`: {m}");
+        let ctx = |m: String| ClientRefused(format!("client `{id}`: {m}"));
         if id.is_empty()
             || id.len() > 64
             || !id
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
-            return Err(format!(
+            return Err(ClientRefused(format!(
                 "client id {id:?} must be 1..=64 of A-Z a-z 0-9 - _ ."
-            ));
+            )));
         }
         let name = self.name.unwrap_or_else(|| id.clone());
         if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
@@ -265,7 +282,9 @@ impl RawClient {
             }
         };
         let jwks = match (auth_method, self.jwks) {
-            (AuthMethod::PrivateKeyJwt, Some(text)) => Some(validate_jwks(&text).map_err(ctx)?),
+            (AuthMethod::PrivateKeyJwt, Some(text)) => {
+                Some(validate_jwks(&text).map_err(|e| ctx(e.0))?)
+            }
             (AuthMethod::PrivateKeyJwt, None) => {
                 return Err(ctx(
                     "private_key_jwt needs `jwks` (the client's public keys)".into(),
@@ -309,18 +328,21 @@ pub fn valid_scope_token(s: &str) -> bool {
 
 /// A redirect URI that may be registered: absolute, no fragment, no user information; https, or http on a
 /// loopback IP or localhost; a private-use scheme containing a dot (RFC 8252 7.1) only for public clients.
-pub fn validate_redirect_uri(u: &str, t: ClientType) -> Result<(), String> {
+pub fn validate_redirect_uri(u: &str, t: ClientType) -> Result<(), ClientRefused> {
     if u.len() > 2048 || u.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(format!(
+        return Err(ClientRefused(format!(
             "{u:?} is too long or has spaces or control characters"
-        ));
+        )));
     }
-    let url = url::Url::parse(u).map_err(|e| format!("{u:?} is not an absolute URL: {e}"))?;
+    let url = url::Url::parse(u)
+        .map_err(|e| ClientRefused(format!("{u:?} is not an absolute URL: {e}")))?;
     if url.fragment().is_some() || u.contains('#') {
-        return Err(format!("{u:?} must not have a fragment"));
+        return Err(ClientRefused(format!("{u:?} must not have a fragment")));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("{u:?} must not carry user information"));
+        return Err(ClientRefused(format!(
+            "{u:?} must not carry user information"
+        )));
     }
     match url.scheme() {
         "https" => Ok(()),
@@ -328,15 +350,17 @@ pub fn validate_redirect_uri(u: &str, t: ClientType) -> Result<(), String> {
             Some(url::Host::Ipv4(ip)) if ip.is_loopback() => Ok(()),
             Some(url::Host::Ipv6(ip)) if ip.is_loopback() => Ok(()),
             Some(url::Host::Domain("localhost")) => Ok(()),
-            _ => Err(format!("{u:?}: plain http only on a loopback host")),
+            _ => Err(ClientRefused(format!(
+                "{u:?}: plain http only on a loopback host"
+            ))),
         },
         "javascript" | "data" | "file" | "vbscript" | "blob" | "about" => {
-            Err(format!("{u:?}: scheme not allowed"))
+            Err(ClientRefused(format!("{u:?}: scheme not allowed")))
         }
         s if t == ClientType::Public && s.contains('.') => Ok(()),
-        _ => Err(format!(
+        _ => Err(ClientRefused(format!(
             "{u:?}: https, loopback http, or (public clients) a private-use scheme like com.example.app:/cb"
-        )),
+        ))),
     }
 }
 
@@ -373,9 +397,9 @@ fn loopback_without_port(u: &str) -> Option<(&str, &str)> {
     None
 }
 
-fn validate_jwks(text: &str) -> Result<serde_json::Value, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("`jwks` is not JSON: {e}"))?;
+fn validate_jwks(text: &str) -> Result<serde_json::Value, ClientRefused> {
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| ClientRefused(format!("`jwks` is not JSON: {e}")))?;
     let keys = v
         .get("keys")
         .and_then(|k| k.as_array())
@@ -391,9 +415,9 @@ fn validate_jwks(text: &str) -> Result<serde_json::Value, String> {
             );
         }
         let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(k.clone())
-            .map_err(|e| format!("`jwks` has an unusable key: {e}"))?;
+            .map_err(|e| ClientRefused(format!("`jwks` has an unusable key: {e}")))?;
         jsonwebtoken::DecodingKey::from_jwk(&jwk)
-            .map_err(|e| format!("`jwks` has an unusable key: {e}"))?;
+            .map_err(|e| ClientRefused(format!("`jwks` has an unusable key: {e}")))?;
     }
     Ok(v)
 }

@@ -138,7 +138,7 @@ token_endpoint_auth_method = "private_key_jwt""#,
             "symmetric",
         ),
     ] {
-        let e = raw(t).validate(3600).unwrap_err();
+        let e = raw(t).validate(3600).unwrap_err().0;
         assert!(e.contains(why), "{t}: {e}");
     }
 }

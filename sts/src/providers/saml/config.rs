@@ -11,6 +11,7 @@ use super::SamlProvider;
 use crate::providers::ProviderError;
 use crate::providers::kinds::{KindConfig, KindSettings, OpenContext};
 use crate::providers::login::{Login, SamlAssertion, SamlPost};
+use crate::providers::settings::Refused;
 use crate::providers::settings::{ClaimDefaults, SecretVars, endpoint_url};
 
 /// The keys a SAML provider reads besides the common ones.
@@ -69,7 +70,7 @@ impl KindConfig for SamlConfig {
     ];
     const CLAIMS: ClaimDefaults = ["NameID", "uid", "mail", "displayName", "groups"];
 
-    fn validate(self, _env: &SecretVars) -> Result<Arc<dyn KindSettings>, String> {
+    fn validate(self, _env: &SecretVars) -> Result<Arc<dyn KindSettings>, Refused> {
         let sources = [
             self.idp_metadata_file.is_some(),
             self.idp_metadata_xml.is_some(),
@@ -83,18 +84,18 @@ impl KindConfig for SamlConfig {
         let metadata_url = self
             .idp_metadata_url
             .as_deref()
-            .map(|u| endpoint_url(u).map_err(|m| format!("`idp_metadata_url`: {m}")))
+            .map(|u| endpoint_url(u).map_err(|m| Refused(format!("`idp_metadata_url`: {m}"))))
             .transpose()?;
         let xml = match (&self.idp_metadata_file, self.idp_metadata_xml) {
             (Some(path), _) => std::fs::read_to_string(path)
-                .map_err(|e| format!("idp_metadata_file {}: {e}", path.display()))?,
+                .map_err(|e| Refused(format!("idp_metadata_file {}: {e}", path.display())))?,
             (None, Some(x)) => x,
             // Fetched at start and refreshed; checked the same way each time.
             (None, None) => String::new(),
         };
         // A SAML provider without IdP signing certificates cannot be saved: samael would skip signature checks.
         if metadata_url.is_none() {
-            super::parse_idp_metadata(&xml).map_err(|m| format!("IdP metadata: {m}"))?;
+            super::parse_idp_metadata(&xml).map_err(|m| Refused(format!("IdP metadata: {m}")))?;
         }
         let refresh = self.metadata_refresh_seconds.unwrap_or(3600);
         if !(60..=86_400).contains(&refresh) {
@@ -127,7 +128,7 @@ impl KindSettings for SamlSettings {
     fn view(&self) -> Value {
         serde_json::to_value(self).unwrap_or_default()
     }
-    fn open(&self, ctx: &OpenContext<'_>) -> Result<Login, String> {
+    fn open(&self, ctx: &OpenContext<'_>) -> Result<Login, Refused> {
         let sp = ctx
             .saml
             .ok_or("SAML service provider credentials are not loaded")?;
@@ -192,7 +193,7 @@ impl SamlPost for SamlProvider {
         })
     }
     fn set_idp_metadata(&self, xml: &str) -> Result<(), ProviderError> {
-        SamlProvider::set_idp_metadata(self, xml).map_err(ProviderError::Unusable)
+        SamlProvider::set_idp_metadata(self, xml).map_err(|e| ProviderError::Unusable(e.0))
     }
     fn metadata_xml(&self) -> Result<String, ProviderError> {
         SamlProvider::metadata_xml(self)

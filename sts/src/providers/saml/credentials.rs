@@ -21,11 +21,38 @@ impl std::fmt::Debug for SpCredentials {
     }
 }
 
+/// Why the SP credentials could not be made, loaded or imported.
+#[derive(Debug, thiserror::Error)]
+pub enum SpCredentialsError {
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Import(#[from] crate::keys::ImportError),
+    #[error(transparent)]
+    Material(#[from] crate::keys::material::MaterialError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error("the keystore has no certificate; the SAML SP metadata needs one")]
+    NoCertificate,
+    #[error("the SAML SP certificate is not base64: {0}")]
+    Certificate(#[from] base64::DecodeError),
+    #[error("the SAML SP credentials are missing right after they were stored")]
+    Missing,
+    #[error("the SAML SP key is sealed by master key id {0}, not by the configured master key")]
+    OtherMasterKey(String),
+    #[error("SAML SP key unusable: {0}")]
+    Unusable(String),
+    #[error("the SAML SP certificate could not be made: {0}")]
+    SelfSigned(#[from] rcgen::Error),
+    #[error("the SAML SP key generation did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 pub(super) const SP_KEY_AAD: &str = "sts saml sp key v1:default";
 
 impl SpCredentials {
     /// Fresh credentials held in memory only (tests and fuzzing; the server loads them from the store).
-    pub fn ephemeral() -> anyhow::Result<Self> {
+    pub fn ephemeral() -> Result<Self, SpCredentialsError> {
         let material = KeyMaterial::generate(2048)?;
         let cert = self_signed_certificate(&material.pkcs8)?;
         Self::from_parts(cert, &material.pkcs8)
@@ -39,11 +66,13 @@ impl SpCredentials {
         pool: impl sqlx::SqliteExecutor<'_>,
         data: &[u8],
         password: &str,
-    ) -> anyhow::Result<String> {
+    ) -> Result<String, SpCredentialsError> {
         let material = crate::keys::import::from_pkcs12(data, password)?;
-        let leaf = material.public.x5c.first().ok_or_else(|| {
-            anyhow::anyhow!("the keystore has no certificate; the SAML SP metadata needs one")
-        })?;
+        let leaf = material
+            .public
+            .x5c
+            .first()
+            .ok_or(SpCredentialsError::NoCertificate)?;
         Self::from_parts(STANDARD.decode(leaf)?, &material.pkcs8)?;
         let sealed = keys.seal(&material.pkcs8, SP_KEY_AAD)?;
         crate::store::saml::store_sp_credentials(
@@ -62,7 +91,7 @@ impl SpCredentials {
     pub async fn load_or_create(
         keys: &KeyService,
         pool: &crate::store::Pool,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, SpCredentialsError> {
         if crate::store::saml::sp_credentials(pool).await?.is_none() {
             let material = tokio::task::spawn_blocking(|| KeyMaterial::generate(2048)).await??;
             let cert = self_signed_certificate(&material.pkcs8)?;
@@ -80,25 +109,24 @@ impl SpCredentials {
         }
         let (cert, sealed, master_id) = crate::store::saml::sp_credentials(pool)
             .await?
-            .ok_or_else(|| {
-                anyhow::anyhow!("the SAML SP credentials are missing right after they were stored")
-            })?;
+            .ok_or(SpCredentialsError::Missing)?;
         if master_id != keys.master_key_id() {
-            anyhow::bail!(
-                "the SAML SP key is sealed by master key id {master_id}, not by the configured master key"
-            );
+            return Err(SpCredentialsError::OtherMasterKey(master_id));
         }
         let pkcs8 = keys.open_sealed(&sealed, SP_KEY_AAD)?;
         Self::from_parts(STANDARD.decode(cert)?, &pkcs8)
     }
 
-    pub(super) fn from_parts(certificate_der: Vec<u8>, pkcs8: &[u8]) -> anyhow::Result<Self> {
-        let key =
-            KeyPair::from_pkcs8(pkcs8).map_err(|e| anyhow::anyhow!("SAML SP key unusable: {e}"))?;
+    pub(super) fn from_parts(
+        certificate_der: Vec<u8>,
+        pkcs8: &[u8],
+    ) -> Result<Self, SpCredentialsError> {
+        let unusable = |e: String| SpCredentialsError::Unusable(e);
+        let key = KeyPair::from_pkcs8(pkcs8).map_err(|e| unusable(e.to_string()))?;
         let dec = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(pkcs8)
-            .map_err(|e| anyhow::anyhow!("SAML SP key unusable: {e}"))?;
+            .map_err(|e| unusable(e.to_string()))?;
         let decrypting = aws_lc_rs::rsa::OaepPrivateDecryptingKey::new(dec)
-            .map_err(|_| anyhow::anyhow!("SAML SP key unusable for OAEP"))?;
+            .map_err(|_| unusable("not usable for OAEP".into()))?;
         Ok(Self {
             certificate_der,
             key,
@@ -122,7 +150,7 @@ impl SpCredentials {
         Some(out)
     }
 
-    pub(super) fn sign_rsa_sha256(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+    pub(super) fn sign_rsa_sha256(&self, msg: &[u8]) -> Result<Vec<u8>, SpCredentialsError> {
         let mut sig = vec![0u8; self.key.public_modulus_len()];
         self.key
             .sign(
@@ -131,12 +159,12 @@ impl SpCredentials {
                 msg,
                 &mut sig,
             )
-            .map_err(|_| "signing the AuthnRequest with the SP key failed".to_string())?;
+            .map_err(|_| SpCredentialsError::Unusable("signing the AuthnRequest failed".into()))?;
         Ok(sig)
     }
 }
 
-pub(super) fn self_signed_certificate(pkcs8: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub(super) fn self_signed_certificate(pkcs8: &[u8]) -> Result<Vec<u8>, SpCredentialsError> {
     let der = rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8);
     let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256)?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;

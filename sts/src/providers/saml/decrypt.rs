@@ -130,7 +130,7 @@ impl SamlProvider {
             other => other,
         })?;
         check_namespaces(&reduced)?;
-        let doc = saml_xml::parse(&reduced).map_err(|e| bad("saml_invalid", e))?;
+        let doc = saml_xml::parse(&reduced).map_err(|e| bad("saml_invalid", e.0))?;
         if doc.root_element().tag_name().name() != "Response" {
             return Err(bad(
                 "saml_invalid",
@@ -138,7 +138,7 @@ impl SamlProvider {
                     .into(),
             ));
         }
-        let parts = saml_xml::encrypted_parts(&doc).map_err(|e| bad("saml_decrypt", e))?;
+        let parts = saml_xml::encrypted_parts(&doc).map_err(|e| bad("saml_decrypt", e.0))?;
         let b64 = |v: &str| STANDARD.decode(v.split_whitespace().collect::<String>());
         // The first EncryptedKey that opens with our key (an IdP may add keys for other recipients).
         let mut key = None;

@@ -2,13 +2,16 @@
 //! certificate, no DTD) and ours (`SamlProvider::metadata_xml`).
 
 use super::*;
+use crate::providers::settings::Refused;
 
 /// Parse IdP metadata and check what a usable SAML IdP must have.
-pub fn parse_idp_metadata(xml: &str) -> Result<EntityDescriptor, String> {
+pub fn parse_idp_metadata(xml: &str) -> Result<EntityDescriptor, Refused> {
     if has_unsafe_xml(xml) {
         return Err("the metadata contains a DOCTYPE or entity declarations".into());
     }
-    let ed: EntityDescriptor = xml.parse().map_err(|e| format!("not SAML metadata: {e}"))?;
+    let ed: EntityDescriptor = xml
+        .parse()
+        .map_err(|e| Refused(format!("not SAML metadata: {e}")))?;
     if ed.entity_id.as_deref().is_none_or(str::is_empty) {
         return Err("the metadata has no entityID".into());
     }
@@ -33,7 +36,7 @@ pub fn parse_idp_metadata(xml: &str) -> Result<EntityDescriptor, String> {
         }
         Some(url) => {
             crate::providers::settings::endpoint_url(&url)
-                .map_err(|e| format!("SingleSignOnService: {e}"))?;
+                .map_err(|e| Refused(format!("SingleSignOnService: {e}")))?;
         }
     }
     Ok(ed)

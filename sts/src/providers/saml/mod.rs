@@ -68,8 +68,9 @@ use super::ProviderError;
 use super::saml_xml;
 
 use self::{guards::*, validate::*};
+use crate::providers::settings::Refused;
 pub use config::{SamlConfig, SamlSettings};
-pub use credentials::SpCredentials;
+pub use credentials::{SpCredentials, SpCredentialsError};
 pub use metadata::parse_idp_metadata;
 
 /// Decoded SAMLResponse size limit.
@@ -98,7 +99,7 @@ impl SamlProvider {
         creds: Arc<SpCredentials>,
         sp_entity_id: &str,
         acs_url: &str,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Refused> {
         let saml = &s;
         let allowed = if saml.allow_sha1 {
             None
@@ -146,7 +147,7 @@ impl SamlProvider {
     }
 
     /// Install (or replace, on refresh) the IdP metadata; refused unless usable (see [`parse_idp_metadata`]).
-    pub fn set_idp_metadata(&self, xml: &str) -> Result<(), String> {
+    pub fn set_idp_metadata(&self, xml: &str) -> Result<(), Refused> {
         let idp = parse_idp_metadata(xml)?;
         let saml = &self.s;
         let sp = ServiceProvider {
@@ -221,7 +222,7 @@ impl SamlProvider {
             let sig = self
                 .creds
                 .sign_rsa_sha256(query.as_bytes())
-                .map_err(ProviderError::Unusable)?;
+                .map_err(|e| ProviderError::Unusable(e.to_string()))?;
             query.push_str(&format!("&Signature={}", enc(&STANDARD.encode(sig))));
         }
         let sep = if idp.sso_url.contains('?') { '&' } else { '?' };

@@ -34,8 +34,8 @@ pub(super) fn reduce_to_signed(sp: &ServiceProvider, xml: &str) -> Result<String
 
 /// [`saml_xml::check_namespaces`] on verified XML, as a provider error.
 pub(super) fn check_namespaces(verified: &str) -> Result<(), ProviderError> {
-    let doc = saml_xml::parse(verified).map_err(|e| ProviderError::Saml("saml_invalid", e))?;
-    saml_xml::check_namespaces(&doc).map_err(|e| ProviderError::Saml("saml_namespace", e))
+    let doc = saml_xml::parse(verified).map_err(|e| ProviderError::Saml("saml_invalid", e.0))?;
+    saml_xml::check_namespaces(&doc).map_err(|e| ProviderError::Saml("saml_namespace", e.0))
 }
 
 /// The values of the verified assertion read by namespace, refused unless samael read the same NameID and
@@ -44,7 +44,7 @@ pub(super) fn namespace_aware_values(
     verified: &str,
     assertion: &samael::schema::Assertion,
 ) -> Result<saml_xml::AssertionValues, ProviderError> {
-    let bad = |m: String| ProviderError::Saml("saml_namespace", m);
+    let bad = |m: saml_xml::XmlRefused| ProviderError::Saml("saml_namespace", m.0);
     let doc = saml_xml::parse(verified).map_err(bad)?;
     let ours = saml_xml::assertion_values(&doc).map_err(bad)?;
     let theirs_name_id = assertion

@@ -129,6 +129,23 @@ impl Serialize for ProviderSettings {
     }
 }
 
+/// A provider setting, document or value refused, with the reason (it names the key or the part).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+impl From<String> for Refused {
+    fn from(s: String) -> Self {
+        Refused(s)
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(s: &str) -> Self {
+        Refused(s.to_string())
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("provider `{id}`: {message}")]
 pub struct SettingsError {
@@ -142,7 +159,7 @@ impl CommonRaw {
         self,
         claims: ClaimDefaults,
         kind: Arc<dyn KindSettings>,
-    ) -> Result<ProviderSettings, String> {
+    ) -> Result<ProviderSettings, Refused> {
         let (connect_timeout_ms, timeout_ms) = (
             self.connect_timeout_ms.unwrap_or(3000),
             self.timeout_ms.unwrap_or(10_000),
@@ -176,7 +193,7 @@ impl CommonRaw {
 }
 
 /// `id`: 1-64 characters of a-z, 0-9 and '-' (it appears in URLs, logs and token claims).
-pub fn check_id(id: &str) -> Result<(), String> {
+pub fn check_id(id: &str) -> Result<(), Refused> {
     if id.is_empty()
         || id.len() > 64
         || !id
@@ -190,7 +207,7 @@ pub fn check_id(id: &str) -> Result<(), String> {
 
 /// The role claim path must be set; STS role names (rule targets, default roles) must be plain bounded
 /// strings, since they go into every token.
-fn validate_roles(r: &RoleMapping) -> Result<(), String> {
+fn validate_roles(r: &RoleMapping) -> Result<(), Refused> {
     if r.claim.is_empty() {
         return Err("`roles.claim` must not be empty".into());
     }
@@ -203,43 +220,45 @@ fn validate_roles(r: &RoleMapping) -> Result<(), String> {
         .chain(r.default_roles.iter())
         .find(|x| bad(x))
     {
-        return Err(format!(
+        return Err(Refused(format!(
             "role name {role:?} in `roles` must be 1..=256 characters without control characters"
-        ));
+        )));
     }
     if let Some(rule) = r
         .rules
         .iter()
         .find(|rule| rule.pattern.is_empty() || rule.pattern.len() > 256)
     {
-        return Err(format!(
+        return Err(Refused(format!(
             "`roles.rules` match {:?} must be 1..=256 characters",
             rule.pattern
-        ));
+        )));
     }
     Ok(())
 }
 
 /// An outbound endpoint: https, or http only on a loopback host (local IdPs, tests).
-pub fn endpoint_url(s: &str) -> Result<String, String> {
-    let url = url::Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+pub fn endpoint_url(s: &str) -> Result<String, Refused> {
+    let url = url::Url::parse(s).map_err(|e| Refused(format!("`{s}` is not a URL: {e}")))?;
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         Some(url::Host::Domain(d)) => d == "localhost",
-        None => return Err(format!("`{s}` has no host")),
+        None => return Err(Refused(format!("`{s}` has no host"))),
     };
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
         _ => {
-            return Err(format!(
+            return Err(Refused(format!(
                 "`{s}` must be https (plain http only on a loopback host)"
-            ));
+            )));
         }
     }
     if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
-        return Err(format!("`{s}` must not carry credentials or a fragment"));
+        return Err(Refused(format!(
+            "`{s}` must not carry credentials or a fragment"
+        )));
     }
     Ok(url.to_string())
 }

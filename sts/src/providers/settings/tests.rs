@@ -3,12 +3,12 @@ use crate::providers::ProviderConfig;
 use crate::providers::oidc::{OidcEndpoints, OidcSettings};
 
 /// An entry as read from the file; one the reading already refuses gives that refusal at `validate`.
-struct Raw(Result<ProviderConfig, String>);
+struct Raw(Result<ProviderConfig, Refused>);
 
 impl Raw {
-    fn validate(self, env: &SecretVars) -> Result<ProviderSettings, String> {
+    fn validate(self, env: &SecretVars) -> Result<ProviderSettings, Refused> {
         match self.0 {
-            Ok(c) => c.validate(env).map_err(|e| e.to_string()),
+            Ok(c) => c.validate(env).map_err(|e| Refused(e.to_string())),
             Err(e) => Err(e),
         }
     }
