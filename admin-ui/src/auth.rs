@@ -25,22 +25,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::Digest;
 
-/// Why a password is not accepted, or could not be hashed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PasswordRefused(pub String);
-
-impl From<String> for PasswordRefused {
-    fn from(s: String) -> Self {
-        PasswordRefused(s)
-    }
-}
-
-impl From<&str> for PasswordRefused {
-    fn from(s: &str) -> Self {
-        PasswordRefused(s.to_string())
-    }
-}
+crate::refusal!(
+    /// Why a password is not accepted, or could not be hashed.
+    PasswordRefused
+);
 
 pub const SESSION_COOKIE: &str = "sts_admin";
 pub const LOGIN_CSRF_COOKIE: &str = "sts_admin_login";

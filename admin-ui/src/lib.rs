@@ -18,6 +18,30 @@
     )
 )]
 
+/// An error type that is a refusal with its reason (which names the key, element or field), made by
+/// `refusal!(/// doc \n Name)`: `Display` is the reason; built from a `String` or a `&str`.
+macro_rules! refusal {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        #[error("{0}")]
+        pub struct $name(pub String);
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.to_string())
+            }
+        }
+    };
+}
+pub(crate) use refusal;
+
 pub mod api;
 pub mod auth;
 pub mod backend;

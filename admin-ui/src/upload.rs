@@ -4,22 +4,10 @@ use std::collections::HashMap;
 
 use futures_util::StreamExt;
 
-/// Why a multipart upload could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct UploadRefused(pub String);
-
-impl From<String> for UploadRefused {
-    fn from(s: String) -> Self {
-        UploadRefused(s)
-    }
-}
-
-impl From<&str> for UploadRefused {
-    fn from(s: &str) -> Self {
-        UploadRefused(s.to_string())
-    }
-}
+crate::refusal!(
+    /// Why a multipart upload could not be read.
+    UploadRefused
+);
 
 /// All fields (files and text) by name; refused when the total exceeds `limit` bytes, a field repeats, or
 /// there are more than 8 fields.

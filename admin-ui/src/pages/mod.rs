@@ -23,22 +23,10 @@ use crate::backend::{
     SsoSessionInfo,
 };
 
-/// Why a form body could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct FormRefused(pub String);
-
-impl From<String> for FormRefused {
-    fn from(s: String) -> Self {
-        FormRefused(s)
-    }
-}
-
-impl From<&str> for FormRefused {
-    fn from(s: &str) -> Self {
-        FormRefused(s.to_string())
-    }
-}
+crate::refusal!(
+    /// Why a form body could not be read.
+    FormRefused
+);
 
 pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
                        form-action 'self'; frame-ancestors 'none'; base-uri 'none'";

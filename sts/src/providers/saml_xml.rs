@@ -18,22 +18,10 @@ use std::ops::Range;
 
 use roxmltree::{Document, Node};
 
-/// Why the verified XML was refused (the reason names the element or attribute).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct XmlRefused(pub String);
-
-impl From<String> for XmlRefused {
-    fn from(s: String) -> Self {
-        XmlRefused(s)
-    }
-}
-
-impl From<&str> for XmlRefused {
-    fn from(s: &str) -> Self {
-        XmlRefused(s.to_string())
-    }
-}
+crate::text::refusal!(
+    /// Why the verified XML was refused (the reason names the element or attribute).
+    XmlRefused
+);
 
 pub const SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 pub const SAMLP: &str = "urn:oasis:names:tc:SAML:2.0:protocol";

@@ -13,22 +13,10 @@ use zeroize::Zeroizing;
 
 use crate::store::Pool;
 
-/// An application setting refused, with the reason (it names the key).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ClientRefused(pub String);
-
-impl From<String> for ClientRefused {
-    fn from(s: String) -> Self {
-        ClientRefused(s)
-    }
-}
-
-impl From<&str> for ClientRefused {
-    fn from(s: &str) -> Self {
-        ClientRefused(s.to_string())
-    }
-}
+crate::text::refusal!(
+    /// An application setting refused, with the reason (it names the key).
+    ClientRefused
+);
 
 pub const SECRET_PREFIX: &str = "stscs_";
 const SECRET_KEY_LABEL: &str = "sts/oauth-client-secret/v1";

@@ -129,22 +129,10 @@ impl Serialize for ProviderSettings {
     }
 }
 
-/// A provider setting, document or value refused, with the reason (it names the key or the part).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(pub String);
-
-impl From<String> for Refused {
-    fn from(s: String) -> Self {
-        Refused(s)
-    }
-}
-
-impl From<&str> for Refused {
-    fn from(s: &str) -> Self {
-        Refused(s.to_string())
-    }
-}
+crate::text::refusal!(
+    /// A provider setting, document or value refused, with the reason (it names the key or the part).
+    Refused
+);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("provider `{id}`: {message}")]
