@@ -495,6 +495,7 @@ pub mod admin {
 
     /// Create `root` (once per app), sign in; returns the client (cookies) and the session's CSRF token.
     pub async fn sign_in(app: &TestApp) -> (reqwest::Client, String) {
+        // `root` may exist already (a test that created it first): that refusal is fine here.
         let _ = app
             .cli(
                 &[
@@ -515,6 +516,122 @@ pub mod admin {
     pub async fn api_token(app: &TestApp) -> String {
         sign_in(app).await;
         process::api_token_at(&app.address).await
+    }
+
+    /// The text of the element `id="{id}"` of a page (a `<pre>` or `<code>` the console fills).
+    pub fn pre(html: &str, id: &str) -> String {
+        html.split(&format!("id=\"{id}\">"))
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .unwrap_or_else(|| panic!("no #{id} in:\n{html}"))
+            .to_string()
+    }
+
+    /// Create the administrator `user` with [`PASSWORD`] by the CLI; panics unless it succeeds.
+    pub async fn create_user(app: &TestApp, user: &str) {
+        app.cli(
+            &[
+                "admin",
+                "create",
+                "--username",
+                user,
+                "--password-env",
+                "ADMIN_PW",
+            ],
+            &[("ADMIN_PW", PASSWORD)],
+        )
+        .await
+        .ok();
+    }
+
+    /// Sign in as `user` with `password`; returns the client (cookies), the status of the sign-in POST
+    /// and its body.
+    pub async fn sign_in_as(
+        app: &TestApp,
+        user: &str,
+        password: &str,
+    ) -> (reqwest::Client, u16, String) {
+        let client = browser();
+        let page = client
+            .get(format!("{}/admin/login", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        let csrf = csrf_of(&page.text().await.unwrap());
+        let res = client
+            .post(format!("{}/admin/login", app.address))
+            .form(&[("username", user), ("password", password), ("csrf", &csrf)])
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let body = res.text().await.unwrap();
+        (client, status, body)
+    }
+
+    /// Sign in as `root` (created before); returns the client and the session's CSRF token.
+    pub async fn signed_in_root(app: &TestApp) -> (reqwest::Client, String) {
+        let (client, status, body) = sign_in_as(app, "root", PASSWORD).await;
+        assert_eq!(status, 303, "{body}");
+        let dash = client
+            .get(format!("{}/admin", app.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = csrf_of(&dash);
+        (client, csrf)
+    }
+
+    /// POST a form; the status and the body.
+    pub async fn post_form(
+        client: &reqwest::Client,
+        url: String,
+        form: &[(&str, &str)],
+    ) -> (u16, String) {
+        let res = client.post(url).form(form).send().await.unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    }
+
+    /// An admin API token named `name`, made in the console by a signed-in administrator.
+    pub async fn named_api_token(
+        app: &TestApp,
+        client: &reqwest::Client,
+        csrf: &str,
+        name: &str,
+    ) -> String {
+        let (st, html) = post_form(
+            client,
+            format!("{}/admin/tokens", app.address),
+            &[("csrf", csrf), ("name", name)],
+        )
+        .await;
+        assert_eq!(st, 200, "{html}");
+        let token = pre(&html, "secret");
+        assert!(token.starts_with("stsadm_"), "{token}");
+        token
+    }
+
+    /// GET an admin API path with a bearer token; the JSON of its `200` answer.
+    pub async fn api_get(app: &TestApp, token: &str, path: &str) -> serde_json::Value {
+        let res = reqwest::Client::new()
+            .get(format!("{}/admin/api/v1{path}", app.address))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        res.json().await.unwrap()
+    }
+
+    /// How many entries the audit log has.
+    pub async fn audit_total(app: &TestApp, token: &str) -> i64 {
+        api_get(app, token, "/audit").await["total"]
+            .as_i64()
+            .unwrap()
     }
 }
 
@@ -889,12 +1006,7 @@ pub mod process {
             .send()
             .await
             .unwrap();
-        let html = res.text().await.unwrap();
-        html.split("id=\"secret\">")
-            .nth(1)
-            .and_then(|r| r.split('<').next())
-            .unwrap_or_else(|| panic!("no token in {html}"))
-            .to_string()
+        admin::pre(&res.text().await.unwrap(), "secret")
     }
 }
 pub mod architecture;
