@@ -54,6 +54,11 @@ use actix_web::web;
 
 pub use backend::AdminBackend;
 
+/// The client's address as the server resolved it (the TCP peer, or behind a trusted proxy the address
+/// the proxies name), put into each request's extensions; the sign-in limit counts attempts by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// Mount the console and the API. `backend` is the server's implementation; `limiter` must be one per
 /// process (not per worker), so create it once outside the app factory.
 pub fn configure(

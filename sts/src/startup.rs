@@ -207,12 +207,14 @@ impl Application {
         });
         let https_public = config.public_url.starts_with("https://");
         let body_timeout = config.request_body_timeout;
+        let trusted_proxies: Arc<[ipnet::IpNet]> = config.trusted_proxies.clone().into();
         let make_app = move || {
+            let trusted = trusted_proxies.clone();
             App::new()
                 .app_data(state.clone())
                 .wrap(web::security_headers(https_public))
                 .wrap_fn(move |req, srv| web::body_deadline(req, srv, body_timeout))
-                .wrap_fn(web::request_span)
+                .wrap_fn(move |req, srv| web::request_span(req, srv, &trusted))
                 .configure(|cfg| admin_ui::configure(cfg, admin.clone(), limiter.clone()))
                 .configure(web::routes)
         };

@@ -144,9 +144,12 @@ pub async fn login(
             &username,
         );
     }
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
+    // The address the server resolved (behind a trusted proxy, the client's), else the TCP peer.
+    let ip = actix_web::HttpMessage::extensions(&req)
+        .get::<crate::ClientAddr>()
+        .map(|c| c.0)
+        .or_else(|| req.peer_addr().map(|a| a.ip()))
+        .map(|ip| ip.to_string())
         .unwrap_or_default();
     let now = b.now();
     if let Err(wait) = limiter.attempt(&username, &ip, now) {

@@ -81,6 +81,20 @@ impl Config {
             100_000,
         )? as usize;
 
+        let trusted_proxies = match &raw.server.trusted_proxies {
+            None => Vec::new(),
+            Some(list) if list.len() > 64 => {
+                return Err(invalid(
+                    "server.trusted_proxies",
+                    "at most 64 entries (use CIDRs)".to_string(),
+                ));
+            }
+            Some(list) => list
+                .iter()
+                .map(|e| parse_trusted_proxy(e))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+
         let database_url = raw.database.url.trim().to_string();
         if !database_url.starts_with("sqlite:") && database_url.contains("://") {
             return Err(invalid(
@@ -238,6 +252,7 @@ impl Config {
             request_body_timeout,
             keep_alive,
             max_connections_per_worker,
+            trusted_proxies,
             tls,
             database_url,
             database_max_connections: max_conn,
@@ -390,4 +405,18 @@ pub fn strip_newline(mut s: String) -> String {
         }
     }
     s
+}
+
+/// A `server.trusted_proxies` entry: a CIDR (`10.0.0.0/8`, `2001:db8::/32`) or one address.
+fn parse_trusted_proxy(entry: &str) -> Result<ipnet::IpNet, ConfigError> {
+    let e = entry.trim();
+    e.parse::<ipnet::IpNet>()
+        .or_else(|_| e.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| {
+            invalid(
+                "server.trusted_proxies",
+                format!("`{e}` is neither a CIDR (e.g. 10.0.0.0/8, 2001:db8::/32) nor an address"),
+            )
+        })
 }

@@ -158,6 +158,9 @@ pub struct Config {
     pub keep_alive: Duration,
     /// Open connections per worker; more wait in the listen backlog until one closes.
     pub max_connections_per_worker: usize,
+    /// Load balancers and reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client
+    /// (empty: those headers are ignored).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub tls: Option<TlsConfig>,
     pub database_url: String,
     pub database_max_connections: u32,

@@ -51,6 +51,7 @@ pub(super) struct RawServer {
     pub(super) request_body_timeout_ms: Option<i64>,
     pub(super) keep_alive_seconds: Option<i64>,
     pub(super) max_connections_per_worker: Option<i64>,
+    pub(super) trusted_proxies: Option<Vec<String>>,
     pub(super) tls: RawTls,
 }
 

@@ -130,3 +130,28 @@ fn shipped_config_file_is_valid() {
     let c = Config::load_from(Some(&path), &env(&[]), &[]).unwrap();
     assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
 }
+
+#[test]
+fn trusted_proxies_are_cidrs_or_addresses() {
+    let c = Config::load_from(None, &env(&[]), &[]).unwrap();
+    assert!(
+        c.trusted_proxies.is_empty(),
+        "no proxy is trusted by default"
+    );
+    let f = file(
+        "[server]\ntrusted_proxies = [\"10.1.2.3/8\", \"192.0.2.1\", \"::1\", \"2001:db8::/32\"]\n",
+    );
+    let c = Config::load_from(Some(f.path()), &env(&[]), &[]).unwrap();
+    let shown: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+    assert_eq!(
+        shown,
+        ["10.0.0.0/8", "192.0.2.1/32", "::1/128", "2001:db8::/32"]
+    );
+    for bad in ["10.0.0.0/33", "10.0.0", "", "any", "10.0.0.0/8,10.1.0.0/16"] {
+        let f = file(&format!("[server]\ntrusted_proxies = [{bad:?}]\n"));
+        let e = Config::load_from(Some(f.path()), &env(&[]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.trusted_proxies"), "{bad}: {e}");
+    }
+}

@@ -1,6 +1,7 @@
 //! HTTP surface: routes, a request id and access log per request, and security headers.
 //! Only paths are logged, never query strings or bodies (they can carry codes and tokens).
 
+pub mod client_addr;
 pub mod conn;
 pub mod oauth;
 pub mod sso;
@@ -171,6 +172,7 @@ impl futures_util::Stream for DeadlineStream {
 pub fn request_span<S, B>(
     req: actix_web::dev::ServiceRequest,
     srv: &S,
+    trusted_proxies: &[ipnet::IpNet],
 ) -> impl std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + use<S, B>
 where
     S: Service<
@@ -180,8 +182,13 @@ where
         >,
     S::Future: 'static,
 {
+    let client = client_of(&req, trusted_proxies);
+    if let Some(ip) = client {
+        actix_web::HttpMessage::extensions_mut(&req).insert(admin_ui::ClientAddr(ip));
+    }
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = ?req.path());
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = ?req.path(),
+        client = %client.map(|c| c.to_string()).unwrap_or_default());
     let start = Instant::now();
     let fut = {
         let _enter = span.enter();
@@ -202,4 +209,28 @@ where
     }
     .instrument(span)
     .boxed_local()
+}
+
+/// The client's address: the TCP peer, or behind a trusted proxy what the proxies say
+/// ([`client_addr::resolve`]).
+fn client_of(
+    req: &actix_web::dev::ServiceRequest,
+    trusted: &[ipnet::IpNet],
+) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if trusted.is_empty() {
+        return Some(peer);
+    }
+    let values = |name: &str| -> Vec<&str> {
+        req.headers()
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    };
+    Some(client_addr::resolve(
+        peer,
+        &values("forwarded"),
+        &values("x-forwarded-for"),
+        trusted,
+    ))
 }

@@ -436,3 +436,67 @@ async fn keystore_upload_and_regenerate_in_the_console() {
         .unwrap();
     assert!(page.contains(&fp) && page.contains("CN=imported"), "{page}");
 }
+
+/// One failed sign-in "from" `forwarded_for` (sent as `X-Forwarded-For`) under a new account name; the
+/// status of the sign-in POST.
+async fn failed_sign_in_via(app: &sts_tests::TestApp, account: &str, forwarded_for: &str) -> u16 {
+    let client = browser();
+    let page = client
+        .get(format!("{}/admin/login", app.address))
+        .header("X-Forwarded-For", forwarded_for)
+        .send()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page.text().await.unwrap());
+    client
+        .post(format!("{}/admin/login", app.address))
+        .header("X-Forwarded-For", forwarded_for)
+        .form(&[
+            ("username", account),
+            ("password", "not the password at all"),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Behind a load balancer the per-address sign-in limit counts the client's address, and only a trusted
+/// proxy can name it: with `server.trusted_proxies` covering the peer (127.0.0.1 here), `X-Forwarded-For`
+/// names the client, so one client's 20 failures do not lock out another; without the setting the header
+/// is ignored, every attempt counts for the peer, and a forged header cannot escape the limit.
+#[tokio::test]
+async fn the_sign_in_limit_counts_the_address_a_trusted_proxy_names_and_only_that() {
+    for trusted in [true, false] {
+        let app = if trusted {
+            sts_tests::spawn_app_with(
+                sts_tests::AppOptions::default()
+                    .config("[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n"),
+            )
+            .await
+        } else {
+            spawn_app().await
+        };
+        // 20 failures from one address (a new name each: the per-name limit is not what is tested).
+        for i in 0..20 {
+            let st = failed_sign_in_via(&app, &format!("user{i}"), "198.51.100.1").await;
+            assert_ne!(st, 429, "attempt {i} (trusted proxy: {trusted})");
+        }
+        assert_eq!(
+            failed_sign_in_via(&app, "user20", "198.51.100.1").await,
+            429,
+            "the 21st from the same address (trusted proxy: {trusted})"
+        );
+        let other = failed_sign_in_via(&app, "someone-else", "198.51.100.2").await;
+        if trusted {
+            assert_ne!(other, 429, "another client behind the trusted proxy");
+        } else {
+            assert_eq!(
+                other, 429,
+                "a forged X-Forwarded-For from an untrusted peer"
+            );
+        }
+    }
+}
