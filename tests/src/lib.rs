@@ -696,6 +696,16 @@ pub mod saml_idp {
 
     pub async fn start_idp_on(port: u16, sp_metadata: &str, flags: &[&str]) -> Idp {
         use tokio::io::AsyncBufReadExt;
+        // A restart on the same port: the previous IdP was killed on drop, which does not wait for it
+        // to let go of the port. Wait until the port is free (at most 10 s) instead of racing it.
+        if port != 0 {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while TcpListener::bind(("127.0.0.1", port)).is_err()
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
         let dir = tempfile::tempdir().unwrap();
         let sp_file = dir.path().join("sp.xml");
         std::fs::write(&sp_file, sp_metadata).unwrap();
@@ -932,6 +942,32 @@ pub mod process {
                 .find_map(|l| l.strip_prefix("VmRSS:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
                 .expect("VmRSS in /proc/PID/status")
+        }
+
+        /// SIGTERM (what an orchestrator sends before it stops a replica).
+        pub fn terminate(&self) {
+            let out = std::process::Command::new("kill")
+                .args(["-TERM", &self.pid().to_string()])
+                .output()
+                .expect("run kill");
+            assert!(out.status.success(), "kill -TERM failed");
+        }
+
+        /// The exit status once the process has exited, waiting at most `within`; None if still running.
+        pub async fn wait_exit(
+            &mut self,
+            within: std::time::Duration,
+        ) -> Option<std::process::ExitStatus> {
+            let deadline = std::time::Instant::now() + within;
+            loop {
+                if let Some(status) = self.child.try_wait().expect("wait for sts serve") {
+                    return Some(status);
+                }
+                if std::time::Instant::now() >= deadline {
+                    return None;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
 
         /// SIGKILL, then reap.

@@ -204,3 +204,81 @@ async fn every_stderr_line_is_a_log_event_including_libxmlsec1() {
         assert!(line.starts_with("20"), "a raw line on stderr: {line:?}");
     }
 }
+
+/// SIGTERM: `/ready` answers 503 for `server.shutdown_grace_seconds` while requests are still served (a
+/// load balancer takes the replica out); then the server stops accepting new connections, a request in
+/// flight (its head sent before the signal, its body after the grace period) is still answered, and the
+/// process exits 0.
+#[tokio::test]
+async fn sigterm_turns_readiness_off_first_then_finishes_the_requests_in_flight() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sts.toml");
+    std::fs::write(&config, "[server]\nshutdown_grace_seconds = 2\n").unwrap();
+    let config = config.display().to_string();
+    let mut server = process::start(dir.path(), &[("STS_CONFIG", config.as_str())]).await;
+    let client = reqwest::Client::new();
+    let ready = format!("{}/ready", server.address);
+    assert_eq!(client.get(&ready).send().await.unwrap().status(), 200);
+
+    let body = b"grant_type=client_credentials&client_id=nobody";
+    let mut in_flight = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    in_flight
+        .write_all(
+            format!(
+                "POST /sso/token HTTP/1.1\r\nHost: sts\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let signalled = Instant::now();
+    server.terminate();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let draining = client.get(&ready).send().await.unwrap();
+    assert_eq!(draining.status(), 503, "readiness during the grace period");
+    assert_eq!(
+        draining.json::<serde_json::Value>().await.unwrap()["status"],
+        "shutting_down"
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/health", server.address))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "requests are still served during the grace period"
+    );
+    assert!(server.wait_exit(Duration::from_millis(100)).await.is_none());
+
+    // After the grace period: no new connections; the request in flight is answered.
+    tokio::time::sleep(Duration::from_millis(3500).saturating_sub(signalled.elapsed())).await;
+    let refused = tokio::time::timeout(
+        Duration::from_secs(2),
+        reqwest::Client::new().get(&ready).send(),
+    )
+    .await;
+    assert!(
+        !matches!(refused, Ok(Ok(_))),
+        "a new connection after the grace period is not served: {refused:?}"
+    );
+    in_flight.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), in_flight.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 401") || answer.starts_with("HTTP/1.1 400"),
+        "the request in flight is answered: {answer:?}"
+    );
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("the process exits after draining");
+    assert!(status.success(), "exit status {status:?}\n{}", server.log());
+    assert!(server.log().contains("shutting down"), "{}", server.log());
+}

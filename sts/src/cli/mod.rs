@@ -103,7 +103,9 @@ async fn run(command: Command, config: Config, declared: Declared) -> anyhow::Re
     match command {
         Command::Serve => {
             let app = Application::build_declared(config, declared).await?;
+            app.stop_on_signals()?;
             app.run_until_stopped().await?;
+            tracing::info!("stopped");
             Ok(())
         }
         Command::Keys(k) => keys(k, &config).await,

@@ -74,6 +74,12 @@ impl Config {
             0,
             300,
         )?);
+        let shutdown_grace = Duration::from_secs(positive(
+            "server.shutdown_grace_seconds",
+            raw.server.shutdown_grace_seconds.unwrap_or(5),
+            0,
+            300,
+        )?);
         let max_connections_per_worker = positive(
             "server.max_connections_per_worker",
             raw.server.max_connections_per_worker.unwrap_or(1024),
@@ -253,6 +259,7 @@ impl Config {
             keep_alive,
             max_connections_per_worker,
             trusted_proxies,
+            shutdown_grace,
             tls,
             database_url,
             database_max_connections: max_conn,

@@ -156,6 +156,9 @@ pub struct Config {
     pub request_body_timeout: Duration,
     /// Idle time allowed between requests on a kept-alive connection (0 = no keep-alive).
     pub keep_alive: Duration,
+    /// After SIGTERM or SIGINT: how long `/ready` answers 503 while requests are still served (so a load
+    /// balancer takes the replica out), before the server stops accepting and finishes what is in flight.
+    pub shutdown_grace: Duration,
     /// Open connections per worker; more wait in the listen backlog until one closes.
     pub max_connections_per_worker: usize,
     /// Load balancers and reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client

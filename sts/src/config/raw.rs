@@ -52,6 +52,7 @@ pub(super) struct RawServer {
     pub(super) keep_alive_seconds: Option<i64>,
     pub(super) max_connections_per_worker: Option<i64>,
     pub(super) trusted_proxies: Option<Vec<String>>,
+    pub(super) shutdown_grace_seconds: Option<i64>,
     pub(super) tls: RawTls,
 }
 

@@ -36,6 +36,8 @@ pub struct AppState {
     pub tokens: Arc<TokenIssuer>,
     pub clock: SharedClock,
     pub web: WebSettings,
+    /// Set at SIGTERM/SIGINT: `/ready` answers 503 while the server drains.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Browser-facing settings derived from the configuration.

@@ -101,6 +101,12 @@ pub async fn health() -> HttpResponse {
 /// `GET /ready`: the database takes a write (probed at most once a second) and an active signing key is
 /// loaded. `database` is `ok`, `unreachable` or `not_writable`.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        // Shutting down: a load balancer takes this replica out; requests are still served meanwhile.
+        return HttpResponse::ServiceUnavailable()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(serde_json::json!({"status": "shutting_down"}));
+    }
     let database = state.keys.database_state().await;
     let db = database == "ok";
     let active = state.keys.current().active.as_ref().map(|k| k.kid.clone());

@@ -8,7 +8,7 @@ use actix_web::App;
 use actix_web::dev::{Server, ServerHandle};
 
 use crate::clock::{self, SharedClock};
-use crate::config::{Config, TlsConfig};
+use crate::config::Config;
 use crate::declared::Declared;
 use crate::keys::{KeyRing, KeyService};
 use crate::providers::Registry;
@@ -16,6 +16,9 @@ use crate::store;
 use crate::store::Pool;
 use crate::tokens::TokenIssuer;
 use crate::web::{self, AppState, WebSettings};
+
+mod tls;
+use tls::rustls_config;
 
 /// Why the server could not start. Each variant says what was being done; the cause is its source (the
 /// CLI prints the chain once, `cli::describe`).
@@ -61,6 +64,8 @@ pub struct Application {
     port: u16,
     server: Server,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    shutdown_grace: std::time::Duration,
 }
 
 impl Application {
@@ -184,7 +189,9 @@ impl Application {
         });
         let limiter = Arc::new(admin_ui::auth::RateLimiter::default());
         let port = listener.local_addr()?.port();
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let state = actix_web::web::Data::new(AppState {
+            draining: draining.clone(),
             keys: keys.clone(),
             issuer: config.public_url.clone(),
             jwks_uri: config.jwks_uri(),
@@ -234,6 +241,8 @@ impl Application {
             port,
             server,
             tasks,
+            draining,
+            shutdown_grace: config.shutdown_grace,
         })
     }
 
@@ -243,6 +252,39 @@ impl Application {
 
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
+    }
+
+    /// `sts serve`: at SIGTERM or SIGINT, `/ready` answers 503 for `server.shutdown_grace_seconds` while
+    /// requests are still served; then the server stops accepting, finishes the requests in flight (at
+    /// most 30 s) and returns. A second signal ends the grace period at once. (Not for tests, which run
+    /// several servers in one process: signal handlers belong to the process.)
+    pub fn stop_on_signals(&self) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let (handle, draining, grace) = (
+            self.server.handle(),
+            self.draining.clone(),
+            self.shutdown_grace,
+        );
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            draining.store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!(
+                grace_seconds = grace.as_secs(),
+                "shutting down: /ready answers 503, then the requests in flight finish"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(grace) => {}
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            handle.stop(true).await;
+        });
+        Ok(())
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
@@ -445,7 +487,9 @@ where
     let shutdown = builder.graceful_shutdown_signal();
     let mut builder = builder
         .max_concurrent_connections(config.max_connections_per_worker)
-        .shutdown_timeout(5);
+        // Signals are `Application::stop_on_signals`' (readiness first, then a graceful stop).
+        .disable_signals()
+        .shutdown_timeout(30);
     if let Some(n) = config.workers {
         builder = builder.workers(n);
     }
@@ -495,81 +539,4 @@ where
         }
     };
     Ok(builder.run())
-}
-
-fn rustls_config(tls: &TlsConfig) -> Result<rustls::ServerConfig, StartError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let (certs, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) = match tls {
-        TlsConfig::Pem {
-            cert_file,
-            key_file,
-        } => {
-            let certs = CertificateDer::pem_file_iter(cert_file)
-                .map_err(|e| {
-                    StartError::tls(format!("server.tls.cert_file {}", cert_file.display()))(
-                        e.into(),
-                    )
-                })?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| {
-                    StartError::tls(format!(
-                        "server.tls.cert_file {}: not a PEM certificate chain",
-                        cert_file.display()
-                    ))(e.into())
-                })?;
-            let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
-                StartError::tls(format!(
-                    "server.tls.key_file {}: no PEM private key",
-                    key_file.display()
-                ))(e.into())
-            })?;
-            (certs, key)
-        }
-        TlsConfig::Pkcs12 { file, password } => {
-            let data = std::fs::read(file).map_err(|e| {
-                StartError::tls(format!("server.tls.pkcs12_file {}", file.display()))(e.into())
-            })?;
-            let store = p12_keystore::KeyStore::from_pkcs12(
-                &data,
-                password.expose(),
-                p12_keystore::Pkcs12ImportPolicy::Strict,
-            )
-            .map_err(|e| {
-                StartError::tls(format!("server.tls.pkcs12_file {}", file.display()))(
-                    e.to_string().into(),
-                )
-            })?;
-            let (_, chain) = store.private_key_chain().ok_or_else(|| {
-                StartError::tls(format!("server.tls.pkcs12_file {}", file.display()))(
-                    "no private key with a certificate".into(),
-                )
-            })?;
-            let certs = chain
-                .certs()
-                .iter()
-                .map(|c| CertificateDer::from(c.as_der().to_vec()))
-                .collect();
-            (
-                certs,
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(chain.key().as_der().to_vec())),
-            )
-        }
-    };
-    if certs.is_empty() {
-        return Err(StartError::TlsEmptyChain);
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StartError::tls("TLS: the protocol versions".into())(e.into()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            StartError::tls(
-                "TLS: the certificate does not match the private key, or the key is unsupported"
-                    .into(),
-            )(e.into())
-        })?;
-    Ok(config)
 }
