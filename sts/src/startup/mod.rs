@@ -50,7 +50,7 @@ pub enum StartError {
     },
     #[error("TLS: the certificate chain is empty")]
     TlsEmptyChain,
-    #[error("the listener's address: {0}")]
+    #[error("the listener: {0}")]
     Io(#[from] std::io::Error),
 }
 

@@ -24,6 +24,8 @@ pub fn resolve(
     x_forwarded_for: &[&str],
     trusted: &[IpNet],
 ) -> IpAddr {
+    // One address, one form (limits and logs): IPv4-mapped IPv6 peers as IPv4.
+    let peer = canonical(peer);
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(&canonical(*ip)));
     if !is_trusted(&peer) {
         return peer;
@@ -130,6 +132,8 @@ mod tests {
         ] {
             assert_eq!(resolve(peer, &f, &x, &lb()), peer);
         }
+        // A mapped IPv6 peer is the same client as its IPv4 form.
+        assert_eq!(resolve(ip("::ffff:203.0.113.9"), &[], &[], &lb()), peer);
         // No trusted proxies configured: the headers are never read.
         assert_eq!(
             resolve(ip("10.0.0.2"), &[], &["198.51.100.1"], &[]),
