@@ -14,10 +14,10 @@
 //! - Rate limit: after 5 sign-in attempts within 15 min for an account name (known or not), 20 from one IP
 //!   address (both for 15 minutes), or [`MAX_TOTAL`] within a minute in all (however many names and
 //!   addresses an attacker uses), password sign-in is refused for the rest of the window with a clear
-//!   message (in memory, per process). A success forgets the account's attempts and gives its place in the
+//!   message. The attempts are counted in the database ([`crate::backend::ConsoleAdmin::record_sign_in_attempt`]),
+//!   so the limits hold across replicas; only the hashing memory is per process. A success forgets the account's attempts and gives its place in the
 //!   total back. Console SSO and the CLI are not affected by the limits.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
@@ -35,16 +35,16 @@ pub const LOGIN_CSRF_COOKIE: &str = "sts_admin_login";
 pub const IDLE_SECONDS: i64 = 15 * 60;
 pub const ABSOLUTE_SECONDS: i64 = 8 * 3600;
 
-const WINDOW_SECONDS: i64 = 15 * 60;
-const MAX_PER_ACCOUNT: usize = 5;
-const MAX_PER_IP: usize = 20;
+pub const WINDOW_SECONDS: i64 = 15 * 60;
+pub const MAX_PER_ACCOUNT: usize = 5;
+pub const MAX_PER_IP: usize = 20;
 /// Sign-in attempts within [`TOTAL_WINDOW_SECONDS`] over all accounts and addresses (unknown names and many
 /// client addresses included): beyond it, password sign-in waits for the window to move on. A short window:
 /// whoever floods the form delays password sign-in by at most a minute after they stop (a cap on the work
 /// an unauthenticated caller can cause, not a lockout); guessing is bounded by the per-account limit.
 pub const MAX_TOTAL: usize = 60;
 pub const TOTAL_WINDOW_SECONDS: i64 = 60;
-const TOTAL_KEY: &str = "*";
+pub const TOTAL_KEY: &str = "*";
 
 /// Fill `buf` from the system's random generator (aws-lc-rs). Sessions, CSRF tokens, API tokens and
 /// salts depend on it and there is no safe fallback, so a failing generator ends the process.
@@ -240,13 +240,13 @@ pub fn removal(name: &'static str, secure: bool) -> Cookie<'static> {
     c
 }
 
-/// Sign-in attempts per account, per address and in all within a sliding window. An attempt counts when it
+/// Sign-in limits per account, per address and in all within a sliding window ([`Self::limits`]; the
+/// attempts themselves are counted by the backend, in the shared database). An attempt counts when it
 /// starts (so concurrent requests cannot all pass the check); a success forgets the account's attempts
 /// and gives its place in the total back. At most [`MAX_CONCURRENT_VERIFICATIONS`] password hashes run at
 /// once, each in a reused working area of [`HashMemory`].
 #[derive(Default)]
 pub struct RateLimiter {
-    attempts: Mutex<HashMap<String, Vec<i64>>>,
     memory: std::sync::Arc<HashMemory>,
 }
 
@@ -257,49 +257,38 @@ pub const MAX_CONCURRENT_VERIFICATIONS: usize = 1;
 /// How long a sign-in waits for a free verification slot before it answers "busy".
 pub const SLOT_WAIT_MS: u64 = 10_000;
 
+/// The limit key of an account name (bounded: names are at most 64 characters by the form's rule, but
+/// never trust that here).
+fn account_key(account: &str) -> String {
+    format!("u:{}", account.chars().take(128).collect::<String>())
+}
+
 impl RateLimiter {
-    fn recent(map: &mut HashMap<String, Vec<i64>>, key: &str, now: i64, window: i64) -> usize {
-        match map.get_mut(key) {
-            Some(list) => {
-                list.retain(|t| *t > now - window);
-                list.len()
-            }
-            None => 0,
-        }
+    /// The limits one attempt by `account` from `ip` counts against.
+    pub fn limits(account: &str, ip: &str) -> Vec<crate::backend::AttemptLimit> {
+        use crate::backend::AttemptLimit;
+        vec![
+            AttemptLimit {
+                key: account_key(account),
+                max: MAX_PER_ACCOUNT as i64,
+                window: WINDOW_SECONDS,
+            },
+            AttemptLimit {
+                key: format!("ip:{}", ip.chars().take(64).collect::<String>()),
+                max: MAX_PER_IP as i64,
+                window: WINDOW_SECONDS,
+            },
+            AttemptLimit {
+                key: TOTAL_KEY.to_string(),
+                max: MAX_TOTAL as i64,
+                window: TOTAL_WINDOW_SECONDS,
+            },
+        ]
     }
 
-    /// `Err(seconds to wait)` when this account or address may not try now; otherwise the attempt is
-    /// recorded at once.
-    pub fn attempt(&self, account: &str, ip: &str, now: i64) -> Result<(), i64> {
-        let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded keys: names are at most 64 characters by the form's rule, but never trust that here.
-        let account: String = account.chars().take(128).collect();
-        let (ka, ki) = (format!("u:{account}"), format!("ip:{ip}"));
-        let by_account = Self::recent(&mut map, &ka, now, WINDOW_SECONDS) >= MAX_PER_ACCOUNT;
-        let by_ip = Self::recent(&mut map, &ki, now, WINDOW_SECONDS) >= MAX_PER_IP;
-        let by_total = Self::recent(&mut map, TOTAL_KEY, now, TOTAL_WINDOW_SECONDS) >= MAX_TOTAL;
-        if by_account || by_ip || by_total {
-            let blocking = [
-                (by_account, ka.as_str(), WINDOW_SECONDS),
-                (by_ip, ki.as_str(), WINDOW_SECONDS),
-                (by_total, TOTAL_KEY, TOTAL_WINDOW_SECONDS),
-            ];
-            let until = blocking
-                .iter()
-                .filter(|(hit, _, _)| *hit)
-                .filter_map(|(_, k, w)| map.get(*k).and_then(|l| l.first().map(|t| t + w)))
-                .max()
-                .unwrap_or(now);
-            return Err((until - now).max(1));
-        }
-        for k in [ka, ki, TOTAL_KEY.to_string()] {
-            map.entry(k).or_default().push(now);
-        }
-        // Bound memory: forget idle keys.
-        if map.len() > 10_000 {
-            map.retain(|_, l| l.iter().any(|t| *t > now - WINDOW_SECONDS));
-        }
-        Ok(())
+    /// What a successful sign-in forgets (the account's attempts) and gives back (one of the total).
+    pub fn success_keys(account: &str) -> (String, String) {
+        (account_key(account), TOTAL_KEY.to_string())
     }
 
     /// The working area for one password verification, or None when too many run already.
@@ -325,16 +314,6 @@ impl RateLimiter {
     pub fn hash_memory(&self) -> &HashMemory {
         &self.memory
     }
-
-    /// A successful sign-in forgets the account's attempts and gives its place in the total back.
-    pub fn succeeded(&self, account: &str) {
-        let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        let account: String = account.chars().take(128).collect();
-        map.remove(&format!("u:{account}"));
-        if let Some(total) = map.get_mut(TOTAL_KEY) {
-            total.pop();
-        }
-    }
 }
 
 #[cfg(test)]
@@ -352,28 +331,30 @@ mod tests {
     }
 
     #[test]
-    fn rate_limit_per_account_and_ip() {
-        let r = RateLimiter::default();
-        for _ in 0..5 {
-            assert!(r.attempt("admin", "1.2.3.4", 1000).is_ok());
-        }
-        assert!(
-            r.attempt("admin", "9.9.9.9", 1001).is_err(),
-            "per account, counted at the start"
+    fn each_attempt_counts_against_its_account_its_address_and_the_total() {
+        let l = RateLimiter::limits("admin", "192.0.2.1");
+        let keys: Vec<_> = l
+            .iter()
+            .map(|l| (l.key.as_str(), l.max, l.window))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("u:admin", 5, WINDOW_SECONDS),
+                ("ip:192.0.2.1", 20, WINDOW_SECONDS),
+                ("*", 60, TOTAL_WINDOW_SECONDS)
+            ]
         );
-        assert!(r.attempt("other", "1.2.3.4", 1001).is_ok());
+        let long = "x".repeat(1000);
         assert!(
-            r.attempt("admin", "1.2.3.4", 1000 + WINDOW_SECONDS + 1)
-                .is_ok(),
-            "window passes"
+            RateLimiter::limits(&long, &long)
+                .iter()
+                .all(|l| l.key.len() <= 130)
         );
-        r.succeeded("admin");
-        for _ in 0..4 {
-            assert!(
-                r.attempt("admin", "5.5.5.5", 2000).is_ok(),
-                "a success forgets the account's attempts"
-            );
-        }
+        assert_eq!(
+            RateLimiter::success_keys("admin"),
+            ("u:admin".to_string(), "*".to_string())
+        );
     }
 
     #[test]
@@ -416,26 +397,6 @@ mod tests {
         let h = a.hash_password(b"pw", &salt).unwrap().to_string();
         let mut memory = vec![argon2::Block::new(); MEMORY_BLOCKS];
         assert!(!verify_password_in("pw", Some(&h), &mut memory));
-    }
-
-    #[test]
-    fn the_total_limit_holds_for_unknown_names_and_many_addresses() {
-        let r = RateLimiter::default();
-        for i in 0..MAX_TOTAL {
-            assert!(
-                r.attempt(
-                    &format!("nobody{i}"),
-                    &format!("10.0.{}.{}", i / 250, i % 250),
-                    1000
-                )
-                .is_ok()
-            );
-        }
-        assert!(r.attempt("fresh-name", "192.0.2.1", 1001).is_err());
-        assert!(
-            r.attempt("fresh-name", "192.0.2.1", 1000 + TOTAL_WINDOW_SECONDS + 1)
-                .is_ok()
-        );
     }
 
     #[test]

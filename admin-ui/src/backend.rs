@@ -208,6 +208,14 @@ pub struct RolePreview {
     pub roles: Vec<String>,
 }
 
+/// One sign-in limit: at most `max` attempts under `key` within `window` seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptLimit {
+    pub key: String,
+    pub max: i64,
+    pub window: i64,
+}
+
 /// The server side of the admin console: one trait per resource, so each can be implemented (and read)
 /// on its own; anything that implements them all is an `AdminBackend`.
 pub trait AdminBackend:
@@ -251,6 +259,18 @@ pub trait ConsoleAdmin: Send + Sync + 'static {
         target: Option<&str>,
         details: serde_json::Value,
     ) -> BoxFut<'_, ()>;
+
+    /// Count a password sign-in attempt, in the database every replica shares: when one of `limits`
+    /// already holds `max` attempts within its window, nothing is recorded and the answer is
+    /// `Err(seconds to wait)`; otherwise the attempt is recorded under every key, in one transaction (so
+    /// concurrent attempts on any replica cannot all pass the check).
+    fn record_sign_in_attempt(
+        &self,
+        limits: Vec<AttemptLimit>,
+        now: i64,
+    ) -> BoxFut<'_, Result<(), i64>>;
+    /// After a successful sign-in: forget the attempts under `forget` and give one back under `give_back`.
+    fn sign_in_succeeded(&self, forget: String, give_back: String) -> BoxFut<'_, ()>;
 
     fn dashboard(&self) -> BoxFut<'_, Dashboard>;
     /// Whether holders of a configured admin role may sign in through single sign-on.

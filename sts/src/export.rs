@@ -262,7 +262,7 @@ pub async fn import(
             .map_err(|e| ImportError::Invalid(format!("provider `{}`: {e}", c.settings.id)))?;
         sqlx::query(
             "INSERT INTO identity_providers (id, kind, display_name, enabled, settings, managed_by, source, secret_sealed, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, 'admin', ?, ?, ?, ?) \
+             VALUES ($1, $2, $3, $4, $5, 'admin', $6, $7, $8, $9) \
              ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, display_name = excluded.display_name, enabled = excluded.enabled, \
              settings = excluded.settings, managed_by = 'admin', source = excluded.source, \
              secret_sealed = COALESCE(excluded.secret_sealed, identity_providers.secret_sealed), updated_at = excluded.updated_at",
@@ -285,7 +285,7 @@ pub async fn import(
             .map_err(|e| ImportError::Invalid(format!("application `{}`: {e}", a.settings.id)))?;
         sqlx::query(
             "INSERT INTO oauth_clients (client_id, settings, managed_by, enabled, secret_hash, secret_key_id, secret_created_at, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (client_id) DO UPDATE SET settings = excluded.settings, \
              enabled = excluded.enabled, secret_hash = COALESCE(excluded.secret_hash, oauth_clients.secret_hash), \
              secret_key_id = COALESCE(excluded.secret_key_id, oauth_clients.secret_key_id), updated_at = excluded.updated_at \

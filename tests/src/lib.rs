@@ -50,10 +50,7 @@ fn base_env(dir: &Path, port: u16, scheme: &str) -> BTreeMap<String, String> {
         "STS_PUBLIC_URL".into(),
         format!("{scheme}://127.0.0.1:{port}"),
     );
-    env.insert(
-        "STS_DATABASE_URL".into(),
-        format!("sqlite://{}/data/sts.db", dir.display()),
-    );
+    env.insert("STS_DATABASE_URL".into(), postgres::database_url_for(dir));
     env.insert(
         "STS_MASTER_KEY_FILE".into(),
         dir.join("keys/master.key").display().to_string(),
@@ -135,10 +132,7 @@ pub async fn try_spawn_on(
 impl TestApp {
     /// Number of SSO sessions in the database.
     pub async fn session_count(&self) -> i64 {
-        let url = format!("sqlite://{}/data/sts.db", self.dir.path().display());
-        let pool = sqlx::SqlitePool::connect(&url)
-            .await
-            .expect("open test database");
+        let pool = open_db(self.dir.path()).await;
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sso_sessions")
             .fetch_one(&pool)
             .await
@@ -261,6 +255,53 @@ pub async fn follow(
             .unwrap_or_else(|e| panic!("GET {next}: {e}"));
     }
     panic!("too many redirects: {visited:?}");
+}
+
+/// Follow redirects like a browser behind the load balancer: a URL on the public address goes to
+/// `replica`. Stops at a redirect to `stop_at`, or at the first answer that is not a redirect: (status,
+/// URL, every URL visited).
+pub async fn walk(
+    client: &reqwest::Client,
+    public: &str,
+    replica: &str,
+    url: &str,
+    stop_at: &str,
+) -> (u16, String, Vec<String>) {
+    let route = |u: &str| match u.strip_prefix(public) {
+        Some(rest) => format!("{replica}{rest}"),
+        None => u.to_string(),
+    };
+    let mut next = route(url);
+    let mut visited = vec![next.clone()];
+    for _ in 0..15 {
+        let res = client
+            .get(&next)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {next}: {e}"));
+        if !res.status().is_redirection() {
+            return (res.status().as_u16(), next, visited);
+        }
+        let loc = res.headers()["location"].to_str().unwrap().to_string();
+        let to = res.url().join(&loc).unwrap().to_string();
+        if to.starts_with(stop_at) {
+            visited.push(to.clone());
+            return (res.status().as_u16(), to, visited);
+        }
+        next = route(&to);
+        visited.push(next.clone());
+    }
+    panic!("too many redirects: {visited:?}");
+}
+
+/// A PKCE pair: (verifier, S256 challenge).
+pub fn pkce() -> (String, String) {
+    let verifier = format!("{}-._~x", sts::sso::random_token());
+    let challenge = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        <sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()),
+    );
+    (verifier, challenge)
 }
 
 /// A peer process (an IdP script) that is killed when dropped.
@@ -888,7 +929,11 @@ pub mod process {
     /// Start `sts serve` on a free port in `dir` (database `dir/data/sts.db`, master key `dir/keys/`)
     /// with `extra` variables; waits until `/health` answers (at most 30 s).
     pub async fn start(dir: &Path, extra: &[(&str, &str)]) -> ServerProcess {
-        let port = saml_idp::free_port();
+        start_on(dir, saml_idp::free_port(), extra).await
+    }
+
+    /// [`start`] on a port chosen beforehand (e.g. the one a public URL names).
+    pub async fn start_on(dir: &Path, port: u16, extra: &[(&str, &str)]) -> ServerProcess {
         let mut env = base_env(dir, port, "http");
         env.insert("STS_LOG".into(), "info".into());
         for (k, v) in extra {
@@ -990,10 +1035,14 @@ pub mod process {
 
     /// Create the administrator `root` with [`admin::PASSWORD`] in `dir` by the CLI.
     pub async fn create_admin(dir: &Path) {
-        let env = base_env(dir, 0, "http");
+        create_admin_with(dir, &base_env(dir, 0, "http")).await
+    }
+
+    /// [`create_admin`] with the environment of a server (its database and master key).
+    pub async fn create_admin_with(dir: &Path, env: &BTreeMap<String, String>) {
         run_cli(
             dir,
-            &env,
+            env,
             &[
                 "admin",
                 "create",
@@ -1046,4 +1095,14 @@ pub mod process {
     }
 }
 pub mod architecture;
+pub mod postgres;
+
+/// A pool on the database of the app in `dir` (SQLite or, with `STS_TEST_DATABASE=postgres`,
+/// PostgreSQL), for what a test inspects directly.
+pub async fn open_db(dir: &Path) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(&postgres::database_url_for(dir))
+        .await
+        .expect("open test database")
+}
 pub mod saml_idp2;

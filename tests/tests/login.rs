@@ -165,12 +165,7 @@ async fn oidc_login_ends_on_me_with_mapped_roles_and_a_verifiable_token() {
     assert_eq!(app.session_count().await, 1);
 
     // The last login through the provider is recorded: raw claims, values at the role claim, roles.
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}/data/sts.db",
-        app.dir.path().display()
-    ))
-    .await
-    .unwrap();
+    let db = sts_tests::open_db(app.dir.path()).await;
     let (outcome, claims, external, roles): (String, String, String, String) =
         sqlx::query_as("SELECT outcome, claims, external_values, roles FROM provider_last_logins WHERE provider_id = 'corp'")
             .fetch_one(&db)

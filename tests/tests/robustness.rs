@@ -142,8 +142,7 @@ async fn kill_during_concurrent_admin_writes_leaves_no_half_saved_object() {
 
 async fn check_atomic(dir: &std::path::Path) {
     use sqlx::Row;
-    let url = format!("sqlite://{}/data/sts.db", dir.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let pool = sts_tests::open_db(dir).await;
     let apps =
         sqlx::query("SELECT client_id, secret_hash FROM oauth_clients WHERE managed_by = 'admin'")
             .fetch_all(&pool)

@@ -152,7 +152,14 @@ pub async fn login(
         .map(|ip| ip.to_string())
         .unwrap_or_default();
     let now = b.now();
-    if let Err(wait) = limiter.attempt(&username, &ip, now) {
+    let counted = match b
+        .record_sign_in_attempt(RateLimiter::limits(&username, &ip), now)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return internal(e),
+    };
+    if let Err(wait) = counted {
         tracing::warn!(account = ?username, ip = %ip, "admin sign-in refused: too many attempts");
         return login_page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -198,7 +205,10 @@ pub async fn login(
             &username,
         );
     }
-    limiter.succeeded(&username);
+    let (forget, give_back) = RateLimiter::success_keys(&username);
+    if let Err(e) = b.sign_in_succeeded(forget, give_back).await {
+        return internal(e);
+    }
     // A new session id at every sign-in; the previous one (if any) ends.
     if let Some(old) = req.cookie(SESSION_COOKIE) {
         let _ = b.delete_admin_session(&auth::hash(old.value()), None).await;

@@ -90,6 +90,26 @@ impl admin_ui::backend::ConsoleAdmin for Backend {
         Box::pin(async move { self.log(&actor, &action, target.as_deref(), details).await })
     }
 
+    fn record_sign_in_attempt(
+        &self,
+        limits: Vec<admin_ui::backend::AttemptLimit>,
+        now: i64,
+    ) -> BoxFut<'_, Result<(), i64>> {
+        Box::pin(async move {
+            store::attempts::record(&self.pool, &limits, now)
+                .await
+                .map_err(db)
+        })
+    }
+
+    fn sign_in_succeeded(&self, forget: String, give_back: String) -> BoxFut<'_, ()> {
+        Box::pin(async move {
+            store::attempts::succeeded(&self.pool, &forget, &give_back)
+                .await
+                .map_err(db)
+        })
+    }
+
     fn dashboard(&self) -> BoxFut<'_, Dashboard> {
         Box::pin(async move {
             let now = self.clock.now();

@@ -7,6 +7,7 @@ mod applications;
 mod console;
 mod keys;
 mod providers;
+mod replicas;
 mod sessions;
 mod transfer;
 
@@ -75,7 +76,7 @@ impl Backend {
     /// An audit entry inside the transaction of the change it records (both commit or neither).
     async fn log_in(
         &self,
-        conn: impl sqlx::SqliteExecutor<'_>,
+        conn: impl sqlx::AnyExecutor<'_>,
         actor: &str,
         action: &str,
         target: Option<&str>,

@@ -51,6 +51,25 @@ pub enum Command {
         #[arg(long)]
         with_secrets: bool,
     },
+    /// Copy a whole installation into an empty database (SQLite → PostgreSQL and back): every table in
+    /// one transaction on the target, then the row counts compared and every sealed key opened under the
+    /// master key; nothing is written to the target unless all of it holds. URLs as in database.url;
+    /// `env:NAME` reads one from an environment variable (keeps a password out of the process list).
+    Migrate {
+        /// The installation to copy (read in one consistent snapshot; a running server may go on).
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The empty database to copy into (created for SQLite; for PostgreSQL the database must exist).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
+    /// A consistent copy of the SQLite database, made while the server runs (VACUUM INTO): a new file,
+    /// mode 0600. For PostgreSQL use pg_dump.
+    Backup {
+        /// The file to write (must not exist).
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+    },
     /// Read a document written by `sts export`: everything is validated first, then applied in one
     /// transaction (applications are replaced or added). A running server picks the changes up within
     /// keys.reload_interval_seconds.

@@ -19,6 +19,8 @@ use crate::tokens::{TokenIssuer, TokenKind, TokenRequest};
 mod args;
 pub use args::*;
 
+mod migrate;
+
 /// Entry point for the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -139,6 +141,17 @@ async fn run(command: Command, config: Config, declared: Declared) -> anyhow::Re
                 &serde_json::json!({"with_secrets": with_secrets}),
             )
             .await?;
+            Ok(())
+        }
+        Command::Migrate { from, to } => migrate::migrate(&config, &from, &to).await,
+        Command::Backup { out } => {
+            let pool = store::connect_existing(&config).await?;
+            store::copy::backup_sqlite(&pool, &out).await?;
+            eprintln!(
+                "backed up {} to {}",
+                config.locations().database,
+                out.display()
+            );
             Ok(())
         }
         Command::Import { file } => {

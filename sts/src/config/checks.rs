@@ -102,20 +102,7 @@ impl Config {
         };
 
         let database_url = raw.database.url.trim().to_string();
-        if !database_url.starts_with("sqlite:") && database_url.contains("://") {
-            return Err(invalid(
-                "database.url",
-                format!(
-                    "`{database_url}`: only SQLite (`sqlite://PATH` or a file path) is supported by this build"
-                ),
-            ));
-        }
-        if database_url.is_empty() || database_url == "sqlite://" {
-            return Err(invalid(
-                "database.url",
-                "must not be empty (env STS_DATABASE_URL)",
-            ));
-        }
+        super::database::check_url(&database_url)?;
         let max_conn = positive(
             "database.max_connections",
             raw.database.max_connections,

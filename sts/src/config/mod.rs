@@ -92,6 +92,8 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 mod checks;
+mod database;
+pub use database::{Engine, redact_url};
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -319,9 +321,27 @@ impl Config {
         format!("{}/sso/jwks.json", self.public_url)
     }
 
+    /// This configuration on another database (`sts migrate --from/--to`); the URL is checked like
+    /// `database.url`.
+    pub fn with_database_url(&self, url: &str) -> Result<Config, ConfigError> {
+        let url = url.trim();
+        database::check_url(url)?;
+        let mut c = self.clone();
+        c.database_url = url.to_string();
+        Ok(c)
+    }
+
+    /// Which storage engine `database.url` chooses (`postgres://` or `postgresql://`: PostgreSQL).
+    pub fn database_engine(&self) -> Engine {
+        Engine::of_url(&self.database_url)
+    }
+
     /// The SQLite file `database.url` names (as configured, relative to the working directory), or
-    /// `None` for an in-memory database.
+    /// `None` for an in-memory database or PostgreSQL.
     pub fn database_file(&self) -> Option<PathBuf> {
+        if self.database_engine() != Engine::Sqlite {
+            return None;
+        }
         let path = self.database_path();
         if path.starts_with(":memory:") || path.contains("mode=memory") {
             return None;
@@ -352,10 +372,11 @@ impl Config {
                 .as_deref()
                 .map(absolute)
                 .unwrap_or_else(|| "none".to_string()),
-            database: self
-                .database_file()
-                .map(|f| absolute(&f))
-                .unwrap_or_else(|| "in memory".to_string()),
+            database: match (self.database_engine(), self.database_file()) {
+                (Engine::Postgres, _) => redact_url(&self.database_url),
+                (_, Some(f)) => absolute(&f),
+                (_, None) => "in memory".to_string(),
+            },
             master_key: match &self.master_key {
                 MasterKeySource::File(p) => absolute(p),
                 MasterKeySource::Inline(_) => "STS_MASTER_KEY (environment)".to_string(),

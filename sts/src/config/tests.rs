@@ -76,7 +76,11 @@ fn invalid_values_are_named() {
         (&[("STS_TOKEN_LIFETIME", "0")], "tokens.lifetime_seconds"),
         (&[("STS_TOKEN_LIFETIME", "7200")], "tokens.lifetime_seconds"),
         (&[("STS_LOG_FORMAT", "xml")], "log.format"),
-        (&[("STS_DATABASE_URL", "postgres://db/sts")], "database.url"),
+        (&[("STS_DATABASE_URL", "mysql://db/sts")], "database.url"),
+        (
+            &[("STS_DATABASE_URL", "postgres://db-without-database")],
+            "database.url",
+        ),
         (&[("STS_TLS_CERT_FILE", "c.pem")], "server.tls.key_file"),
         (&[("STS_LISTEN", "0.0.0.0:19090")], "server.public_url"),
     ];

@@ -321,6 +321,22 @@ impl KeyService {
         Ok((fp, rows))
     }
 
+    /// Whether a stored signing key opens under this master key and is a usable RSA key (`sts migrate`
+    /// checks every copied key this way).
+    pub fn check_signing_key(&self, kid: &str, sealed: &str) -> Result<(), KeyError> {
+        let pkcs8 = self
+            .master
+            .open(sealed, &aad(kid))
+            .map_err(|_| KeyError::Unseal {
+                kid: kid.to_string(),
+            })?;
+        KeyPair::from_pkcs8(&pkcs8).map_err(|e| KeyError::Corrupt {
+            kid: kid.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    }
+
     /// Build a snapshot: the active key unsealed into aws-lc-rs, and the JWKS document.
     pub async fn snapshot(&self, jwks_max_age: u64) -> Result<Snapshot, KeyError> {
         let (fingerprint, rows) = self.fingerprint().await?;

@@ -59,6 +59,39 @@ pub fn settings_from_source(
         })
 }
 
+/// Why a stored console provider is left out (logged; the server keeps running without it).
+#[derive(Debug, thiserror::Error)]
+pub enum StoredRefused {
+    #[error("its client secret cannot be opened under the master key")]
+    Secret,
+    #[error("it no longer validates: {0}")]
+    Invalid(#[from] Refused),
+}
+
+/// A console provider as stored (the settings as entered, the sealed secret, enabled) made into its
+/// settings: the secret opened under the master key, the settings validated again. Used at start-up and
+/// when another replica's change is picked up.
+pub fn stored_settings(
+    keys: &crate::keys::KeyService,
+    id: &str,
+    source: &str,
+    sealed: Option<&str>,
+    enabled: bool,
+) -> Result<ProviderSettings, StoredRefused> {
+    let secret = match sealed {
+        Some(s) => Some(
+            keys.open_sealed(s, &secret_aad(id))
+                .ok()
+                .and_then(|b| String::from_utf8(b.to_vec()).ok())
+                .ok_or(StoredRefused::Secret)?,
+        ),
+        None => None,
+    };
+    let mut settings = settings_from_source(source, secret.as_deref())?;
+    settings.enabled = enabled;
+    Ok(settings)
+}
+
 /// The AAD that binds a sealed client secret to its provider.
 pub fn secret_aad(id: &str) -> String {
     format!("provider-secret:{id}")

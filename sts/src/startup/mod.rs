@@ -172,7 +172,7 @@ impl Application {
             }
         }
 
-        let admin: Arc<dyn admin_ui::AdminBackend> = Arc::new(crate::admin::Backend {
+        let backend = Arc::new(crate::admin::Backend {
             pool: pool.clone(),
             keys: service.clone(),
             ring: keys.clone(),
@@ -187,6 +187,14 @@ impl Application {
             provider_changes: tokio::sync::Mutex::new(()),
             session_idle: config.session_idle_timeout as i64,
         });
+        // Console providers changed through another replica (shared database) are picked up on the
+        // same interval as keys and applications.
+        tasks.push(
+            backend
+                .clone()
+                .spawn_console_sync(config.key_reload_interval),
+        );
+        let admin: Arc<dyn admin_ui::AdminBackend> = backend;
         let limiter = Arc::new(admin_ui::auth::RateLimiter::default());
         let port = listener.local_addr()?.port();
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -347,29 +355,18 @@ async fn load_console_providers(
             tracing::warn!(provider = %id, "a console provider has the id of a configured one: the configuration file wins");
             continue;
         }
-        let secret = match sealed {
-            Some(s) => match keys
-                .open_sealed(&s, &crate::providers::managed::secret_aad(&id))
-                .ok()
-                .and_then(|b| String::from_utf8(b.to_vec()).ok())
-            {
-                Some(secret) => Some(secret),
-                None => {
-                    tracing::error!(provider = %id, "the client secret of a console provider cannot be opened; provider left out");
-                    continue;
-                }
-            },
-            None => None,
-        };
-        match crate::providers::managed::settings_from_source(&source, secret.as_deref()) {
-            Ok(mut s) => {
-                s.enabled = enabled;
+        match crate::providers::managed::stored_settings(
+            keys,
+            &id,
+            &source,
+            sealed.as_deref(),
+            enabled,
+        ) {
+            Ok(s) => {
                 tracing::info!(provider = %id, kind = s.kind.type_name(), enabled, "identity provider from the admin console");
                 out.push(s);
             }
-            Err(e) => {
-                tracing::error!(provider = %id, error = %e, "console provider no longer valid; left out")
-            }
+            Err(e) => tracing::error!(provider = %id, error = %e, "console provider left out"),
         }
     }
     Ok(out)

@@ -10,7 +10,7 @@ pub async fn admin_password_hash(
     username: &str,
 ) -> Result<Option<String>, sqlx::Error> {
     Ok(sqlx::query_scalar::<_, Option<String>>(
-        "SELECT password_hash FROM admin_users WHERE username = ?",
+        "SELECT password_hash FROM admin_users WHERE username = $1",
     )
     .bind(username)
     .fetch_optional(pool)
@@ -21,23 +21,25 @@ pub async fn admin_password_hash(
 /// Create an administrator, or (with `replace`) set the password of an existing one. Returns false when
 /// the administrator exists and `replace` is false, or does not exist and `replace` is true.
 pub async fn upsert_admin(
-    pool: &mut sqlx::SqliteConnection,
+    pool: &mut sqlx::AnyConnection,
     username: &str,
     password_hash: &str,
     now: i64,
     replace: bool,
 ) -> Result<bool, sqlx::Error> {
     let n = if replace {
-        sqlx::query("UPDATE admin_users SET password_hash = ?, updated_at = ? WHERE username = ?")
-            .bind(password_hash)
-            .bind(now)
-            .bind(username)
-            .execute(&mut *pool)
-            .await?
-            .rows_affected()
+        sqlx::query(
+            "UPDATE admin_users SET password_hash = $1, updated_at = $2 WHERE username = $3",
+        )
+        .bind(password_hash)
+        .bind(now)
+        .bind(username)
+        .execute(&mut *pool)
+        .await?
+        .rows_affected()
     } else {
         sqlx::query(
-            "INSERT INTO admin_users (username, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO admin_users (username, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (username) DO NOTHING",
         )
         .bind(username)
@@ -50,7 +52,7 @@ pub async fn upsert_admin(
     };
     if replace {
         // A new password ends the administrator's sessions.
-        sqlx::query("DELETE FROM admin_sessions WHERE username = ?")
+        sqlx::query("DELETE FROM admin_sessions WHERE username = $1")
             .bind(username)
             .execute(&mut *pool)
             .await?;
@@ -59,12 +61,12 @@ pub async fn upsert_admin(
 }
 
 pub async fn insert_session(
-    pool: impl sqlx::SqliteExecutor<'_>,
+    pool: impl sqlx::AnyExecutor<'_>,
     s: &admin_ui::backend::NewAdminSession,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO admin_sessions (id_hash, username, via, csrf, sso_sid, created_at, idle_expires_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&s.id_hash)
     .bind(&s.username)
@@ -89,10 +91,10 @@ pub async fn touch_session(
     // A session from single sign-on lives only while its SSO session does; console activity is user
     // activity, so it keeps the SSO session's idle deadline moving too.
     let row: Option<(String, String, Option<String>)> = sqlx::query_as(
-        "UPDATE admin_sessions SET idle_expires_at = CASE WHEN ? < expires_at THEN ? ELSE expires_at END \
-         WHERE id_hash = ? AND idle_expires_at > ? AND expires_at > ? \
+        "UPDATE admin_sessions SET idle_expires_at = CASE WHEN $1 < expires_at THEN $2 ELSE expires_at END \
+         WHERE id_hash = $3 AND idle_expires_at > $4 AND expires_at > $5 \
          AND (sso_sid IS NULL OR EXISTS (SELECT 1 FROM sso_sessions s WHERE s.sid = admin_sessions.sso_sid \
-              AND s.idle_expires_at > ? AND s.expires_at > ?)) \
+              AND s.idle_expires_at > $6 AND s.expires_at > $7)) \
          RETURNING username, csrf, sso_sid",
     )
     .bind(idle_until)
@@ -106,7 +108,7 @@ pub async fn touch_session(
     .await?;
     if let Some((_, _, Some(sid))) = &row {
         sqlx::query(
-            "UPDATE sso_sessions SET idle_expires_at = CASE WHEN ? < expires_at THEN ? ELSE expires_at END WHERE sid = ?",
+            "UPDATE sso_sessions SET idle_expires_at = CASE WHEN $1 < expires_at THEN $2 ELSE expires_at END WHERE sid = $3",
         )
         .bind(idle_until)
         .bind(idle_until)
@@ -118,10 +120,10 @@ pub async fn touch_session(
 }
 
 pub async fn delete_session(
-    pool: impl sqlx::SqliteExecutor<'_>,
+    pool: impl sqlx::AnyExecutor<'_>,
     id_hash: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM admin_sessions WHERE id_hash = ?")
+    sqlx::query("DELETE FROM admin_sessions WHERE id_hash = $1")
         .bind(id_hash)
         .execute(pool)
         .await?;
@@ -130,7 +132,7 @@ pub async fn delete_session(
 
 pub async fn purge_expired(pool: &Pool, now: i64) -> Result<u64, sqlx::Error> {
     Ok(
-        sqlx::query("DELETE FROM admin_sessions WHERE expires_at <= ? OR idle_expires_at <= ?")
+        sqlx::query("DELETE FROM admin_sessions WHERE expires_at <= $1 OR idle_expires_at <= $2")
             .bind(now)
             .bind(now)
             .execute(pool)
@@ -142,7 +144,7 @@ pub async fn purge_expired(pool: &Pool, now: i64) -> Result<u64, sqlx::Error> {
 /// One audit entry (`seq` the next number, in the same statement). Pass the transaction of the change it
 /// records, so both commit together.
 pub async fn audit(
-    db: impl sqlx::SqliteExecutor<'_>,
+    db: impl sqlx::AnyExecutor<'_>,
     at: i64,
     actor: &str,
     action: &str,
@@ -151,7 +153,7 @@ pub async fn audit(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO audit_log (id, seq, at, actor, action, target, details) \
-         SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ? FROM audit_log",
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6 FROM audit_log",
     )
     .bind(uuid::Uuid::new_v4().simple().to_string())
     .bind(at)
@@ -178,7 +180,7 @@ pub async fn audit_log(
     .fetch_one(pool)
     .await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{UNION} ORDER BY at DESC, seq DESC LIMIT ? OFFSET ?"
+        "{UNION} ORDER BY at DESC, seq DESC LIMIT $1 OFFSET $2"
     )))
     .bind(limit)
     .bind(offset)
@@ -200,7 +202,7 @@ pub async fn audit_log(
 }
 
 pub async fn insert_api_token(
-    pool: impl sqlx::SqliteExecutor<'_>,
+    pool: impl sqlx::AnyExecutor<'_>,
     id: &str,
     name: &str,
     token_hash: &str,
@@ -208,7 +210,7 @@ pub async fn insert_api_token(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO admin_api_tokens (id, name, token_hash, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO admin_api_tokens (id, name, token_hash, created_by, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(id)
     .bind(name)
@@ -227,7 +229,7 @@ pub async fn use_api_token(
     now: i64,
 ) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE admin_api_tokens SET last_used_at = ? WHERE token_hash = ? AND revoked_at IS NULL RETURNING name",
+        "UPDATE admin_api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL RETURNING name",
     )
     .bind(now)
     .bind(token_hash)
@@ -256,12 +258,12 @@ pub async fn api_tokens(pool: &Pool) -> Result<Vec<admin_ui::backend::ApiTokenIn
 
 /// (name) of the token revoked now; None when unknown or already revoked.
 pub async fn revoke_api_token(
-    pool: impl sqlx::SqliteExecutor<'_>,
+    pool: impl sqlx::AnyExecutor<'_>,
     id: &str,
     now: i64,
 ) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE admin_api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING name",
+        "UPDATE admin_api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING name",
     )
     .bind(now)
     .bind(id)
@@ -276,7 +278,7 @@ pub async fn sso_sessions(
 ) -> Result<Vec<admin_ui::backend::SsoSessionInfo>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT sid, subject, provider_id, identity, created_at, expires_at FROM sso_sessions \
-         WHERE sid IS NOT NULL AND idle_expires_at > ? AND expires_at > ? ORDER BY created_at DESC LIMIT 1000",
+         WHERE sid IS NOT NULL AND idle_expires_at > $1 AND expires_at > $2 ORDER BY created_at DESC LIMIT 1000",
     )
     .bind(now)
     .bind(now)
@@ -307,10 +309,10 @@ pub async fn sso_sessions(
 
 /// End the session with this `sid`; false when there is none.
 pub async fn delete_sso_session(
-    pool: impl sqlx::SqliteExecutor<'_>,
+    pool: impl sqlx::AnyExecutor<'_>,
     sid: &str,
 ) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM sso_sessions WHERE sid = ?")
+    Ok(sqlx::query("DELETE FROM sso_sessions WHERE sid = $1")
         .bind(sid)
         .execute(pool)
         .await?
@@ -323,7 +325,7 @@ pub async fn counts(pool: &Pool, now: i64) -> Result<(i64, i64, i64), sqlx::Erro
     sqlx::query_as(
         "SELECT (SELECT COUNT(*) FROM identity_providers WHERE enabled = 1), \
                 (SELECT COUNT(*) FROM oauth_clients WHERE enabled = 1), \
-                (SELECT COUNT(*) FROM sso_sessions WHERE idle_expires_at > ? AND expires_at > ?)",
+                (SELECT COUNT(*) FROM sso_sessions WHERE idle_expires_at > $1 AND expires_at > $2)",
     )
     .bind(now)
     .bind(now)
@@ -342,14 +344,14 @@ pub async fn recent_logins(
 }
 
 pub async fn insert_client(
-    pool: impl sqlx::SqliteExecutor<'_>,
+    pool: impl sqlx::AnyExecutor<'_>,
     client_id: &str,
     settings: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query(
         "INSERT INTO oauth_clients (client_id, settings, managed_by, enabled, created_at, updated_at) \
-         VALUES (?, ?, 'admin', 1, ?, ?) ON CONFLICT (client_id) DO NOTHING",
+         VALUES ($1, $2, 'admin', 1, $3, $4) ON CONFLICT (client_id) DO NOTHING",
     )
     .bind(client_id)
     .bind(settings)
@@ -363,13 +365,13 @@ pub async fn insert_client(
 
 /// Enable or disable an admin-managed client; false when there is no such admin-managed client.
 pub async fn set_client_enabled(
-    pool: impl sqlx::SqliteExecutor<'_>,
+    pool: impl sqlx::AnyExecutor<'_>,
     client_id: &str,
     enabled: bool,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query(
-        "UPDATE oauth_clients SET enabled = ?, updated_at = ? WHERE client_id = ? AND managed_by = 'admin'",
+        "UPDATE oauth_clients SET enabled = $1, updated_at = $2 WHERE client_id = $3 AND managed_by = 'admin'",
     )
     .bind(i64::from(enabled))
     .bind(now)
@@ -401,7 +403,7 @@ pub async fn admin_provider_secret(
     id: &str,
 ) -> Result<Option<Option<String>>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT secret_sealed FROM identity_providers WHERE id = ? AND managed_by = 'admin'",
+        "SELECT secret_sealed FROM identity_providers WHERE id = $1 AND managed_by = 'admin'",
     )
     .bind(id)
     .fetch_optional(pool)
@@ -422,14 +424,14 @@ pub struct SavedProvider<'a> {
 /// Create (`create`) or update a console provider. False when creating an id that exists, or updating one
 /// that is not a console provider.
 pub async fn save_admin_provider(
-    pool: impl sqlx::SqliteExecutor<'_>,
+    pool: impl sqlx::AnyExecutor<'_>,
     p: &SavedProvider<'_>,
     create: bool,
 ) -> Result<bool, sqlx::Error> {
     let n = if create {
         sqlx::query(
             "INSERT INTO identity_providers (id, kind, display_name, enabled, settings, managed_by, source, secret_sealed, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, 'admin', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, 'admin', $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
         )
         .bind(p.id)
         .bind(p.kind)
@@ -445,8 +447,8 @@ pub async fn save_admin_provider(
         .rows_affected()
     } else {
         sqlx::query(
-            "UPDATE identity_providers SET kind = ?, display_name = ?, settings = ?, source = ?, secret_sealed = ?, updated_at = ? \
-             WHERE id = ? AND managed_by = 'admin'",
+            "UPDATE identity_providers SET kind = $1, display_name = $2, settings = $3, source = $4, secret_sealed = $5, updated_at = $6 \
+             WHERE id = $7 AND managed_by = 'admin'",
         )
         .bind(p.kind)
         .bind(p.display_name)
@@ -464,13 +466,13 @@ pub async fn save_admin_provider(
 
 /// Enable or disable a console provider; false when there is none with this id.
 pub async fn set_provider_enabled(
-    pool: impl sqlx::SqliteExecutor<'_>,
+    pool: impl sqlx::AnyExecutor<'_>,
     id: &str,
     enabled: bool,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query(
-        "UPDATE identity_providers SET enabled = ?, updated_at = ? WHERE id = ? AND managed_by = 'admin'",
+        "UPDATE identity_providers SET enabled = $1, updated_at = $2 WHERE id = $3 AND managed_by = 'admin'",
     )
     .bind(i64::from(enabled))
     .bind(now)
@@ -487,7 +489,7 @@ pub async fn last_login(
     id: &str,
 ) -> Result<Option<(Option<String>, String, i64, String, String, String)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT subject, outcome, at, claims, external_values, roles FROM provider_last_logins WHERE provider_id = ?",
+        "SELECT subject, outcome, at, claims, external_values, roles FROM provider_last_logins WHERE provider_id = $1",
     )
     .bind(id)
     .fetch_optional(pool)
@@ -496,13 +498,13 @@ pub async fn last_login(
 
 /// Replace an admin-managed client's settings; false when there is no such admin-managed client.
 pub async fn update_client(
-    pool: impl sqlx::SqliteExecutor<'_>,
+    pool: impl sqlx::AnyExecutor<'_>,
     client_id: &str,
     settings: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query(
-        "UPDATE oauth_clients SET settings = ?, updated_at = ? WHERE client_id = ? AND managed_by = 'admin'",
+        "UPDATE oauth_clients SET settings = $1, updated_at = $2 WHERE client_id = $3 AND managed_by = 'admin'",
     )
     .bind(settings)
     .bind(now)

@@ -19,7 +19,7 @@ pub struct KeyRow {
     pub retired_at: Option<i64>,
 }
 
-fn row(r: &sqlx::sqlite::SqliteRow) -> KeyRow {
+fn row(r: &sqlx::any::AnyRow) -> KeyRow {
     KeyRow {
         kid: r.get("kid"),
         alg: r.get("alg"),
@@ -78,7 +78,7 @@ pub async fn has_active(pool: &Pool) -> Result<bool, sqlx::Error> {
 /// Keys that belong in the JWKS at `now`: the active one and published ones not yet past `publish_until`.
 pub async fn visible(pool: &Pool, now: i64) -> Result<Vec<KeyRow>, sqlx::Error> {
     let q = "SELECT kid, alg, source, state, public_jwk, master_key_id, created_at, deactivated_at, publish_until, retired_at \
-             FROM signing_keys WHERE state = 'active' OR (state = 'published' AND publish_until > ?) \
+             FROM signing_keys WHERE state = 'active' OR (state = 'published' AND publish_until > $1) \
              ORDER BY CASE state WHEN 'active' THEN 0 ELSE 1 END, created_at DESC, kid";
     Ok(sqlx::query(q)
         .bind(now)
@@ -103,7 +103,7 @@ pub async fn insert_first_active(
     k: &NewKey<'_>,
     actor: &str,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::store::begin_write(pool).await?;
     let res = insert_active(&mut tx, k).await;
     match res {
         Ok(()) => {
@@ -129,7 +129,7 @@ pub async fn rotate_to(
 ) -> Result<Option<String>, sqlx::Error> {
     let mut tx = crate::store::begin_write(pool).await?;
     let previous: Option<String> = sqlx::query_scalar(
-        "UPDATE signing_keys SET state = 'published', deactivated_at = ?, publish_until = ? \
+        "UPDATE signing_keys SET state = 'published', deactivated_at = $1, publish_until = $2 \
          WHERE state = 'active' RETURNING kid",
     )
     .bind(k.now)
@@ -173,10 +173,10 @@ pub async fn rotate_to(
     Ok(previous)
 }
 
-async fn insert_active(tx: &mut sqlx::SqliteConnection, k: &NewKey<'_>) -> Result<(), sqlx::Error> {
+async fn insert_active(tx: &mut sqlx::AnyConnection, k: &NewKey<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO signing_keys (kid, alg, source, state, public_jwk, private_key_sealed, master_key_id, created_at) \
-         VALUES (?, ?, ?, 'active', ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, 'active', $4, $5, $6, $7)",
     )
     .bind(k.kid)
     .bind(k.alg)
@@ -196,10 +196,10 @@ pub async fn retire_expired(
     now: i64,
     actor: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::store::begin_write(pool).await?;
     let kids: Vec<String> = sqlx::query_scalar(
-        "UPDATE signing_keys SET state = 'retired', retired_at = ? \
-         WHERE state = 'published' AND publish_until <= ? RETURNING kid",
+        "UPDATE signing_keys SET state = 'retired', retired_at = $1 \
+         WHERE state = 'published' AND publish_until <= $2 RETURNING kid",
     )
     .bind(now)
     .bind(now)
@@ -213,7 +213,7 @@ pub async fn retire_expired(
 }
 
 async fn event(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     at: i64,
     actor: &str,
     action: &str,
@@ -221,7 +221,7 @@ async fn event(
     detail: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO key_events (id, at, actor, action, kid, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO key_events (id, at, actor, action, kid, detail) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(uuid::Uuid::new_v4().to_string())
     .bind(at)

@@ -11,11 +11,11 @@ pub async fn sync_config_providers(
     rows: &[(String, String, String, bool, String)],
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::store::begin_write(pool).await?;
     for (id, kind, name, enabled, settings) in rows {
         sqlx::query(
             "INSERT INTO identity_providers (id, kind, display_name, enabled, settings, managed_by, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, 'config', ?, ?) \
+             VALUES ($1, $2, $3, $4, $5, 'config', $6, $7) \
              ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, display_name = excluded.display_name, \
              enabled = excluded.enabled, settings = excluded.settings, managed_by = 'config', updated_at = excluded.updated_at",
         )
@@ -35,7 +35,7 @@ pub async fn sync_config_providers(
     .fetch_all(&mut *tx)
     .await?;
     for id in ids.iter().filter(|id| !rows.iter().any(|r| &r.0 == *id)) {
-        sqlx::query("UPDATE identity_providers SET enabled = 0, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE identity_providers SET enabled = 0, updated_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
@@ -59,7 +59,7 @@ pub struct NewFlow<'a> {
 pub async fn insert_flow(pool: &Pool, f: &NewFlow<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO login_flows (state_hash, browser_hash, provider_id, kind, secrets, return_to, created_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(f.state_hash)
     .bind(f.browser_hash)
@@ -86,7 +86,7 @@ pub struct Flow {
 /// Delete and return the flow for `state_hash`: whoever deletes it first owns it, so it is single-use.
 pub async fn consume_flow(pool: &Pool, state_hash: &str) -> Result<Option<Flow>, sqlx::Error> {
     let row = sqlx::query(
-        "DELETE FROM login_flows WHERE state_hash = ? \
+        "DELETE FROM login_flows WHERE state_hash = $1 \
          RETURNING browser_hash, provider_id, kind, secrets, return_to, expires_at",
     )
     .bind(state_hash)
@@ -120,7 +120,7 @@ pub struct NewSession<'a> {
 pub async fn insert_session(pool: &Pool, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO sso_sessions (id_hash, subject, provider_id, identity, roles, sid, acr, amr, auth_time, created_at, last_seen_at, idle_expires_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(s.id_hash)
     .bind(s.subject)
@@ -161,8 +161,8 @@ pub async fn touch_session(
     new_idle: i64,
 ) -> Result<Option<Session>, sqlx::Error> {
     let row = sqlx::query(
-        "UPDATE sso_sessions SET last_seen_at = ?, idle_expires_at = CASE WHEN ? < expires_at THEN ? ELSE expires_at END \
-         WHERE id_hash = ? AND idle_expires_at > ? AND expires_at > ? \
+        "UPDATE sso_sessions SET last_seen_at = $1, idle_expires_at = CASE WHEN $2 < expires_at THEN $3 ELSE expires_at END \
+         WHERE id_hash = $4 AND idle_expires_at > $5 AND expires_at > $6 \
          RETURNING subject, provider_id, identity, roles, sid, acr, amr, auth_time, created_at, expires_at",
     )
     .bind(now)
@@ -197,7 +197,7 @@ pub struct Ended {
 /// End a session.
 pub async fn delete_session(pool: &Pool, id_hash: &str) -> Result<Option<Ended>, sqlx::Error> {
     let row: Option<(Option<String>, String, String)> = sqlx::query_as(
-        "DELETE FROM sso_sessions WHERE id_hash = ? RETURNING sid, provider_id, subject",
+        "DELETE FROM sso_sessions WHERE id_hash = $1 RETURNING sid, provider_id, subject",
     )
     .bind(id_hash)
     .fetch_optional(pool)
@@ -211,16 +211,16 @@ pub async fn delete_session(pool: &Pool, id_hash: &str) -> Result<Option<Ended>,
 
 /// Remove expired flows and sessions.
 pub async fn purge_expired(pool: &Pool, now: i64) -> Result<u64, sqlx::Error> {
-    let a = sqlx::query("DELETE FROM login_flows WHERE expires_at <= ?")
+    let a = sqlx::query("DELETE FROM login_flows WHERE expires_at <= $1")
         .bind(now)
         .execute(pool)
         .await?
         .rows_affected();
-    sqlx::query("DELETE FROM login_events WHERE at <= ?")
+    sqlx::query("DELETE FROM login_events WHERE at <= $1")
         .bind(now - 7 * 86_400)
         .execute(pool)
         .await?;
-    let b = sqlx::query("DELETE FROM sso_sessions WHERE expires_at <= ? OR idle_expires_at <= ?")
+    let b = sqlx::query("DELETE FROM sso_sessions WHERE expires_at <= $1 OR idle_expires_at <= $2")
         .bind(now)
         .bind(now)
         .execute(pool)
@@ -242,7 +242,7 @@ pub struct LastLogin<'a> {
 pub async fn record_last_login(pool: &Pool, l: &LastLogin<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO provider_last_logins (provider_id, subject, outcome, at, claims, external_values, roles) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (provider_id) DO UPDATE SET subject = excluded.subject, outcome = excluded.outcome, at = excluded.at, \
          claims = excluded.claims, external_values = excluded.external_values, roles = excluded.roles",
     )
@@ -267,7 +267,7 @@ pub async fn record_login_event(
     outcome: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO login_events (id, at, provider_id, subject, outcome) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO login_events (id, at, provider_id, subject, outcome) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(uuid::Uuid::new_v4().simple().to_string())
     .bind(at)
@@ -285,7 +285,7 @@ pub async fn recent_login_events(
     limit: i64,
 ) -> Result<Vec<(String, Option<String>, String, i64)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT COALESCE(provider_id, '-'), subject, outcome, at FROM login_events ORDER BY at DESC, id LIMIT ?",
+        "SELECT COALESCE(provider_id, '-'), subject, outcome, at FROM login_events ORDER BY at DESC, id LIMIT $1",
     )
     .bind(limit)
     .fetch_all(pool)

@@ -1,7 +1,10 @@
-//! Persistence: the SQLite pool (WAL, foreign keys, busy timeout) and embedded migrations.
-//! One file per aggregate; SQL is kept portable so PostgreSQL can follow.
+//! Persistence on SQLite (the embedded default: WAL, foreign keys, busy timeout) or PostgreSQL (replicas),
+//! with embedded migrations per engine (migrations/sqlite, migrations/postgres, kept in step by a test).
+//! One file per aggregate; the SQL is written once, in the subset both engines run.
 
 pub mod admin;
+pub mod attempts;
+pub mod copy;
 pub mod keys;
 pub mod login;
 pub mod oauth;
@@ -9,12 +12,13 @@ pub mod saml;
 
 use std::str::FromStr;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::any::AnyPoolOptions;
 
 use crate::config::Config;
 
-pub type Pool = SqlitePool;
+/// A pool on either engine (sqlx's Any driver): the SQL in this module is written once, in the subset
+/// both SQLite and PostgreSQL run (`$n` parameters, TEXT/BIGINT, `ON CONFLICT`, `RETURNING`).
+pub type Pool = sqlx::AnyPool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -111,12 +115,28 @@ pub async fn connect(config: &Config) -> Result<Pool, StoreError> {
 }
 
 /// For commands that only read (`export`, `keys list`, `clients list`): the database must exist; a
-/// missing file is an error that names the path looked for, not a new empty database.
+/// missing file is an error that names the path looked for, not a new empty database. (A PostgreSQL
+/// database always exists once the server answers; its migrations run as for `connect`.)
 pub async fn connect_existing(config: &Config) -> Result<Pool, StoreError> {
     open(config, false).await
 }
 
+pub use crate::config::{Engine, redact_url};
+
+/// The engine of an open pool.
+pub fn engine(pool: &Pool) -> Engine {
+    Engine::of_url(pool.connect_options().database_url.as_str())
+}
+
 async fn open(config: &Config, create: bool) -> Result<Pool, StoreError> {
+    sqlx::any::install_default_drivers();
+    match config.database_engine() {
+        Engine::Sqlite => open_sqlite(config, create).await,
+        Engine::Postgres => open_postgres(config).await,
+    }
+}
+
+async fn open_sqlite(config: &Config, create: bool) -> Result<Pool, StoreError> {
     let path = config.database_path();
     let in_memory = config.database_file().is_none();
     if !create
@@ -146,27 +166,44 @@ async fn open(config: &Config, create: bool) -> Result<Pool, StoreError> {
     }
     let file = path.split('?').next().unwrap_or(path).to_string();
     let open_err = |e: sqlx::Error| StoreError::Open(explain(&e, &file));
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
-        .map_err(open_err)?
-        .create_if_missing(create)
-        .foreign_keys(true)
-        .journal_mode(if in_memory {
-            SqliteJournalMode::Memory
-        } else {
-            SqliteJournalMode::Wal
-        })
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(config.database_busy_timeout);
-    let pool = SqlitePoolOptions::new()
+    // The Any driver takes a URL: the open mode goes in it (a later `mode` wins over one the operator
+    // wrote), the rest is set per connection below.
+    let mode = if in_memory {
+        ""
+    } else if create {
+        "mode=rwc"
+    } else {
+        "mode=rw"
+    };
+    let url = match (path.contains('?'), mode.is_empty()) {
+        (_, true) => format!("sqlite://{path}"),
+        (true, false) => format!("sqlite://{path}&{mode}"),
+        (false, false) => format!("sqlite://{path}?{mode}"),
+    };
+    let options = sqlx::any::AnyConnectOptions::from_str(&url).map_err(open_err)?;
+    let journal = if in_memory { "MEMORY" } else { "WAL" };
+    let busy_ms = config.database_busy_timeout.as_millis();
+    let pool = AnyPoolOptions::new()
         .max_connections(if in_memory {
             1
         } else {
             config.database_max_connections
         })
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = {journal}; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                )))
+                .execute(conn)
+                .await
+                .map(|_| ())
+            })
+        })
         .connect_with(options)
         .await
         .map_err(open_err)?;
-    sqlx::migrate!("../migrations")
+    sqlx::migrate!("../migrations/sqlite")
         .run(&pool)
         .await
         .map_err(|e| match e {
@@ -176,14 +213,72 @@ async fn open(config: &Config, create: bool) -> Result<Pool, StoreError> {
     Ok(pool)
 }
 
-/// A transaction for a change and its audit entry: `BEGIN IMMEDIATE` takes SQLite's write lock at the
-/// start (waiting up to the busy timeout), so a transaction that reads before it writes never fails to
-/// upgrade its lock under concurrent writers. Dropped without `commit`, it rolls back; a process killed
-/// meanwhile leaves nothing of it (SQLite's journal).
+/// PostgreSQL: replicas share it. Migrations take sqlx's advisory lock, so replicas starting together
+/// apply each one once. Errors name the server without the password.
+async fn open_postgres(config: &Config) -> Result<Pool, StoreError> {
+    let shown = redact_url(&config.database_url);
+    let open_err = |e: sqlx::Error| StoreError::Open(format!("{shown}: {}", describe(&e)));
+    let options = sqlx::any::AnyConnectOptions::from_str(&config.database_url).map_err(open_err)?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(config.database_max_connections)
+        // A database that does not answer fails a request after this, not never.
+        .acquire_timeout(
+            config
+                .database_busy_timeout
+                .max(std::time::Duration::from_secs(1)),
+        )
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // A replica frozen inside a transaction must not hold its row and advisory locks forever.
+                sqlx::raw_sql("SET idle_in_transaction_session_timeout = '60s'")
+                    .execute(conn)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(open_err)?;
+    sqlx::migrate!("../migrations/postgres")
+        .run(&pool)
+        .await
+        .map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => open_err(e),
+            other => StoreError::Open(format!("{shown}: migration failed: {other}")),
+        })?;
+    Ok(pool)
+}
+
+/// The database error's own message (not sqlx's wrapper), or the error.
+fn describe(e: &sqlx::Error) -> String {
+    e.as_database_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// Every write transaction takes this lock on PostgreSQL (see [`begin_write`]).
+const WRITE_LOCK: i64 = 0x5354_535f_7772_6974; // "STS_writ"
+
+/// A write transaction, with the same guarantee on both engines: write transactions run one at a time,
+/// so one that reads before it writes sees every committed change and none commits in between.
+/// SQLite: `BEGIN IMMEDIATE` takes the write lock at the start (waiting up to the busy timeout), so it
+/// never fails to upgrade its lock under concurrent writers. PostgreSQL: a transaction-scoped advisory
+/// lock shared by every replica ([`WRITE_LOCK`]), released at commit or rollback. Dropped without
+/// `commit`, it rolls back; a process killed meanwhile leaves nothing of it.
 pub async fn begin_write(
     pool: &Pool,
-) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    match engine(pool) {
+        Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Engine::Postgres => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+                .bind(WRITE_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            Ok(tx)
+        }
+    }
 }
 
 /// For `sts serve` at start: the database takes a write (a read-only file opens and reads fine, and a
@@ -209,11 +304,21 @@ pub const MIN_FREE_BYTES: u64 = 512 * 1024;
 /// Bytes available to this process on the filesystem holding the database file (None: in memory, or
 /// unknown).
 pub fn free_space(pool: &Pool) -> Option<u64> {
-    let options = pool.connect_options();
-    let file = options.get_filename();
-    if file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:") {
+    if engine(pool) != Engine::Sqlite {
         return None;
     }
+    let options = pool.connect_options();
+    let url = options.database_url.as_str();
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let file = std::path::Path::new(decoded.as_ref());
     let dir = match file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -231,7 +336,7 @@ pub fn free_space(pool: &Pool) -> Option<u64> {
 /// Fails on a full disk, a read-only file or filesystem, an I/O error.
 pub async fn writable(pool: &Pool, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO health_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        "INSERT INTO health_probe (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
     )
     .bind(now)
     .execute(pool)

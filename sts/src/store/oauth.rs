@@ -22,11 +22,11 @@ pub async fn sync_config_clients(
     now: i64,
     disable_missing: bool,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::store::begin_write(pool).await?;
     for (id, settings, enabled) in rows {
         sqlx::query(
             "INSERT INTO oauth_clients (client_id, settings, managed_by, enabled, created_at, updated_at) \
-             VALUES (?, ?, 'config', ?, ?, ?) \
+             VALUES ($1, $2, 'config', $3, $4, $5) \
              ON CONFLICT (client_id) DO UPDATE SET settings = excluded.settings, managed_by = 'config', \
              enabled = excluded.enabled, updated_at = excluded.updated_at",
         )
@@ -47,7 +47,7 @@ pub async fn sync_config_clients(
         .iter()
         .filter(|id| disable_missing && !rows.iter().any(|r| &r.0 == *id))
     {
-        sqlx::query("UPDATE oauth_clients SET enabled = 0, updated_at = ? WHERE client_id = ?")
+        sqlx::query("UPDATE oauth_clients SET enabled = 0, updated_at = $1 WHERE client_id = $2")
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
@@ -64,7 +64,7 @@ pub async fn client_secret(
     client_id: &str,
 ) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT secret_hash, secret_key_id FROM oauth_clients WHERE client_id = ? AND secret_hash IS NOT NULL",
+        "SELECT secret_hash, secret_key_id FROM oauth_clients WHERE client_id = $1 AND secret_hash IS NOT NULL",
     )
     .bind(client_id)
     .fetch_optional(pool)
@@ -93,14 +93,14 @@ pub async fn load_clients(pool: &Pool) -> Result<Vec<ClientRow>, sqlx::Error> {
 
 /// Store a new secret hash; false when there is no such client.
 pub async fn set_client_secret(
-    pool: impl sqlx::SqliteExecutor<'_>,
+    pool: impl sqlx::AnyExecutor<'_>,
     client_id: &str,
     hash: &str,
     key_id: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query(
-        "UPDATE oauth_clients SET secret_hash = ?, secret_key_id = ?, secret_created_at = ?, updated_at = ? WHERE client_id = ?",
+        "UPDATE oauth_clients SET secret_hash = $1, secret_key_id = $2, secret_created_at = $3, updated_at = $4 WHERE client_id = $5",
     )
     .bind(hash)
     .bind(key_id)
@@ -123,7 +123,7 @@ pub async fn insert_authorize_request(
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO authorize_requests (id_hash, params, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO authorize_requests (id_hash, params, created_at, expires_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(id_hash)
     .bind(params)
@@ -141,7 +141,7 @@ pub async fn consume_authorize_request(
     now: i64,
 ) -> Result<Option<(String, i64)>, sqlx::Error> {
     let row = sqlx::query(
-        "DELETE FROM authorize_requests WHERE id_hash = ? RETURNING params, created_at, expires_at",
+        "DELETE FROM authorize_requests WHERE id_hash = $1 RETURNING params, created_at, expires_at",
     )
     .bind(id_hash)
     .fetch_optional(pool)
@@ -163,7 +163,7 @@ pub async fn insert_code(
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO authorization_codes (code_hash, client_id, sid, grant_data, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO authorization_codes (code_hash, client_id, sid, grant_data, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(code_hash)
     .bind(client_id)
@@ -204,8 +204,8 @@ pub async fn redeem_code(
     now: i64,
 ) -> Result<Redeem, sqlx::Error> {
     if let Some(r) = sqlx::query(
-        "UPDATE authorization_codes SET used_at = ?, family_id = ? \
-         WHERE code_hash = ? AND client_id = ? AND used_at IS NULL \
+        "UPDATE authorization_codes SET used_at = $1, family_id = $2 \
+         WHERE code_hash = $3 AND client_id = $4 AND used_at IS NULL \
          RETURNING client_id, sid, grant_data, expires_at",
     )
     .bind(now)
@@ -223,7 +223,7 @@ pub async fn redeem_code(
         }));
     }
     let used = sqlx::query(
-        "UPDATE authorization_codes SET reused_at = ? WHERE code_hash = ? AND client_id = ? \
+        "UPDATE authorization_codes SET reused_at = $1 WHERE code_hash = $2 AND client_id = $3 \
          RETURNING access_jti, access_exp, family_id",
     )
     .bind(now)
@@ -250,7 +250,7 @@ pub async fn record_code_result(
     access_exp: i64,
 ) -> Result<bool, sqlx::Error> {
     let reused: Option<Option<i64>> = sqlx::query_scalar(
-        "UPDATE authorization_codes SET access_jti = ?, access_exp = ? WHERE code_hash = ? RETURNING reused_at",
+        "UPDATE authorization_codes SET access_jti = $1, access_exp = $2 WHERE code_hash = $3 RETURNING reused_at",
     )
     .bind(access_jti)
     .bind(access_exp)
@@ -277,7 +277,7 @@ pub struct NewRefresh<'a> {
 pub async fn insert_refresh(pool: &Pool, r: &NewRefresh<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO refresh_tokens (token_hash, family_id, client_id, sid, grant_data, created_at, expires_at, access_jti, access_exp) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(r.token_hash)
     .bind(r.family_id)
@@ -304,7 +304,7 @@ pub struct RefreshRow {
     pub revoked_at: Option<i64>,
 }
 
-fn refresh_row(r: sqlx::sqlite::SqliteRow) -> RefreshRow {
+fn refresh_row(r: sqlx::any::AnyRow) -> RefreshRow {
     RefreshRow {
         family_id: r.get("family_id"),
         client_id: r.get("client_id"),
@@ -322,7 +322,7 @@ pub async fn find_refresh(
     token_hash: &str,
 ) -> Result<Option<RefreshRow>, sqlx::Error> {
     Ok(sqlx::query(
-        "SELECT family_id, client_id, sid, grant_data, created_at, expires_at, used_at, revoked_at FROM refresh_tokens WHERE token_hash = ?",
+        "SELECT family_id, client_id, sid, grant_data, created_at, expires_at, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1",
     )
     .bind(token_hash)
     .fetch_optional(pool)
@@ -338,9 +338,9 @@ pub async fn rotate_refresh(
     old_hash: &str,
     new: &NewRefresh<'_>,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::store::begin_write(pool).await?;
     let n = sqlx::query(
-        "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND revoked_at IS NULL",
+        "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL",
     )
     .bind(new.now)
     .bind(old_hash)
@@ -353,7 +353,7 @@ pub async fn rotate_refresh(
     }
     sqlx::query(
         "INSERT INTO refresh_tokens (token_hash, family_id, client_id, sid, grant_data, created_at, expires_at, access_jti, access_exp) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(new.token_hash)
     .bind(new.family_id)
@@ -379,8 +379,8 @@ pub async fn touch_session_by_sid(
     new_idle: i64,
 ) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query(
-        "UPDATE sso_sessions SET idle_expires_at = CASE WHEN ? < expires_at THEN ? ELSE expires_at END \
-         WHERE sid = ? AND idle_expires_at > ? AND expires_at > ?",
+        "UPDATE sso_sessions SET idle_expires_at = CASE WHEN $1 < expires_at THEN $2 ELSE expires_at END \
+         WHERE sid = $3 AND idle_expires_at > $4 AND expires_at > $5",
     )
     .bind(new_idle)
     .bind(new_idle)
@@ -395,7 +395,7 @@ pub async fn touch_session_by_sid(
 
 /// Revoke every refresh token of a family and the access tokens they were issued with.
 pub async fn revoke_family(pool: &Pool, family_id: &str, now: i64) -> Result<u64, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::store::begin_write(pool).await?;
     let n = revoke_refresh_in(&mut tx, Scope::Family, family_id, now).await?;
     tx.commit().await?;
     Ok(n)
@@ -403,7 +403,7 @@ pub async fn revoke_family(pool: &Pool, family_id: &str, now: i64) -> Result<u64
 
 /// Revoke every refresh token bound to an SSO session and its unused codes (logout).
 pub async fn revoke_session_tokens(pool: &Pool, sid: &str, now: i64) -> Result<u64, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::store::begin_write(pool).await?;
     let n = revoke_session_tokens_in(&mut tx, sid, now).await?;
     tx.commit().await?;
     Ok(n)
@@ -411,11 +411,11 @@ pub async fn revoke_session_tokens(pool: &Pool, sid: &str, now: i64) -> Result<u
 
 /// [`revoke_session_tokens`] inside the caller's transaction.
 pub async fn revoke_session_tokens_in(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     sid: &str,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
-    sqlx::query("DELETE FROM authorization_codes WHERE sid = ? AND used_at IS NULL")
+    sqlx::query("DELETE FROM authorization_codes WHERE sid = $1 AND used_at IS NULL")
         .bind(sid)
         .execute(&mut *tx)
         .await?;
@@ -428,19 +428,19 @@ enum Scope {
 }
 
 async fn revoke_refresh_in(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     scope: Scope,
     value: &str,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
     let (select, update) = match scope {
         Scope::Family => (
-            "SELECT access_jti, access_exp FROM refresh_tokens WHERE family_id = ?",
-            "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
+            "SELECT access_jti, access_exp FROM refresh_tokens WHERE family_id = $1",
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
         ),
         Scope::Session => (
-            "SELECT access_jti, access_exp FROM refresh_tokens WHERE sid = ?",
-            "UPDATE refresh_tokens SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL",
+            "SELECT access_jti, access_exp FROM refresh_tokens WHERE sid = $1",
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL",
         ),
     };
     let jtis: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(select)
@@ -452,7 +452,7 @@ async fn revoke_refresh_in(
             && exp > now
         {
             sqlx::query(
-                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
+                "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
             )
             .bind(jti)
             .bind(exp)
@@ -473,7 +473,7 @@ async fn revoke_refresh_in(
 
 pub async fn revoke_access(pool: &Pool, jti: &str, expires_at: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
+        "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
     )
     .bind(jti)
     .bind(expires_at)
@@ -484,7 +484,7 @@ pub async fn revoke_access(pool: &Pool, jti: &str, expires_at: i64) -> Result<()
 
 pub async fn is_revoked(pool: &Pool, jti: &str) -> Result<bool, sqlx::Error> {
     Ok(
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM revoked_tokens WHERE jti = ?")
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM revoked_tokens WHERE jti = $1")
             .bind(jti)
             .fetch_one(pool)
             .await?
@@ -495,7 +495,7 @@ pub async fn is_revoked(pool: &Pool, jti: &str) -> Result<bool, sqlx::Error> {
 /// Is the SSO session with this `sid` still alive?
 pub async fn session_alive(pool: &Pool, sid: &str, now: i64) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM sso_sessions WHERE sid = ? AND idle_expires_at > ? AND expires_at > ?",
+        "SELECT COUNT(*) FROM sso_sessions WHERE sid = $1 AND idle_expires_at > $2 AND expires_at > $3",
     )
     .bind(sid)
     .bind(now)
@@ -512,7 +512,7 @@ pub async fn session_by_sid(
     now: i64,
 ) -> Result<Option<(String, String, String, String)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT provider_id, subject, identity, roles FROM sso_sessions WHERE sid = ? AND idle_expires_at > ? AND expires_at > ?",
+        "SELECT provider_id, subject, identity, roles FROM sso_sessions WHERE sid = $1 AND idle_expires_at > $2 AND expires_at > $3",
     )
     .bind(sid)
     .bind(now)
@@ -529,7 +529,7 @@ pub async fn touch_session_client(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO session_clients (sid, client_id, first_at, last_at) VALUES (?, ?, ?, ?) \
+        "INSERT INTO session_clients (sid, client_id, first_at, last_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (sid, client_id) DO UPDATE SET last_at = excluded.last_at",
     )
     .bind(sid)
@@ -543,7 +543,7 @@ pub async fn touch_session_client(
 
 pub async fn session_clients(pool: &Pool, sid: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT client_id, first_at FROM session_clients WHERE sid = ? ORDER BY first_at",
+        "SELECT client_id, first_at FROM session_clients WHERE sid = $1 ORDER BY first_at",
     )
     .bind(sid)
     .fetch_all(pool)
@@ -558,7 +558,7 @@ pub async fn consume_assertion_jti(
     expires_at: i64,
 ) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query(
-        "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     )
     .bind(client_id)
     .bind(jti)
@@ -573,12 +573,12 @@ pub async fn consume_assertion_jti(
 pub async fn purge_expired(pool: &Pool, now: i64) -> Result<u64, sqlx::Error> {
     let mut n = 0;
     for sql in [
-        "DELETE FROM authorize_requests WHERE expires_at <= ?",
-        "DELETE FROM authorization_codes WHERE expires_at + 3600 <= ?", // reuse detection outlives the code
-        "DELETE FROM refresh_tokens WHERE expires_at <= ?",
-        "DELETE FROM revoked_tokens WHERE expires_at <= ?",
-        "DELETE FROM client_assertion_jtis WHERE expires_at <= ?",
-        "DELETE FROM session_clients WHERE sid NOT IN (SELECT sid FROM sso_sessions WHERE sid IS NOT NULL) AND last_at <= ?",
+        "DELETE FROM authorize_requests WHERE expires_at <= $1",
+        "DELETE FROM authorization_codes WHERE expires_at + 3600 <= $1", // reuse detection outlives the code
+        "DELETE FROM refresh_tokens WHERE expires_at <= $1",
+        "DELETE FROM revoked_tokens WHERE expires_at <= $1",
+        "DELETE FROM client_assertion_jtis WHERE expires_at <= $1",
+        "DELETE FROM session_clients WHERE sid NOT IN (SELECT sid FROM sso_sessions WHERE sid IS NOT NULL) AND last_at <= $1",
     ] {
         n += sqlx::query(sql)
             .bind(now)

@@ -21,7 +21,7 @@ pub async fn sp_credentials(pool: &Pool) -> Result<Option<(String, String, Strin
 /// Store the SP credentials: `replace` = false keeps existing ones (first start, racing processes keep the
 /// winner's); true overwrites them (import).
 pub async fn store_sp_credentials(
-    pool: impl sqlx::SqliteExecutor<'_>,
+    pool: impl sqlx::AnyExecutor<'_>,
     cert: &str,
     sealed: &str,
     master_key_id: &str,
@@ -29,9 +29,9 @@ pub async fn store_sp_credentials(
     replace: bool,
 ) -> Result<(), sqlx::Error> {
     const KEEP: &str = "INSERT INTO saml_sp_credentials (id, certificate_der, private_key_sealed, master_key_id, created_at) \
-         VALUES ('default', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING";
+         VALUES ('default', $1, $2, $3, $4) ON CONFLICT (id) DO NOTHING";
     const REPLACE: &str = "INSERT INTO saml_sp_credentials (id, certificate_der, private_key_sealed, master_key_id, created_at) \
-         VALUES ('default', ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET certificate_der = excluded.certificate_der, \
+         VALUES ('default', $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET certificate_der = excluded.certificate_der, \
          private_key_sealed = excluded.private_key_sealed, master_key_id = excluded.master_key_id, \
          created_at = excluded.created_at";
     sqlx::query(if replace { REPLACE } else { KEEP })
@@ -52,7 +52,7 @@ pub async fn consume_assertion_id(
     expires_at: i64,
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
-        "INSERT INTO saml_assertion_ids (assertion_id, provider_id, expires_at) VALUES (?, ?, ?) ON CONFLICT (assertion_id) DO NOTHING",
+        "INSERT INTO saml_assertion_ids (assertion_id, provider_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (assertion_id) DO NOTHING",
     )
     .bind(id)
     .bind(provider_id)
@@ -64,7 +64,7 @@ pub async fn consume_assertion_id(
 
 pub async fn purge_assertion_ids(pool: &Pool, now: i64) -> Result<u64, sqlx::Error> {
     Ok(
-        sqlx::query("DELETE FROM saml_assertion_ids WHERE expires_at <= ?")
+        sqlx::query("DELETE FROM saml_assertion_ids WHERE expires_at <= $1")
             .bind(now)
             .execute(pool)
             .await?

@@ -48,7 +48,7 @@ pub enum SpCredentialsError {
     Task(#[from] tokio::task::JoinError),
 }
 
-pub(super) const SP_KEY_AAD: &str = "sts saml sp key v1:default";
+pub const SP_KEY_AAD: &str = "sts saml sp key v1:default";
 
 impl SpCredentials {
     /// Fresh credentials held in memory only (tests and fuzzing; the server loads them from the store).
@@ -63,7 +63,7 @@ impl SpCredentials {
     /// A running server uses the new key after its next restart.
     pub async fn import_pkcs12(
         keys: &KeyService,
-        pool: impl sqlx::SqliteExecutor<'_>,
+        pool: impl sqlx::AnyExecutor<'_>,
         data: &[u8],
         password: &str,
     ) -> Result<String, SpCredentialsError> {

@@ -70,7 +70,7 @@ use super::saml_xml;
 use self::{guards::*, validate::*};
 use crate::providers::settings::Refused;
 pub use config::{SamlConfig, SamlSettings};
-pub use credentials::{SpCredentials, SpCredentialsError};
+pub use credentials::{SP_KEY_AAD, SpCredentials, SpCredentialsError};
 pub use metadata::parse_idp_metadata;
 
 /// Decoded SAMLResponse size limit.

@@ -1,0 +1,7 @@
+-- Readiness: /ready commits a one-row upsert here (at most once a second) to prove the database takes
+-- writes (a full disk or a read-only file fails it). PostgreSQL copy of migrations/sqlite, kept in step (tests/tests/schema.rs).
+
+CREATE TABLE health_probe (
+    id  BIGINT PRIMARY KEY CHECK (id = 1),
+    at  BIGINT NOT NULL
+);
