@@ -285,6 +285,9 @@ pub trait KeysAdmin: Send + Sync + 'static {
     fn keys(&self) -> BoxFut<'_, Vec<KeyInfo>>;
     /// Generate a new active signing key; returns its kid.
     fn regenerate_key(&self, actor: &str) -> BoxFut<'_, String>;
+    /// Stage a new key as the next one (published now, signing after the JWKS caches have turned over);
+    /// returns its kid and when it becomes active. `Conflict` when one is staged already.
+    fn stage_next_key(&self, actor: &str) -> BoxFut<'_, (String, i64)>;
     /// Import a PKCS#12 keystore (same checks as the CLI); returns the new active kid.
     fn import_keystore(&self, actor: &str, data: Vec<u8>, password: String) -> BoxFut<'_, String>;
     /// The SAML SP credentials, if created (they are made with the first SAML provider).

@@ -84,6 +84,7 @@ pub fn configure(
             .route("/sso", web::get().to(pages::sso))
             .route("/keys", web::get().to(pages::keys))
             .route("/keys/regenerate", web::post().to(pages::regenerate_key))
+            .route("/keys/rotate", web::post().to(pages::rotate_key))
             .route("/keys/import", web::post().to(pages::import_key))
             .route("/keys/saml-import", web::post().to(pages::import_saml_key))
             .route("/sessions", web::get().to(pages::sessions))
@@ -135,6 +136,7 @@ pub fn configure(
 pub const STATE_CHANGING_PAGES: &[&str] = &[
     "/admin/logout",
     "/admin/keys/regenerate",
+    "/admin/keys/rotate",
     "/admin/keys/import",
     "/admin/keys/saml-import",
     "/admin/sessions/{sid}/revoke",

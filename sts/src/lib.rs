@@ -32,6 +32,7 @@ pub mod crypto;
 pub mod declared;
 pub mod export;
 pub mod keys;
+pub mod measure;
 pub mod oauth;
 pub mod providers;
 pub mod roles;

@@ -22,7 +22,10 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("keys", &["keys"]),
     ("store", &["store"]),
     ("config", &["config"]),
-    ("leaves", &["telemetry", "text", "clock", "crypto"]),
+    (
+        "leaves",
+        &["telemetry", "measure", "text", "clock", "crypto"],
+    ),
 ];
 
 /// External crates that only the named layers may use.

@@ -23,7 +23,7 @@ struct Pair {
     database: String,
     idp: Peer,
     secrets: HashMap<String, String>,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
 fn config(idp: &str) -> String {
@@ -57,6 +57,10 @@ audience = ["orders-api"]
 }
 
 async fn pair() -> Pair {
+    pair_with(&[]).await
+}
+
+async fn pair_with(extra: &[(&str, &str)]) -> Pair {
     let url = postgres::cluster().create_database();
     let database = url.rsplit('/').next().unwrap().to_string();
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -89,6 +93,7 @@ async fn pair() -> Pair {
         ("CORP_SECRET".into(), UPSTREAM_SECRET.into()),
         ("STS_KEY_RELOAD_INTERVAL".into(), "1".into()),
     ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     for d in [da.path(), db.path()] {
         std::fs::write(d.join("sts.toml"), config(&idp.issuer)).unwrap();
     }
@@ -120,7 +125,7 @@ async fn pair() -> Pair {
         database,
         idp,
         secrets,
-        _dirs: (da, db),
+        dirs: (da, db),
     }
 }
 
@@ -520,4 +525,107 @@ async fn kill_9_of_one_replica_under_load_loses_nothing_and_the_other_answers_ev
         let (st, body) = refresh_at(&p, p.b(), rt).await;
         assert_eq!(st, 200, "family {i}: {body}");
     }
+}
+
+async fn jwks_kids(replica: &str) -> Vec<String> {
+    let jwks: serde_json::Value = reqwest::get(format!("{replica}/sso/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn kid_of(jwt: &str) -> String {
+    let part = jwt.split('.').next().unwrap();
+    let h: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap();
+    h["kid"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_key_rotated_at_one_replica_is_published_by_both_before_either_signs_with_it() {
+    // JWKS cached for 2 s, keys reloaded every second, no leeway: the next key may sign 3 s after it
+    // was staged.
+    let p = pair_with(&[("STS_JWKS_MAX_AGE", "2"), ("STS_CLOCK_SKEW", "0")]).await;
+    let before = jwks_kids(p.b()).await;
+    assert_eq!(before.len(), 1);
+    let old = before[0].clone();
+    let a = p.a.as_ref().unwrap();
+    let out = run_cli(p.dirs.0.path(), &a.env, &["keys", "rotate"], &[])
+        .await
+        .ok();
+    assert!(out.stdout.contains("next key"), "{}", out.stdout);
+    let staged_at = std::time::Instant::now();
+
+    // A verifier that honours Cache-Control and never refetches on an unknown kid: every token either
+    // replica issues must carry a kid of its cached copy. It refetches from A and B in turn.
+    let http = reqwest::Client::new();
+    let mut cache: (std::time::Instant, Vec<String>) = (std::time::Instant::now(), before.clone());
+    let mut fetches = 0;
+    let mut seen_new_at = [false, false];
+    let mut b_published_next = None;
+    let deadline = staged_at + std::time::Duration::from_secs(9);
+    let mut round = 0usize;
+    while std::time::Instant::now() < deadline {
+        round += 1;
+        for (i, replica) in [p.a(), p.b()].into_iter().enumerate() {
+            if cache.0.elapsed() >= std::time::Duration::from_secs(2) {
+                fetches += 1;
+                let from = if fetches % 2 == 0 { p.a() } else { p.b() };
+                cache = (std::time::Instant::now(), jwks_kids(from).await);
+            }
+            let res = http
+                .post(format!("{replica}/sso/token"))
+                .basic_auth("machine", Some(&p.secrets["machine"]))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            let body: serde_json::Value = res.json().await.unwrap();
+            let kid = kid_of(body["access_token"].as_str().unwrap());
+            assert!(
+                cache.1.contains(&kid),
+                "round {round}: {replica} signed with {kid}, unknown to a JWKS cached {:?} ago: {:?}",
+                cache.0.elapsed(),
+                cache.1
+            );
+            if kid != old {
+                seen_new_at[i] = true;
+            }
+        }
+        if b_published_next.is_none() && jwks_kids(p.b()).await.len() == 2 {
+            b_published_next = Some(staged_at.elapsed());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let published = b_published_next.expect("B published the next key");
+    assert!(
+        published < std::time::Duration::from_millis(2500),
+        "B published it within its reload interval: {published:?}"
+    );
+    assert_eq!(
+        seen_new_at,
+        [true, true],
+        "both replicas sign with the new key in the end"
+    );
+    assert!(fetches >= 3, "the verifier refetched ({fetches})");
+    // Exactly one active key, the new one; the old one still published.
+    let states = postgres::cluster().sql(
+        &p.database,
+        "SELECT state || ':' || CAST(COUNT(*) AS text) FROM signing_keys GROUP BY state ORDER BY state",
+    );
+    assert_eq!(
+        states.split_whitespace().collect::<Vec<_>>(),
+        vec!["active:1", "published:1"]
+    );
+    let after = jwks_kids(p.a()).await;
+    assert!(after.contains(&old) && after.len() == 2, "{after:?}");
 }

@@ -20,6 +20,16 @@ pub(super) async fn regenerate_key(ApiActor(actor): ApiActor, b: Backend) -> Htt
     }
 }
 
+pub(super) async fn rotate_key(ApiActor(actor): ApiActor, b: Backend) -> HttpResponse {
+    match b.stage_next_key(&actor).await {
+        Ok((kid, activate_after)) => ok_json(
+            StatusCode::CREATED,
+            json!({"kid": kid, "state": "next", "activate_after": activate_after}),
+        ),
+        Err(e) => backend_error(e),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct KeystoreImport {

@@ -34,6 +34,7 @@ pub const JSON_LIMIT: usize = 512 * 1024;
 pub enum Op {
     ListKeys,
     RegenerateKey,
+    RotateKey,
     ImportKey,
     ListSessions,
     RevokeSession,
@@ -83,6 +84,15 @@ pub const ROUTES: &[Route] = &[
         paged: false,
         request: None,
         response: (201, Some("KidResult")),
+    },
+    Route {
+        op: Op::RotateKey,
+        method: "POST",
+        path: "/keys/rotate",
+        summary: "Stage a new next key: published at once, active after the JWKS caches have turned over",
+        paged: false,
+        request: None,
+        response: (201, Some("StagedKey")),
     },
     Route {
         op: Op::ImportKey,
@@ -268,6 +278,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             res = res.route(match r.op {
                 Op::ListKeys => m.to(list_keys),
                 Op::RegenerateKey => m.to(regenerate_key),
+                Op::RotateKey => m.to(rotate_key),
                 Op::ImportKey => m.to(import_key),
                 Op::ListSessions => m.to(list_sessions),
                 Op::RevokeSession => m.to(revoke_session),

@@ -37,10 +37,13 @@ pub(super) fn schemas() -> Value {
     json!({
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
         "Key": {"type": "object", "required": ["kid", "algorithm", "source", "state", "created_at", "retire_at"], "additionalProperties": false, "properties": {
-            "kid": {"type": "string"}, "algorithm": {"type": "string"}, "source": {"type": "string"}, "state": {"type": "string", "enum": ["active", "published", "retired"]},
+            "kid": {"type": "string"}, "algorithm": {"type": "string"}, "source": {"type": "string"}, "state": {"type": "string", "enum": ["next", "active", "published", "retired"]},
             "created_at": {"type": "integer"}, "retire_at": {"type": ["integer", "null"]}}},
         "KeyPage": paged("Key"),
         "KidResult": {"type": "object", "required": ["kid"], "additionalProperties": false, "properties": {"kid": {"type": "string"}}},
+        "StagedKey": {"type": "object", "required": ["kid", "state", "activate_after"], "additionalProperties": false, "properties": {
+            "kid": {"type": "string"}, "state": {"type": "string", "enum": ["next"]},
+            "activate_after": {"type": "integer", "description": "unix time from which it signs"}}},
         "KeystoreImport": {"type": "object", "required": ["keystore_base64", "password"], "additionalProperties": false, "properties": {
             "keystore_base64": {"type": "string", "description": "the PKCS#12 file, base64"}, "password": {"type": "string", "minLength": 1}}},
         "Session": {"type": "object", "required": ["sid", "subject", "provider", "username", "created_at", "expires_at", "applications"], "additionalProperties": false, "properties": {
@@ -123,6 +126,7 @@ pub fn openapi_document() -> Value {
                 | Op::CreateProvider
                 | Op::UpdateProvider
                 | Op::SetProviderEnabled
+                | Op::RotateKey
         ) {
             responses.insert("409".into(), err("conflicts with the current state (an id that exists, a configuration-file entry, no secret)"));
         }

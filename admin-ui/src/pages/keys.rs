@@ -28,6 +28,22 @@ pub async fn keys(SignedIn(admin): SignedIn, b: Backend) -> HttpResponse {
     }
 }
 
+pub async fn rotate_key(AdminPost { admin, .. }: AdminPost, b: Backend) -> HttpResponse {
+    match b.stage_next_key(&format!("admin:{}", admin.username)).await {
+        Ok((kid, activate_after)) => message(
+            StatusCode::OK,
+            Some(&admin),
+            "Next signing key staged",
+            &format!(
+                "{kid} is published now and becomes the active key at {}; the current key signs until then",
+                super::time(activate_after)
+            ),
+            "/admin/keys",
+        ),
+        Err(e) => failed(&admin, e, "/admin/keys"),
+    }
+}
+
 pub async fn regenerate_key(AdminPost { admin, .. }: AdminPost, b: Backend) -> HttpResponse {
     match b.regenerate_key(&format!("admin:{}", admin.username)).await {
         Ok(kid) => message(

@@ -41,6 +41,24 @@ impl admin_ui::backend::KeysAdmin for Backend {
         })
     }
 
+    fn stage_next_key(&self, actor: &str) -> BoxFut<'_, (String, i64)> {
+        let actor = actor.to_string();
+        Box::pin(async move {
+            let k = self
+                .keys
+                .stage_next(Some((&actor, "key.rotate")))
+                .await
+                .map_err(|e| match e {
+                    crate::keys::KeyError::NextStaged { .. } => {
+                        BackendError::Conflict(e.to_string())
+                    }
+                    other => BackendError::Internal(other.to_string()),
+                })?;
+            self.key_changed().await;
+            Ok((k.kid, k.activate_after.unwrap_or_default()))
+        })
+    }
+
     fn import_keystore(&self, actor: &str, data: Vec<u8>, password: String) -> BoxFut<'_, String> {
         let actor = actor.to_string();
         Box::pin(async move {

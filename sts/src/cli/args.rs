@@ -132,10 +132,25 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Import a PKCS#12 keystore holding exactly one RSA key pair; it becomes the active key.
-    Import(ImportArgs),
-    /// Generate a new key; it becomes active, the previous one stays published until its tokens expire.
+    /// Import a PKCS#12 keystore holding exactly one RSA key pair; it becomes the active key (with --next:
+    /// it is staged as the next key instead, like `keys rotate`).
+    Import {
+        #[command(flatten)]
+        args: ImportArgs,
+        /// Stage the imported key as the next key: published at once, active after jwks.max_age_seconds
+        /// + keys.reload_interval_seconds + tokens.leeway_seconds.
+        #[arg(long)]
+        next: bool,
+    },
+    /// Generate a new key and make it active at once; the previous one stays published until its tokens
+    /// expire. For an emergency: verifiers with a cached JWKS meet the new kid before they refetch (use
+    /// `keys rotate` for planned rotations).
     Regenerate,
+    /// Stage a new key as the next key: it is published in the JWKS at once and signs nothing until
+    /// jwks.max_age_seconds + keys.reload_interval_seconds + tokens.leeway_seconds have passed; then a
+    /// running server makes it active (and the previous key stays published until its tokens expire).
+    /// Verifiers with a cached JWKS never meet an unknown kid.
+    Rotate,
 }
 
 #[derive(Args, Debug)]

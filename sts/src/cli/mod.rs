@@ -25,7 +25,7 @@ mod migrate;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let extra_env: Vec<String> = match &cli.command {
-        Some(Command::Keys(KeysCommand::Import(a)))
+        Some(Command::Keys(KeysCommand::Import { args: a, .. }))
         | Some(Command::Saml(SamlCommand::ImportKey(a))) => {
             a.password_env.iter().cloned().collect()
         }
@@ -435,24 +435,46 @@ async fn keys(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
                 info.kid
             );
         }
-        KeysCommand::Import(args) => {
+        KeysCommand::Rotate => {
+            let info = open_service(config).await?.stage_next(None).await?;
+            println!(
+                "staged key {} as the next key: published now, active from {} (unix time; a running server switches at its first key reload after it)",
+                info.kid,
+                info.activate_after.unwrap_or_default()
+            );
+        }
+        KeysCommand::Import { args, next } => {
             // Read and check the inputs before touching the database.
             let password = read_password(&args)?;
             let data = read_keystore(&args.keystore)?;
             let service = open_service(config).await?;
-            let info = service
-                .import_pkcs12(&data, &password)
-                .await
-                .with_context(|| {
-                    format!(
-                        "keystore {} refused; keys unchanged",
-                        args.keystore.display()
-                    )
-                })?;
-            println!(
-                "imported key {} (active, {} certificate(s)); the previous key stays published until its tokens expire",
-                info.kid, info.certificates
-            );
+            let refused = || {
+                format!(
+                    "keystore {} refused; keys unchanged",
+                    args.keystore.display()
+                )
+            };
+            if next {
+                let info = service
+                    .stage_next_pkcs12(&data, &password, None)
+                    .await
+                    .with_context(refused)?;
+                println!(
+                    "imported key {} as the next key ({} certificate(s)): published now, active from {} (unix time)",
+                    info.kid,
+                    info.certificates,
+                    info.activate_after.unwrap_or_default()
+                );
+            } else {
+                let info = service
+                    .import_pkcs12(&data, &password)
+                    .await
+                    .with_context(refused)?;
+                println!(
+                    "imported key {} (active, {} certificate(s)); the previous key stays published until its tokens expire",
+                    info.kid, info.certificates
+                );
+            }
         }
     }
     Ok(())
@@ -507,6 +529,7 @@ fn print_table(keys: &[KeyInfo]) {
     for k in keys {
         let until = match k.state.as_str() {
             "active" => "-".to_string(),
+            "next" => format!("active from {}", fmt_time(k.activate_after)),
             _ => fmt_time(k.publish_until),
         };
         println!(

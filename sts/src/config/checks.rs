@@ -101,6 +101,21 @@ impl Config {
                 .collect::<Result<Vec<_>, _>>()?,
         };
 
+        let metrics_listen = match &raw.metrics.listen {
+            None => None,
+            Some(s) => Some(s.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "metrics.listen",
+                    format!("`{s}` is not an IP:port address (env STS_METRICS_LISTEN)"),
+                )
+            })?),
+        };
+        if metrics_listen.is_some_and(|m| m == listen) {
+            return Err(invalid(
+                "metrics.listen",
+                "must differ from server.listen (use metrics.on_main_listener to serve /metrics there)",
+            ));
+        }
         let database_url = raw.database.url.trim().to_string();
         super::database::check_url(&database_url)?;
         let max_conn = positive(
@@ -148,6 +163,13 @@ impl Config {
             raw.keys.reload_interval_seconds,
             1,
             3600,
+        )?;
+        // 0: no scheduled rotation.
+        let rotate_after_days = positive(
+            "keys.rotate_after_days",
+            raw.keys.rotate_after_days,
+            0,
+            3650,
         )?;
 
         let lifetime = positive(
@@ -246,6 +268,8 @@ impl Config {
             keep_alive,
             max_connections_per_worker,
             trusted_proxies,
+            metrics_listen,
+            metrics_on_main: raw.metrics.on_main_listener,
             shutdown_grace,
             tls,
             database_url,
@@ -254,6 +278,8 @@ impl Config {
             master_key,
             rsa_bits,
             key_reload_interval: Duration::from_secs(reload),
+            key_rotate_after: (rotate_after_days > 0)
+                .then(|| Duration::from_secs(rotate_after_days * 86_400)),
             token_lifetime: lifetime,
             token_max_lifetime: max_lifetime,
             leeway,

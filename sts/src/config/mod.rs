@@ -53,6 +53,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("STS_CLOCK_SKEW", "tokens.leeway_seconds", Kind::Int),
     ("STS_JWKS_MAX_AGE", "jwks.max_age_seconds", Kind::Int),
     ("STS_LOG", "log.level", Kind::Str),
+    ("STS_METRICS_LISTEN", "metrics.listen", Kind::Str),
     ("STS_LOG_FORMAT", "log.format", Kind::Str),
 ];
 /// Variables read directly (secrets, or the config path itself).
@@ -166,6 +167,10 @@ pub struct Config {
     /// Load balancers and reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client
     /// (empty: those headers are ignored).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `metrics.listen`: `/metrics` on its own plain-HTTP listener (None: not there).
+    pub metrics_listen: Option<SocketAddr>,
+    /// `metrics.on_main_listener`: `/metrics` also on the main listener.
+    pub metrics_on_main: bool,
     pub tls: Option<TlsConfig>,
     pub database_url: String,
     pub database_max_connections: u32,
@@ -173,6 +178,8 @@ pub struct Config {
     pub master_key: MasterKeySource,
     pub rsa_bits: usize,
     pub key_reload_interval: Duration,
+    /// `keys.rotate_after_days`: stage a next key when the active one is this old (None: only by hand).
+    pub key_rotate_after: Option<Duration>,
     pub token_lifetime: u64,
     pub token_max_lifetime: u64,
     pub leeway: u64,
@@ -280,6 +287,13 @@ impl Config {
     /// clock skew, plus one reload interval (a running server may sign with it until it notices the change).
     pub fn publish_grace_seconds(&self) -> i64 {
         (self.token_max_lifetime + self.leeway + self.key_reload_interval.as_secs()) as i64
+    }
+
+    /// How long a staged `next` key is published before it may sign: a verifier that fetched the JWKS
+    /// just before the key appeared on the slowest replica (one reload interval) keeps that copy for
+    /// `jwks.max_age_seconds`; the leeway covers clocks.
+    pub fn next_key_delay_seconds(&self) -> i64 {
+        (self.jwks_max_age + self.key_reload_interval.as_secs() + self.leeway) as i64
     }
 
     /// A configuration for tests and benchmarks: defaults, with the given database and master key file.

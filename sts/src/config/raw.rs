@@ -16,6 +16,14 @@ pub(super) struct RawConfig {
     pub(super) providers: Vec<toml::Table>,
     pub(super) clients: Vec<toml::Table>,
     pub(super) admin: RawAdmin,
+    pub(super) metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawMetrics {
+    pub(super) listen: Option<String>,
+    pub(super) on_main_listener: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +97,7 @@ pub(super) struct RawKeys {
     pub(super) algorithm: String,
     pub(super) rsa_bits: i64,
     pub(super) reload_interval_seconds: i64,
+    pub(super) rotate_after_days: i64,
 }
 impl Default for RawKeys {
     fn default() -> Self {
@@ -97,6 +106,7 @@ impl Default for RawKeys {
             algorithm: "RS256".into(),
             rsa_bits: 2048,
             reload_interval_seconds: 5,
+            rotate_after_days: 0,
         }
     }
 }

@@ -64,6 +64,10 @@ pub enum KeyError {
     Import(#[from] ImportError),
     #[error("the key {kid} is already in the key store")]
     Duplicate { kid: String },
+    #[error(
+        "a next key is staged already ({kid}, active from {activate_after} (unix time)); it stays: stage another after it became active"
+    )]
+    NextStaged { kid: String, activate_after: i64 },
     #[error("a key could not be serialised: {0}")]
     Json(#[from] serde_json::Error),
     #[error("database error: {0}")]
@@ -81,6 +85,8 @@ pub struct KeyInfo {
     pub deactivated_at: Option<i64>,
     pub publish_until: Option<i64>,
     pub retired_at: Option<i64>,
+    /// `next`: when it becomes active (at the first reload after this time).
+    pub activate_after: Option<i64>,
     pub certificates: usize,
 }
 
@@ -98,6 +104,7 @@ impl From<sql::KeyRow> for KeyInfo {
             deactivated_at: r.deactivated_at,
             publish_until: r.publish_until,
             retired_at: r.retired_at,
+            activate_after: r.activate_after,
             certificates,
         }
     }
@@ -110,6 +117,10 @@ pub struct KeyService {
     clock: SharedClock,
     rsa_bits: usize,
     grace: i64,
+    /// How long a staged next key is published before it signs (`Config::next_key_delay_seconds`).
+    next_delay: i64,
+    /// `keys.rotate_after_days`, in seconds.
+    rotate_after: Option<i64>,
     actor: &'static str,
 }
 
@@ -156,6 +167,8 @@ impl KeyService {
             clock,
             rsa_bits: config.rsa_bits,
             grace: config.publish_grace_seconds(),
+            next_delay: config.next_key_delay_seconds(),
+            rotate_after: config.key_rotate_after.map(|d| d.as_secs() as i64),
             actor,
         })
     }
@@ -211,6 +224,117 @@ impl KeyService {
     ) -> Result<KeyInfo, KeyError> {
         let material = import::from_pkcs12(data, password)?;
         self.activate(material, "imported", audit).await
+    }
+
+    /// Generate a key and stage it as the next one: published in the JWKS at once, signing only after
+    /// `next_delay` (so verifiers with a cached JWKS already know it), then promoted by [`Self::promote_due`].
+    pub async fn stage_next(&self, audit: Option<(&str, &str)>) -> Result<KeyInfo, KeyError> {
+        self.refuse_if_staged().await?;
+        let material = generate(self.rsa_bits).await?;
+        self.stage(material, "staged", audit).await
+    }
+
+    /// Import a PKCS#12 keystore (see [`import`]) as the next key. Nothing changes on error.
+    pub async fn stage_next_pkcs12(
+        &self,
+        data: &[u8],
+        password: &str,
+        audit: Option<(&str, &str)>,
+    ) -> Result<KeyInfo, KeyError> {
+        self.refuse_if_staged().await?;
+        let material = import::from_pkcs12(data, password)?;
+        self.stage(material, "imported", audit).await
+    }
+
+    async fn refuse_if_staged(&self) -> Result<(), KeyError> {
+        match sql::next_key(&self.pool).await? {
+            Some((kid, activate_after)) => Err(KeyError::NextStaged {
+                kid,
+                activate_after,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    async fn stage(
+        &self,
+        material: KeyMaterial,
+        action: &str,
+        audit: Option<(&str, &str)>,
+    ) -> Result<KeyInfo, KeyError> {
+        let kid = material.kid();
+        if sql::all(&self.pool).await?.iter().any(|r| r.kid == kid) {
+            return Err(KeyError::Duplicate { kid });
+        }
+        let (jwk, sealed) = self.seal_material(&material)?;
+        let new = self.new_key(&kid, &material, &jwk, &sealed);
+        let activate_after = new.now + self.next_delay;
+        match sql::insert_next(&self.pool, &new, activate_after, self.actor, action, audit).await {
+            Ok(sql::Staged::Staged) => {}
+            Ok(sql::Staged::AlreadyStaged(other)) => {
+                return Err(KeyError::NextStaged {
+                    kid: other,
+                    activate_after,
+                });
+            }
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                return Err(KeyError::Duplicate { kid });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(kid = %kid, activate_after, source = material.source.as_str(), "next signing key staged (published, not signing yet)");
+        self.info(&kid).await
+    }
+
+    async fn info(&self, kid: &str) -> Result<KeyInfo, KeyError> {
+        sql::all(&self.pool)
+            .await?
+            .into_iter()
+            .find(|r| r.kid == kid)
+            .map(KeyInfo::from)
+            .ok_or_else(|| KeyError::Corrupt {
+                kid: kid.to_string(),
+                reason: "not found right after it was stored".into(),
+            })
+    }
+
+    /// Promote the staged next key when its time has come (every replica calls this on each reload; the
+    /// write transaction makes it happen once). Returns the new active kid.
+    pub async fn promote_due(&self) -> Result<Option<String>, KeyError> {
+        let promoted =
+            sql::promote_due(&self.pool, self.clock.now(), self.grace, self.actor).await?;
+        Ok(promoted.map(|(previous, kid)| {
+            tracing::info!(kid = %kid, previous = previous.as_deref().unwrap_or("-"), "staged next key is now active");
+            kid
+        }))
+    }
+
+    /// With `keys.rotate_after_days`: stage a next key when the active one is that old and none is
+    /// staged. Replicas racing here stage one key (the second finds it staged and stops).
+    pub async fn stage_if_due(&self) -> Result<Option<String>, KeyError> {
+        let Some(after) = self.rotate_after else {
+            return Ok(None);
+        };
+        if sql::next_key(&self.pool).await?.is_some() {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        let due = sql::all(&self.pool)
+            .await?
+            .iter()
+            .find(|r| r.state == "active")
+            .is_some_and(|r| r.created_at + after <= now);
+        if !due {
+            return Ok(None);
+        }
+        match self
+            .stage_next(Some(("server", "key.scheduled_rotation")))
+            .await
+        {
+            Ok(info) => Ok(Some(info.kid)),
+            Err(KeyError::NextStaged { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn activate(

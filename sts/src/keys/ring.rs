@@ -233,6 +233,8 @@ impl KeyRing {
         let Some(service) = &self.service else {
             return Ok(false);
         };
+        service.stage_if_due().await?;
+        service.promote_due().await?;
         service.retire_expired().await?;
         let (fp, _) = service.fingerprint().await?;
         if fp == self.current().fingerprint {
@@ -243,6 +245,12 @@ impl KeyRing {
             published = ?snap.jwks.kids, "signing keys reloaded");
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
         Ok(true)
+    }
+
+    /// Every stored key with its state (for `/metrics`); None for a fixed ring or when the database does
+    /// not answer.
+    pub async fn key_states(&self) -> Option<Vec<super::KeyInfo>> {
+        self.service.as_ref()?.list().await.ok()
     }
 
     /// Refresh every `interval` until the ring is dropped.

@@ -110,3 +110,86 @@ async fn stored_private_key_is_sealed() {
         &*material.pkcs8
     );
 }
+
+#[tokio::test]
+async fn a_staged_key_is_published_then_promoted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_800_000_000);
+    let (config, service) = setup(dir.path(), clock.clone()).await;
+    service.ensure_active().await.unwrap();
+    let ring = Arc::new(KeyRing::load(service.clone(), 300).await.unwrap());
+    let first = ring.current().active.clone().unwrap().kid.clone();
+
+    let next = service.stage_next(None).await.unwrap();
+    assert_eq!(next.state, "next");
+    let delay = config.next_key_delay_seconds();
+    assert_eq!(delay, 300 + 5 + 60, "max age + reload interval + leeway");
+    assert_eq!(next.activate_after, Some(1_800_000_000 + delay));
+    assert!(ring.refresh().await.unwrap());
+    let snap = ring.current();
+    assert_eq!(
+        snap.active.as_ref().unwrap().kid,
+        first,
+        "it signs nothing yet"
+    );
+    assert_eq!(
+        snap.jwks.kids,
+        vec![first.clone(), next.kid.clone()],
+        "but it is published"
+    );
+    assert!(
+        matches!(
+            service.stage_next(None).await,
+            Err(KeyError::NextStaged { .. })
+        ),
+        "one next key at a time"
+    );
+
+    // One second early: nothing changes. At its time: promoted, once, even when asked twice.
+    clock.advance(delay - 1);
+    assert_eq!(service.promote_due().await.unwrap(), None);
+    clock.advance(1);
+    assert_eq!(service.promote_due().await.unwrap(), Some(next.kid.clone()));
+    assert_eq!(service.promote_due().await.unwrap(), None);
+    assert!(ring.refresh().await.unwrap());
+    let snap = ring.current();
+    assert_eq!(snap.active.as_ref().unwrap().kid, next.kid);
+    assert_eq!(snap.jwks.kids, vec![next.kid.clone(), first.clone()]);
+    let states: Vec<_> = service
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.kid, k.state))
+        .collect();
+    assert!(states.contains(&(first, "published".to_string())));
+    assert!(states.contains(&(next.kid, "active".to_string())));
+}
+
+#[tokio::test]
+async fn scheduled_rotation_stages_a_key_when_the_active_one_is_old_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_800_000_000);
+    let mut config = Config::for_tests(
+        format!("sqlite://{}/sts.db", dir.path().display()),
+        dir.path().join("keys/master.key"),
+    );
+    config.key_rotate_after = Some(std::time::Duration::from_secs(30 * 86_400));
+    let pool = store::connect(&config).await.unwrap();
+    let service = KeyService::open(pool, &config, clock.clone(), "test")
+        .await
+        .unwrap();
+    service.ensure_active().await.unwrap();
+    assert_eq!(service.stage_if_due().await.unwrap(), None, "too young");
+    clock.advance(30 * 86_400);
+    let staged = service.stage_if_due().await.unwrap().expect("staged");
+    assert_eq!(service.stage_if_due().await.unwrap(), None, "one at a time");
+    let next = service
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.kid == staged)
+        .unwrap();
+    assert_eq!(next.state, "next");
+}

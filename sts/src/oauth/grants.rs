@@ -44,15 +44,25 @@ impl Op<'_> {
         p: &HashMap<String, String>,
         client: &Client,
     ) -> Result<serde_json::Value, OAuthError> {
-        match grant_type {
-            "authorization_code" => self.authorization_code(p, client).await,
-            "refresh_token" => self.refresh_token(p, client).await,
-            "client_credentials" => self.client_credentials(p, client),
-            _ => Err(OAuthError::new(
-                "unsupported_grant_type",
-                "grant_type must be authorization_code, refresh_token or client_credentials",
-            )),
+        let (grant, out) = match grant_type {
+            "authorization_code" => (
+                "authorization_code",
+                self.authorization_code(p, client).await,
+            ),
+            "refresh_token" => ("refresh_token", self.refresh_token(p, client).await),
+            "client_credentials" => ("client_credentials", self.client_credentials(p, client)),
+            _ => {
+                return Err(OAuthError::new(
+                    "unsupported_grant_type",
+                    "grant_type must be authorization_code, refresh_token or client_credentials",
+                ));
+            }
+        };
+        if out.is_ok() {
+            // The client is authenticated and registered: its id is a configured name.
+            crate::measure::token_issued(grant, &client.settings.id);
         }
+        out
     }
 }
 

@@ -225,7 +225,7 @@ impl OAuthClient {
                 form.push(("client_secret", secret));
             }
         }
-        match http.json::<TokenResponse>(req.form(&form)).await {
+        match http.json::<TokenResponse>("token", req.form(&form)).await {
             Ok(t) => Ok(t),
             Err(super::http::OutboundError::Status { body, status }) => {
                 Err(ProviderError::TokenEndpoint {

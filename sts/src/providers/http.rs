@@ -50,10 +50,12 @@ fn classify(e: reqwest::Error) -> OutboundError {
     }
 }
 
-/// An HTTP client for one provider.
+/// An HTTP client for one provider. Each call is timed and counted (`measure::upstream`) under the
+/// provider's id and the call's name.
 #[derive(Clone, Debug)]
 pub struct Outbound {
     client: reqwest::Client,
+    provider: String,
 }
 
 impl Outbound {
@@ -61,7 +63,7 @@ impl Outbound {
         clippy::expect_used,
         reason = "building fails only when the TLS backend cannot start; the server cannot work without it"
     )]
-    pub fn new(connect_timeout_ms: u64, timeout_ms: u64) -> Self {
+    pub fn new(provider: &str, connect_timeout_ms: u64, timeout_ms: u64) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(connect_timeout_ms))
             .timeout(Duration::from_millis(timeout_ms))
@@ -69,7 +71,10 @@ impl Outbound {
             .user_agent(concat!("sts/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("HTTP client");
-        Self { client }
+        Self {
+            client,
+            provider: provider.to_string(),
+        }
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -80,9 +85,10 @@ impl Outbound {
     /// (with the JSON error body when there is one).
     pub async fn json<T: DeserializeOwned>(
         &self,
+        call: &'static str,
         req: reqwest::RequestBuilder,
     ) -> Result<T, OutboundError> {
-        let (status, bytes) = self.send(req).await?;
+        let (status, bytes) = self.send(call, req).await?;
         if !(200..300).contains(&status) {
             let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
             return Err(OutboundError::Status { status, body });
@@ -91,8 +97,12 @@ impl Outbound {
     }
 
     /// Like [`Outbound::json`] for a UTF-8 text body (e.g. SAML metadata).
-    pub async fn text(&self, req: reqwest::RequestBuilder) -> Result<String, OutboundError> {
-        let (status, bytes) = self.send(req).await?;
+    pub async fn text(
+        &self,
+        call: &'static str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<String, OutboundError> {
+        let (status, bytes) = self.send(call, req).await?;
         if !(200..300).contains(&status) {
             return Err(OutboundError::Status {
                 status,
@@ -103,7 +113,20 @@ impl Outbound {
             .map_err(|_| OutboundError::Other("the response is not UTF-8".into()))
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), OutboundError> {
+    /// [`Self::receive`], timed and counted: an error or a non-2xx answer counts as an upstream error.
+    async fn send(
+        &self,
+        call: &'static str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(u16, Vec<u8>), OutboundError> {
+        let started = std::time::Instant::now();
+        let out = self.receive(req).await;
+        let ok = matches!(&out, Ok((status, _)) if (200..300).contains(status));
+        crate::measure::upstream(&self.provider, call, started.elapsed().as_secs_f64(), ok);
+        out
+    }
+
+    async fn receive(&self, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), OutboundError> {
         let mut res = req.send().await.map_err(classify)?;
         let status = res.status().as_u16();
         if res

@@ -23,13 +23,20 @@ async fn refresh_saml_metadata(p: &Provider, url: &str) -> bool {
 
 /// Fetch and install a SAML provider's IdP metadata; the reason when it could not.
 pub async fn fetch_saml_metadata(p: &Provider, url: &str) -> Result<(), Refused> {
-    let http = super::http::Outbound::new(p.settings.connect_timeout_ms, p.settings.timeout_ms);
-    let xml = http.text(http.client().get(url)).await.map_err(|e| {
-        format!(
-            "the IdP metadata could not be fetched from {url} ({})",
-            e.code()
-        )
-    })?;
+    let http = super::http::Outbound::new(
+        &p.settings.id,
+        p.settings.connect_timeout_ms,
+        p.settings.timeout_ms,
+    );
+    let xml = http
+        .text("saml_metadata", http.client().get(url))
+        .await
+        .map_err(|e| {
+            format!(
+                "the IdP metadata could not be fetched from {url} ({})",
+                e.code()
+            )
+        })?;
     p.saml()
         .and_then(|s| s.set_idp_metadata(&xml))
         .map_err(|e| match e {

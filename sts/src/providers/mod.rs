@@ -168,7 +168,11 @@ impl Provider {
         let login = settings.kind.open(&kinds::OpenContext {
             id: &settings.id,
             clock,
-            http: http::Outbound::new(settings.connect_timeout_ms, settings.timeout_ms),
+            http: http::Outbound::new(
+                &settings.id,
+                settings.connect_timeout_ms,
+                settings.timeout_ms,
+            ),
             saml: saml_ctx,
         });
         Self { settings, login }

@@ -126,6 +126,7 @@ impl OAuthProvider {
         let info: Value = self
             .http
             .json(
+                "userinfo",
                 self.http
                     .client()
                     .get(&self.s.userinfo_endpoint)

@@ -113,7 +113,7 @@ impl OidcProvider {
         let (http, issuer) = (self.http.clone(), self.issuer().to_string());
         self.meta
             .get(refresh, false, || async move {
-                let m: Metadata = http.json(http.client().get(&url)).await?;
+                let m: Metadata = http.json("discovery", http.client().get(&url)).await?;
                 if m.issuer != issuer {
                     return Err(ProviderError::Discovery(format!(
                         "document issuer `{}` is not `{issuer}`",
@@ -140,7 +140,7 @@ impl OidcProvider {
         let (http, uri) = (self.http.clone(), jwks_uri.to_string());
         move || {
             Box::pin(async move {
-                let set: JwkSet = http.json(http.client().get(&uri)).await?;
+                let set: JwkSet = http.json("jwks", http.client().get(&uri)).await?;
                 Ok(Arc::new(set))
             })
         }
@@ -185,7 +185,10 @@ impl OidcProvider {
             let access = tokens.access_token.ok_or(ProviderError::NoAccessToken)?;
             let info: Value = self
                 .http
-                .json(self.http.client().get(endpoint).bearer_auth(access))
+                .json(
+                    "userinfo",
+                    self.http.client().get(endpoint).bearer_auth(access),
+                )
                 .await?;
             if info.get("sub") != claims.get("sub") {
                 return Err(ProviderError::Userinfo(

@@ -462,6 +462,10 @@ impl Logins<'_> {
             },
         )
         .await?;
+        crate::measure::login(
+            provider.id(),
+            verdict.as_ref().map(|_| "ok").unwrap_or_else(|e| e.code()),
+        );
         if verdict.is_ok() {
             store::login::record_login_event(
                 self.pool,
@@ -555,6 +559,8 @@ impl Logins<'_> {
         let known = provider
             .filter(|p| self.providers.get(p).is_some())
             .map(str::to_string);
+        // Only our providers' ids become label values (anyone can send a made-up one).
+        crate::measure::login(known.as_deref().unwrap_or("-"), e.code());
         if e.worth_recording()
             && let Err(err) = store::login::record_login_event(
                 self.pool,

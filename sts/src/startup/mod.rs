@@ -17,6 +17,7 @@ use crate::store::Pool;
 use crate::tokens::TokenIssuer;
 use crate::web::{self, AppState, WebSettings};
 
+mod metrics;
 mod tls;
 use tls::rustls_config;
 
@@ -63,6 +64,8 @@ impl StartError {
 pub struct Application {
     port: u16,
     server: Server,
+    /// `metrics.listen`: its own small server, stopped with the main one.
+    metrics_server: Option<Server>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     draining: Arc<std::sync::atomic::AtomicBool>,
     shutdown_grace: std::time::Duration,
@@ -223,6 +226,12 @@ impl Application {
         let https_public = config.public_url.starts_with("https://");
         let body_timeout = config.request_body_timeout;
         let trusted_proxies: Arc<[ipnet::IpNet]> = config.trusted_proxies.clone().into();
+        let metrics_on_main = config.metrics_on_main;
+        crate::measure::install();
+        let metrics_server = match config.metrics_listen {
+            Some(addr) => Some(metrics::serve(addr, state.clone())?),
+            None => None,
+        };
         let make_app = move || {
             let trusted = trusted_proxies.clone();
             App::new()
@@ -231,7 +240,7 @@ impl Application {
                 .wrap_fn(move |req, srv| web::body_deadline(req, srv, body_timeout))
                 .wrap_fn(move |req, srv| web::request_span(req, srv, &trusted))
                 .configure(|cfg| admin_ui::configure(cfg, admin.clone(), limiter.clone()))
-                .configure(web::routes)
+                .configure(move |cfg| web::routes_with(cfg, metrics_on_main))
         };
         let tls = match &config.tls {
             None => None,
@@ -248,6 +257,7 @@ impl Application {
         Ok(Self {
             port,
             server,
+            metrics_server,
             tasks,
             draining,
             shutdown_grace: config.shutdown_grace,
@@ -296,7 +306,15 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics_server.map(|s| {
+            let handle = s.handle();
+            (tokio::spawn(s), handle)
+        });
         let res = self.server.await;
+        if let Some((task, handle)) = metrics {
+            handle.stop(false).await;
+            let _ = task.await;
+        }
         self.tasks.iter().for_each(|t| t.abort());
         res
     }

@@ -17,6 +17,8 @@ pub struct KeyRow {
     pub deactivated_at: Option<i64>,
     pub publish_until: Option<i64>,
     pub retired_at: Option<i64>,
+    /// `next`: the earliest time it becomes active.
+    pub activate_after: Option<i64>,
 }
 
 fn row(r: &sqlx::any::AnyRow) -> KeyRow {
@@ -31,6 +33,7 @@ fn row(r: &sqlx::any::AnyRow) -> KeyRow {
         deactivated_at: r.get("deactivated_at"),
         publish_until: r.get("publish_until"),
         retired_at: r.get("retired_at"),
+        activate_after: r.get("activate_after"),
     }
 }
 
@@ -46,7 +49,7 @@ pub struct NewKey<'a> {
 }
 
 pub async fn all(pool: &Pool) -> Result<Vec<KeyRow>, sqlx::Error> {
-    let q = "SELECT kid, alg, source, state, public_jwk, master_key_id, created_at, deactivated_at, publish_until, retired_at \
+    let q = "SELECT kid, alg, source, state, public_jwk, master_key_id, created_at, deactivated_at, publish_until, retired_at, activate_after \
              FROM signing_keys ORDER BY created_at DESC, kid";
     Ok(sqlx::query(q)
         .fetch_all(pool)
@@ -75,11 +78,12 @@ pub async fn has_active(pool: &Pool) -> Result<bool, sqlx::Error> {
     Ok(n > 0)
 }
 
-/// Keys that belong in the JWKS at `now`: the active one and published ones not yet past `publish_until`.
+/// Keys that belong in the JWKS at `now`: the active one, the staged next one, and published ones not yet
+/// past `publish_until`.
 pub async fn visible(pool: &Pool, now: i64) -> Result<Vec<KeyRow>, sqlx::Error> {
-    let q = "SELECT kid, alg, source, state, public_jwk, master_key_id, created_at, deactivated_at, publish_until, retired_at \
-             FROM signing_keys WHERE state = 'active' OR (state = 'published' AND publish_until > $1) \
-             ORDER BY CASE state WHEN 'active' THEN 0 ELSE 1 END, created_at DESC, kid";
+    let q = "SELECT kid, alg, source, state, public_jwk, master_key_id, created_at, deactivated_at, publish_until, retired_at, activate_after \
+             FROM signing_keys WHERE state IN ('active', 'next') OR (state = 'published' AND publish_until > $1) \
+             ORDER BY CASE state WHEN 'active' THEN 0 WHEN 'next' THEN 1 ELSE 2 END, created_at DESC, kid";
     Ok(sqlx::query(q)
         .bind(now)
         .fetch_all(pool)
@@ -171,6 +175,147 @@ pub async fn rotate_to(
     }
     tx.commit().await?;
     Ok(previous)
+}
+
+/// The staged next key, if any: (kid, activate_after).
+pub async fn next_key(pool: &Pool) -> Result<Option<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT kid, activate_after FROM signing_keys WHERE state = 'next'")
+        .fetch_optional(pool)
+        .await
+}
+
+/// Stage `k` as the next key: in the JWKS from now on, active no earlier than `activate_after`. One
+/// transaction with its key event and (when given) the admin's audit entry. A next key staged already
+/// stays, and nothing is written.
+pub async fn insert_next(
+    pool: &Pool,
+    k: &NewKey<'_>,
+    activate_after: i64,
+    actor: &str,
+    action: &str,
+    audit: Option<(&str, &str)>,
+) -> Result<Staged, sqlx::Error> {
+    let mut tx = crate::store::begin_write(pool).await?;
+    let staged: Option<String> =
+        sqlx::query_scalar("SELECT kid FROM signing_keys WHERE state = 'next'")
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(kid) = staged {
+        return Ok(Staged::AlreadyStaged(kid));
+    }
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, source, state, public_jwk, private_key_sealed, master_key_id, created_at, activate_after) \
+         VALUES ($1, $2, $3, 'next', $4, $5, $6, $7, $8)",
+    )
+    .bind(k.kid)
+    .bind(k.alg)
+    .bind(k.source)
+    .bind(k.public_jwk)
+    .bind(k.sealed)
+    .bind(k.master_key_id)
+    .bind(k.now)
+    .bind(activate_after)
+    .execute(&mut *tx)
+    .await?;
+    event(
+        &mut tx,
+        k.now,
+        actor,
+        action,
+        k.kid,
+        &format!(
+            "next key, source {}, active from {activate_after}",
+            k.source
+        ),
+    )
+    .await?;
+    if let Some((who, what)) = audit {
+        crate::store::admin::audit(
+            &mut *tx,
+            k.now,
+            who,
+            what,
+            Some(k.kid),
+            &serde_json::json!({"source": k.source, "state": "next", "activate_after": activate_after}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Staged::Staged)
+}
+
+/// What [`insert_next`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Staged {
+    Staged,
+    /// This key is staged already.
+    AlreadyStaged(String),
+}
+
+/// Make the next key active when its time has come: the active key becomes `published` until
+/// `now + grace`, the next one `active`, with their key events, in one write transaction (so replicas
+/// doing this at the same moment promote it once, and exactly one key is active before and after).
+/// Returns (the previous active kid, the new active kid) when a key was promoted.
+pub async fn promote_due(
+    pool: &Pool,
+    now: i64,
+    grace: i64,
+    actor: &str,
+) -> Result<Option<(Option<String>, String)>, sqlx::Error> {
+    // Most calls find nothing to do: look before taking the write lock.
+    let due: Option<String> = sqlx::query_scalar(
+        "SELECT kid FROM signing_keys WHERE state = 'next' AND activate_after <= $1",
+    )
+    .bind(now)
+    .fetch_optional(pool)
+    .await?;
+    if due.is_none() {
+        return Ok(None);
+    }
+    let mut tx = crate::store::begin_write(pool).await?;
+    let Some(next): Option<String> = sqlx::query_scalar(
+        "SELECT kid FROM signing_keys WHERE state = 'next' AND activate_after <= $1",
+    )
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let previous: Option<String> = sqlx::query_scalar(
+        "UPDATE signing_keys SET state = 'published', deactivated_at = $1, publish_until = $2 \
+         WHERE state = 'active' RETURNING kid",
+    )
+    .bind(now)
+    .bind(now + grace)
+    .fetch_optional(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE signing_keys SET state = 'active' WHERE kid = $1 AND state = 'next'")
+        .bind(&next)
+        .execute(&mut *tx)
+        .await?;
+    if let Some(prev) = &previous {
+        event(
+            &mut tx,
+            now,
+            actor,
+            "deactivated",
+            prev,
+            &format!("published until {}", now + grace),
+        )
+        .await?;
+    }
+    event(
+        &mut tx,
+        now,
+        actor,
+        "activated",
+        &next,
+        "the staged next key",
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some((previous, next)))
 }
 
 async fn insert_active(tx: &mut sqlx::AnyConnection, k: &NewKey<'_>) -> Result<(), sqlx::Error> {

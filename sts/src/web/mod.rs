@@ -3,6 +3,7 @@
 
 pub mod client_addr;
 pub mod conn;
+pub mod metrics;
 pub mod oauth;
 pub mod sso;
 mod wellknown;
@@ -50,6 +51,14 @@ pub struct WebSettings {
 
 /// Mount every route on an actix `App`. Each path answers GET and HEAD; other methods get 405.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    routes_with(cfg, false)
+}
+
+/// [`routes`], with `/metrics` when `metrics.on_main_listener` is set.
+pub fn routes_with(cfg: &mut web::ServiceConfig, metrics_here: bool) {
+    if metrics_here {
+        cfg.service(read_only("/metrics", metrics::metrics));
+    }
     cfg.service(read_only("/sso/jwks.json", wellknown::jwks))
         .service(read_only("/.well-known/jwks.json", wellknown::jwks))
         .service(read_only(
@@ -192,16 +201,36 @@ where
     let span = tracing::info_span!("request", id = %id, method = %req.method(), path = ?req.path(),
         client = %client.map(|c| c.to_string()).unwrap_or_default());
     let start = Instant::now();
+    // A fixed set of method names: an extension method must not become a new series.
+    let method: &'static str = match req.method().as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
     let fut = {
         let _enter = span.enter();
         srv.call(req)
     };
     async move {
         let mut res = fut.await?;
+        let elapsed = start.elapsed();
         tracing::info!(
             status = res.status().as_u16(),
-            ms = start.elapsed().as_millis() as u64,
+            ms = elapsed.as_millis() as u64,
             "request"
+        );
+        // The matched route pattern (`/admin/api/v1/providers/{id}`), never the path itself.
+        let route = res.request().match_pattern();
+        crate::measure::http_request(
+            route.as_deref().unwrap_or("unmatched"),
+            method,
+            res.status().as_u16(),
+            elapsed.as_secs_f64(),
         );
         if let Ok(v) = HeaderValue::from_str(&id) {
             res.headers_mut()

@@ -48,6 +48,49 @@ async fn api_tokens_keys_and_applications() {
         app.jwks_kids().await.contains(&kid),
         "a new key is published at once"
     );
+    // Rotate: a next key, published but not signing; a second one is refused while it waits.
+    let res = http
+        .post(format!("{api}/keys/rotate"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let staged: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(staged["state"], "next");
+    assert!(staged["activate_after"].as_i64().unwrap() > 0);
+    let next_kid = staged["kid"].as_str().unwrap().to_string();
+    app.wait_for_kids(10, "the next key in the JWKS", |kids| {
+        kids.contains(&next_kid)
+    })
+    .await;
+    let listed = api_get(&app, &token, "/keys").await;
+    let states: Vec<(String, String)> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().into(),
+                k["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(next_kid.clone(), "next".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&(kid.clone(), "active".into())),
+        "{states:?}"
+    );
+    let res = http
+        .post(format!("{api}/keys/rotate"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
