@@ -313,7 +313,7 @@ pub async fn import(
     };
     // The audit entry commits with the import.
     crate::store::admin::audit(
-        &mut *tx,
+        &mut tx,
         now,
         actor,
         "config.import",

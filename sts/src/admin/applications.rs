@@ -52,7 +52,7 @@ impl admin_ui::backend::ApplicationsAdmin for Backend {
                 None
             };
             self.log_in(
-                &mut *tx,
+                &mut tx,
                 &actor,
                 "application.create",
                 Some(&settings.id),
@@ -111,7 +111,7 @@ impl admin_ui::backend::ApplicationsAdmin for Backend {
                 return Err(BackendError::NotFound);
             }
             self.log_in(
-                &mut *tx,
+                &mut tx,
                 &actor,
                 "application.update",
                 Some(&id),
@@ -156,7 +156,7 @@ impl admin_ui::backend::ApplicationsAdmin for Backend {
             .await
             .map_err(db)?;
             self.log_in(
-                &mut *tx,
+                &mut tx,
                 &actor,
                 "application.rotate_secret",
                 Some(&id),
@@ -190,7 +190,7 @@ impl admin_ui::backend::ApplicationsAdmin for Backend {
                 });
             }
             self.log_in(
-                &mut *tx,
+                &mut tx,
                 &actor,
                 if enabled {
                     "application.enable"

@@ -28,7 +28,7 @@ impl admin_ui::backend::ConsoleAdmin for Backend {
                 .await
                 .map_err(db)?;
             self.log_in(
-                &mut *tx,
+                &mut tx,
                 &format!("admin:{}", s.username),
                 "admin.login",
                 None,
@@ -59,7 +59,7 @@ impl admin_ui::backend::ConsoleAdmin for Backend {
                 .await
                 .map_err(db)?;
             if let Some(actor) = actor {
-                self.log_in(&mut *tx, &actor, "admin.logout", None, json!({}))
+                self.log_in(&mut tx, &actor, "admin.logout", None, json!({}))
                     .await?;
             }
             tx.commit().await.map_err(db)

@@ -153,11 +153,12 @@ impl admin_ui::backend::KeysAdmin for Backend {
                 .await?;
                 return Err(BackendError::Invalid(e.to_string()));
             }
-            self.log_in(&mut *tx, &actor, "saml_sp.import", None, json!({}))
+            self.log_in(&mut tx, &actor, "saml_sp.import", None, json!({}))
                 .await?;
             tx.commit().await.map_err(db)?;
             // Use it at once: new SP credentials, SAML providers rebuilt with them.
             self.load_saml_context().await?;
+            self.remember_sp_certificate().await;
             let mut started = vec![];
             for p in self.providers.all() {
                 if p.settings.kind.needs_sp_credentials() {

@@ -7,7 +7,7 @@ mod applications;
 mod console;
 mod keys;
 mod providers;
-mod replicas;
+pub mod replicas;
 mod sessions;
 mod transfer;
 
@@ -45,6 +45,8 @@ pub struct Backend {
     /// Serialises provider changes (save, enable, import, SP key) so none overwrites another's.
     pub provider_changes: tokio::sync::Mutex<()>,
     pub session_idle: i64,
+    /// What this replica built of the console providers and the SP key (`replicas.rs`).
+    pub console_seen: tokio::sync::Mutex<replicas::Seen>,
 }
 
 fn db(e: sqlx::Error) -> BackendError {
@@ -69,14 +71,22 @@ impl Backend {
         target: Option<&str>,
         details: serde_json::Value,
     ) -> Result<(), BackendError> {
-        self.log_in(&self.pool, actor, action, target, details)
-            .await
+        store::admin::audit_alone(
+            &self.pool,
+            self.clock.now(),
+            actor,
+            action,
+            target,
+            &details,
+        )
+        .await
+        .map_err(db)
     }
 
     /// An audit entry inside the transaction of the change it records (both commit or neither).
     async fn log_in(
         &self,
-        conn: impl sqlx::AnyExecutor<'_>,
+        conn: &mut sqlx::AnyConnection,
         actor: &str,
         action: &str,
         target: Option<&str>,

@@ -222,7 +222,7 @@ impl admin_ui::backend::ProvidersAdmin for Backend {
                 });
             }
             self.log_in(
-                &mut *tx,
+                &mut tx,
                 &actor,
                 if existing.is_none() {
                     "provider.create"
@@ -235,6 +235,7 @@ impl admin_ui::backend::ProvidersAdmin for Backend {
             .await?;
             tx.commit().await.map_err(db)?;
             let p = self.providers.put(built);
+            self.remember_console_provider(&settings.id).await;
             drop(changes);
             if p.settings.enabled {
                 let _ = crate::providers::metadata::start_saml_metadata(&p).await;
@@ -261,7 +262,7 @@ impl admin_ui::backend::ProvidersAdmin for Backend {
             }
             let current = self.providers.get(&id).ok_or(BackendError::NotFound)?;
             self.log_in(
-                &mut *tx,
+                &mut tx,
                 &actor,
                 if enabled {
                     "provider.enable"
@@ -276,6 +277,7 @@ impl admin_ui::backend::ProvidersAdmin for Backend {
             let mut settings = (*current.settings).clone();
             settings.enabled = enabled;
             let p = self.providers.upsert(settings);
+            self.remember_console_provider(&id).await;
             drop(changes);
             if enabled {
                 let _ = crate::providers::metadata::start_saml_metadata(&p).await;

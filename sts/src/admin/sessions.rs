@@ -24,7 +24,7 @@ impl admin_ui::backend::SessionsAdmin for Backend {
             store::oauth::revoke_session_tokens_in(&mut tx, &sid, self.clock.now())
                 .await
                 .map_err(db)?;
-            self.log_in(&mut *tx, &actor, "session.revoke", Some(&sid), json!({}))
+            self.log_in(&mut tx, &actor, "session.revoke", Some(&sid), json!({}))
                 .await?;
             tx.commit().await.map_err(db)
         })
@@ -64,7 +64,7 @@ impl admin_ui::backend::SessionsAdmin for Backend {
             .await
             .map_err(db)?;
             self.log_in(
-                &mut *tx,
+                &mut tx,
                 &actor,
                 "api_token.create",
                 Some(&name),
@@ -87,7 +87,7 @@ impl admin_ui::backend::SessionsAdmin for Backend {
                 return Err(BackendError::NotFound);
             };
             self.log_in(
-                &mut *tx,
+                &mut tx,
                 &actor,
                 "api_token.revoke",
                 Some(&name),

@@ -132,7 +132,7 @@ async fn run(command: Command, config: Config, declared: Declared) -> anyhow::Re
                 }
                 None => print!("{text}"),
             }
-            store::admin::audit(
+            store::admin::audit_alone(
                 service.pool(),
                 service.now(),
                 "cli",
@@ -199,7 +199,7 @@ async fn run(command: Command, config: Config, declared: Declared) -> anyhow::Re
                 )
             })?;
             println!(
-                "imported the SAML SP key {kid}; restart the server, then give IdP admins the new SP metadata"
+                "imported the SAML SP key {kid}; a running server uses it from its next key reload; give IdP admins the new SP metadata"
             );
             Ok(())
         }
@@ -298,7 +298,7 @@ async fn admin(cmd: AdminCommand, config: &Config) -> anyhow::Result<()> {
         bail!("the administrator {username} exists already (sts admin passwd sets a new password)");
     }
     store::admin::audit(
-        &mut *tx,
+        &mut tx,
         now,
         "cli",
         if replace {
@@ -398,7 +398,7 @@ async fn clients(cmd: ClientsCommand, config: &Config, declared: &Declared) -> a
             )
             .await?;
             store::admin::audit(
-                &mut *tx,
+                &mut tx,
                 service.now(),
                 "cli",
                 "application.rotate_secret",

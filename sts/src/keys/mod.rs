@@ -426,6 +426,15 @@ impl KeyService {
             .collect())
     }
 
+    /// Every key, newest first, as stored (no write: for `/metrics`, which anyone may be able to read).
+    pub async fn list_read_only(&self) -> Result<Vec<KeyInfo>, KeyError> {
+        Ok(sql::all(&self.pool)
+            .await?
+            .into_iter()
+            .map(KeyInfo::from)
+            .collect())
+    }
+
     pub async fn retire_expired(&self) -> Result<Vec<String>, KeyError> {
         let kids = sql::retire_expired(&self.pool, self.clock.now(), self.actor).await?;
         for kid in &kids {

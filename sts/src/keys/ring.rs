@@ -250,7 +250,7 @@ impl KeyRing {
     /// Every stored key with its state (for `/metrics`); None for a fixed ring or when the database does
     /// not answer.
     pub async fn key_states(&self) -> Option<Vec<super::KeyInfo>> {
-        self.service.as_ref()?.list().await.ok()
+        self.service.as_ref()?.list_read_only().await.ok()
     }
 
     /// Refresh every `interval` until the ring is dropped.
@@ -311,16 +311,11 @@ impl KeyRing {
             Ok(()) => "ok",
             // Busy or locked (a long write elsewhere, e.g. a CLI import): not a verdict on the database;
             // keep the last state rather than flap.
-            Err(e)
-                if e.as_database_error()
-                    .and_then(|d| d.code())
-                    .and_then(|c| c.parse::<i64>().ok())
-                    .is_some_and(|c| matches!(c & 0xff, 5 | 6)) =>
-            {
+            Err(e) if store::is_busy(s.pool(), &e) => {
                 return last.map(|(_, state)| state).unwrap_or("ok");
             }
             Err(e) => {
-                let reason = store::explain(&e, "the database");
+                let reason = store::describe_for(s.pool(), &e, "the database");
                 if store::ping(s.pool()).await {
                     tracing::error!(reason = %reason, "the database does not take writes: not ready");
                     "not_writable"

@@ -189,7 +189,12 @@ impl Application {
             sso_roles: config.admin_sso_roles.clone(),
             provider_changes: tokio::sync::Mutex::new(()),
             session_idle: config.session_idle_timeout as i64,
+            console_seen: tokio::sync::Mutex::new(Default::default()),
         });
+        // Record what was just built, before any request can change it.
+        if let Err(e) = backend.pick_up_console_changes().await {
+            tracing::warn!(error = %e, "recording the console providers failed; the first reload rebuilds them");
+        }
         // Console providers changed through another replica (shared database) are picked up on the
         // same interval as keys and applications.
         tasks.push(

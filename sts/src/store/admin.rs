@@ -142,15 +142,23 @@ pub async fn purge_expired(pool: &Pool, now: i64) -> Result<u64, sqlx::Error> {
 }
 
 /// One audit entry (`seq` the next number, in the same statement). Pass the transaction of the change it
-/// records, so both commit together.
+/// records, so both commit together; an entry on its own gets a transaction of its own ([`audit_alone`]).
+/// On PostgreSQL the transaction first takes [`super::AUDIT_LOCK`], so two entries never compute the same
+/// `seq` (SQLite has one writer at a time anyway).
 pub async fn audit(
-    db: impl sqlx::AnyExecutor<'_>,
+    db: &mut sqlx::AnyConnection,
     at: i64,
     actor: &str,
     action: &str,
     target: Option<&str>,
     details: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
+    if db.backend_name().eq_ignore_ascii_case("postgresql") {
+        sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+            .bind(super::AUDIT_LOCK)
+            .execute(&mut *db)
+            .await?;
+    }
     sqlx::query(
         "INSERT INTO audit_log (id, seq, at, actor, action, target, details) \
          SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6 FROM audit_log",
@@ -164,6 +172,20 @@ pub async fn audit(
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// An audit entry that records no change of its own (refusals, exports), in its own transaction.
+pub async fn audit_alone(
+    pool: &Pool,
+    at: i64,
+    actor: &str,
+    action: &str,
+    target: Option<&str>,
+    details: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    audit(&mut tx, at, actor, action, target, details).await?;
+    tx.commit().await
 }
 
 /// The audit log and the key events, newest first: (entries, total).

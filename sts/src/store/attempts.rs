@@ -7,37 +7,30 @@ use super::Pool;
 
 /// Record an attempt under every limit's key, unless one of them already holds `max` attempts within its
 /// window: then nothing is recorded and the answer is `Err(seconds until the oldest of those attempts
-/// leaves its window)` (at least 1). One write transaction ([`super::begin_write`]): concurrent attempts
-/// on any replica are counted one after the other. Rows older than the longest window go first, so the
-/// table holds at most what the limits let in.
+/// leaves its window)` (at least 1). A refusal is decided by a plain read, without any lock (a flood of
+/// refused attempts writes nothing); an attempt that may pass is checked again and recorded in one write
+/// transaction of its own ([`super::begin_attempts`]: on PostgreSQL a lock apart from the one the token
+/// endpoint's writes share), so concurrent attempts on any replica are counted one after the other. Rows
+/// older than the longest window go first, so the table holds at most what the limits let in.
 pub async fn record(
     pool: &Pool,
     limits: &[AttemptLimit],
     now: i64,
 ) -> Result<Result<(), i64>, sqlx::Error> {
-    let mut tx = super::begin_write(pool).await?;
+    let mut conn = pool.acquire().await?;
+    if let Some(w) = refusal(&mut conn, limits, now).await? {
+        return Ok(Err(w));
+    }
+    drop(conn);
+    let mut tx = super::begin_attempts(pool).await?;
     let longest = limits.iter().map(|l| l.window).max().unwrap_or(0);
     sqlx::query("DELETE FROM sign_in_attempts WHERE at <= $1")
         .bind(now - longest)
         .execute(&mut *tx)
         .await?;
-    let mut wait: Option<i64> = None;
-    for l in limits {
-        let (n, oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(at) FROM sign_in_attempts WHERE limit_key = $1 AND at > $2",
-        )
-        .bind(&l.key)
-        .bind(now - l.window)
-        .fetch_one(&mut *tx)
-        .await?;
-        if n >= l.max {
-            let until = oldest.unwrap_or(now) + l.window;
-            wait = Some(wait.map_or(until - now, |w| w.max(until - now)));
-        }
-    }
-    if let Some(w) = wait {
+    if let Some(w) = refusal(&mut tx, limits, now).await? {
         tx.commit().await?;
-        return Ok(Err(w.max(1)));
+        return Ok(Err(w));
     }
     for l in limits {
         sqlx::query("INSERT INTO sign_in_attempts (id, limit_key, at) VALUES ($1, $2, $3)")
@@ -51,9 +44,32 @@ pub async fn record(
     Ok(Ok(()))
 }
 
+/// Seconds to wait when one of `limits` is full at `now`, else None.
+async fn refusal(
+    conn: &mut sqlx::AnyConnection,
+    limits: &[AttemptLimit],
+    now: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let mut wait: Option<i64> = None;
+    for l in limits {
+        let (n, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(at) FROM sign_in_attempts WHERE limit_key = $1 AND at > $2",
+        )
+        .bind(&l.key)
+        .bind(now - l.window)
+        .fetch_one(&mut *conn)
+        .await?;
+        if n >= l.max {
+            let until = oldest.unwrap_or(now) + l.window;
+            wait = Some(wait.map_or(until - now, |w| w.max(until - now)));
+        }
+    }
+    Ok(wait.map(|w| w.max(1)))
+}
+
 /// A successful sign-in: forget every attempt under `forget`, and one (the newest) under `give_back`.
 pub async fn succeeded(pool: &Pool, forget: &str, give_back: &str) -> Result<(), sqlx::Error> {
-    let mut tx = super::begin_write(pool).await?;
+    let mut tx = super::begin_attempts(pool).await?;
     sqlx::query("DELETE FROM sign_in_attempts WHERE limit_key = $1")
         .bind(forget)
         .execute(&mut *tx)

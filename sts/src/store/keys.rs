@@ -164,7 +164,7 @@ pub async fn rotate_to(
     // The admin change's own audit entry (who asked), in the same transaction.
     if let Some((who, what)) = audit {
         crate::store::admin::audit(
-            &mut *tx,
+            &mut tx,
             k.now,
             who,
             what,
@@ -231,7 +231,7 @@ pub async fn insert_next(
     .await?;
     if let Some((who, what)) = audit {
         crate::store::admin::audit(
-            &mut *tx,
+            &mut tx,
             k.now,
             who,
             what,

@@ -270,16 +270,53 @@ pub async fn begin_write(
 ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
     match engine(pool) {
         Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
-        Engine::Postgres => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
-                .bind(WRITE_LOCK)
-                .execute(&mut *tx)
-                .await?;
-            Ok(tx)
-        }
+        Engine::Postgres => begin_locked(pool, WRITE_LOCK).await,
     }
 }
+
+/// A PostgreSQL transaction holding the advisory lock `key` until it ends. The wait for the lock is
+/// bounded by `database.busy_timeout_ms` (`lock_timeout`, for this transaction only): a writer stuck
+/// elsewhere makes requests fail after that, not hang with a pooled connection each.
+async fn begin_locked(
+    pool: &Pool,
+    key: i64,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let timeout_ms = pool
+        .options()
+        .get_acquire_timeout()
+        .as_millis()
+        .clamp(1, 600_000);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL lock_timeout = {timeout_ms}"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// The admin sign-in limits' own lock (PostgreSQL), so a flood of sign-in attempts does not queue behind
+/// or ahead of the token endpoint's writes.
+const ATTEMPTS_LOCK: i64 = 0x5354_535f_6174_7470; // "STS_attp"
+
+/// A write transaction for `sign_in_attempts` only: SQLite `BEGIN IMMEDIATE` (one writer anyway);
+/// PostgreSQL its own advisory lock ([`ATTEMPTS_LOCK`]) instead of the shared write lock.
+pub async fn begin_attempts(
+    pool: &Pool,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    match engine(pool) {
+        Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Engine::Postgres => begin_locked(pool, ATTEMPTS_LOCK).await,
+    }
+}
+
+/// The audit log's lock (PostgreSQL): every insert into `audit_log` takes it inside its transaction, so
+/// `seq` (the next number, computed in the insert) is unique also for entries written on their own.
+pub const AUDIT_LOCK: i64 = 0x5354_535f_6175_6474; // "STS_audt"
 
 /// For `sts serve` at start: the database takes a write (a read-only file opens and reads fine, and a
 /// full disk may still allow reads); the error names the file and the cause. CLI commands that only read
@@ -287,9 +324,35 @@ pub async fn begin_write(
 pub async fn check_writable(pool: &Pool, config: &Config) -> Result<(), StoreError> {
     let path = config.database_path();
     let file = path.split('?').next().unwrap_or(path);
-    writable(pool, 0)
-        .await
-        .map_err(|e| StoreError::Open(explain(&e, file)))
+    writable(pool, 0).await.map_err(|e| {
+        StoreError::Open(match engine(pool) {
+            Engine::Sqlite => explain(&e, file),
+            // Never the raw URL: it may hold the password.
+            Engine::Postgres => format!("{}: {}", redact_url(&config.database_url), describe(&e)),
+        })
+    })
+}
+
+/// Whether a database error only says "busy, try later" (not a verdict on the database): SQLite's
+/// primary codes 5 and 6 (busy, locked); PostgreSQL's lock timeouts, lock-not-available, serialization
+/// failures and deadlocks (`55P03`, `40001`, `40P01`). Codes are read per engine: PostgreSQL's SQLSTATE
+/// must never be taken for an SQLite number (42501, permission denied, is 5 modulo 256).
+pub fn is_busy(pool: &Pool, e: &sqlx::Error) -> bool {
+    let Some(code) = e.as_database_error().and_then(|d| d.code()) else {
+        return false;
+    };
+    match engine(pool) {
+        Engine::Sqlite => code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)),
+        Engine::Postgres => matches!(code.as_ref(), "55P03" | "40001" | "40P01"),
+    }
+}
+
+/// One sentence for a database error, fit for logs: SQLite's by [`explain`]; PostgreSQL's own message.
+pub fn describe_for(pool: &Pool, e: &sqlx::Error, what: &str) -> String {
+    match engine(pool) {
+        Engine::Sqlite => explain(e, what),
+        Engine::Postgres => format!("{what}: {}", describe(e)),
+    }
 }
 
 /// Liveness of the database.
