@@ -304,6 +304,22 @@ pub fn pkce() -> (String, String) {
     (verifier, challenge)
 }
 
+/// The kids of the JWKS served at `address` (`/sso/jwks.json`), in its order.
+pub async fn jwks_kids_at(address: &str) -> Vec<String> {
+    let jwks: serde_json::Value = reqwest::get(format!("{address}/sso/jwks.json"))
+        .await
+        .expect("GET JWKS")
+        .json()
+        .await
+        .expect("JWKS JSON");
+    jwks["keys"]
+        .as_array()
+        .expect("keys array")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_string())
+        .collect()
+}
+
 /// A peer process (an IdP script) that is killed when dropped.
 pub struct Peer {
     pub issuer: String,

@@ -52,17 +52,9 @@ fn ids(list: &serde_json::Value) -> BTreeSet<String> {
 }
 
 async fn kids(server: &ServerProcess) -> BTreeSet<String> {
-    let jwks: serde_json::Value = reqwest::get(format!("{}/sso/jwks.json", server.address))
+    sts_tests::jwks_kids_at(&server.address)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .into_iter()
         .collect()
 }
 

@@ -527,21 +527,6 @@ async fn kill_9_of_one_replica_under_load_loses_nothing_and_the_other_answers_ev
     }
 }
 
-async fn jwks_kids(replica: &str) -> Vec<String> {
-    let jwks: serde_json::Value = reqwest::get(format!("{replica}/sso/jwks.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn kid_of(jwt: &str) -> String {
     let part = jwt.split('.').next().unwrap();
     let h: serde_json::Value =
@@ -554,7 +539,7 @@ async fn a_key_rotated_at_one_replica_is_published_by_both_before_either_signs_w
     // JWKS cached for 2 s, keys reloaded every second, no leeway: the next key may sign 3 s after it
     // was staged.
     let p = pair_with(&[("STS_JWKS_MAX_AGE", "2"), ("STS_CLOCK_SKEW", "0")]).await;
-    let before = jwks_kids(p.b()).await;
+    let before = sts_tests::jwks_kids_at(p.b()).await;
     assert_eq!(before.len(), 1);
     let old = before[0].clone();
     let a = p.a.as_ref().unwrap();
@@ -579,7 +564,10 @@ async fn a_key_rotated_at_one_replica_is_published_by_both_before_either_signs_w
             if cache.0.elapsed() >= std::time::Duration::from_secs(2) {
                 fetches += 1;
                 let from = if fetches % 2 == 0 { p.a() } else { p.b() };
-                cache = (std::time::Instant::now(), jwks_kids(from).await);
+                cache = (
+                    std::time::Instant::now(),
+                    sts_tests::jwks_kids_at(from).await,
+                );
             }
             let res = http
                 .post(format!("{replica}/sso/token"))
@@ -601,7 +589,7 @@ async fn a_key_rotated_at_one_replica_is_published_by_both_before_either_signs_w
                 seen_new_at[i] = true;
             }
         }
-        if b_published_next.is_none() && jwks_kids(p.b()).await.len() == 2 {
+        if b_published_next.is_none() && sts_tests::jwks_kids_at(p.b()).await.len() == 2 {
             b_published_next = Some(staged_at.elapsed());
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -626,6 +614,6 @@ async fn a_key_rotated_at_one_replica_is_published_by_both_before_either_signs_w
         states.split_whitespace().collect::<Vec<_>>(),
         vec!["active:1", "published:1"]
     );
-    let after = jwks_kids(p.a()).await;
+    let after = sts_tests::jwks_kids_at(p.a()).await;
     assert!(after.contains(&old) && after.len() == 2, "{after:?}");
 }
