@@ -462,6 +462,19 @@ pub fn tool(program: &str, args: &[&str], cwd: &Path) -> Output {
     out
 }
 
+/// Run `cmd` with `input` on its standard input; its output (stdout and stderr captured).
+pub fn run_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?} does not start ({e})"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Independent verifiers of our tokens.
 pub mod verifiers {
     use super::*;

@@ -131,21 +131,10 @@ grant_types = ["client_credentials"]
     let text = res.text().await.unwrap();
 
     // promtool parses and lints it.
-    use std::io::Write;
-    let mut child = std::process::Command::new(promtool())
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = sts_tests::run_with_stdin(
+        std::process::Command::new(promtool()).args(["check", "metrics"]),
+        text.as_bytes(),
+    );
     assert!(
         out.status.success(),
         "promtool: {}{}\n{text}",
