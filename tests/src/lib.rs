@@ -475,6 +475,36 @@ pub fn run_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Run tests/peers/node/browser-login.mjs (headless Chromium) with `args` (`--out` is added) and `env`;
+/// its one-line JSON verdict, and its whole stdout (to check what it must never print).
+pub async fn browser_login(
+    args: &[&str],
+    env: &[(&str, &str)],
+    out: &Path,
+) -> (serde_json::Value, String) {
+    let script = repo_root().join("tests/peers/node/browser-login.mjs");
+    let result = tokio::process::Command::new(node_bin())
+        .arg(&script)
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("run browser-login.mjs");
+    let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|_| {
+            panic!(
+                "no verdict from the browser script:\n{stdout}\n{}",
+                String::from_utf8_lossy(&result.stderr)
+            )
+        });
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert!(result.status.success());
+    (v, stdout)
+}
+
 /// Independent verifiers of our tokens.
 pub mod verifiers {
     use super::*;
@@ -1124,6 +1154,7 @@ pub mod process {
     }
 }
 pub mod architecture;
+pub mod ldap;
 pub mod postgres;
 
 /// A pool on the database of the app in `dir` (SQLite or, with `STS_TEST_DATABASE=postgres`,

@@ -434,32 +434,19 @@ async fn several_providers_get_a_chooser_page() {
 async fn browser_login_in_headless_chromium() {
     let s = setup(oidc_provider).await;
     let out = tempfile::tempdir().unwrap();
-    let script = sts_tests::repo_root().join("tests/peers/node/browser-login.mjs");
-    let result = tokio::process::Command::new(sts_tests::node_bin())
-        .arg(&script)
-        .args([
+    let (v, _) = sts_tests::browser_login(
+        &[
             "--sts",
             &s.app.address,
             "--provider",
             "corp",
             "--user",
             "alice",
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .await
-        .expect("run browser-login.mjs");
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|_| {
-            panic!(
-                "no verdict from the browser script:\n{stdout}\n{}",
-                String::from_utf8_lossy(&result.stderr)
-            )
-        });
-    assert_eq!(v["ok"], true, "{v:#}");
-    assert!(result.status.success());
+        ],
+        &[],
+        out.path(),
+    )
+    .await;
     assert_eq!(v["subject"], "alice");
     assert_eq!(v["email"], "alice@example.com");
     assert_eq!(v["roles"], serde_json::json!(["employee", "admin", "user"]));

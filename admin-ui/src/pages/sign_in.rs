@@ -136,7 +136,13 @@ pub async fn login(
             &username,
         );
     }
-    if username.is_empty() || username.len() > 64 || password.is_empty() || password.len() > 1024 {
+    // Control characters (NUL, which PostgreSQL's TEXT cannot hold, included) are never part of a name.
+    if username.is_empty()
+        || username.len() > 64
+        || username.chars().any(char::is_control)
+        || password.is_empty()
+        || password.len() > 1024
+    {
         return login_page(
             StatusCode::BAD_REQUEST,
             &b,

@@ -231,11 +231,11 @@ impl Config {
             30,
             3600,
         )?;
-        // Only the variables the providers name in `client_secret_env` are kept.
+        // Only the variables the providers name in their `*_env` keys are kept.
         let provider_secrets = SecretEnv(
             raw.providers
                 .iter()
-                .filter_map(|p| p.get("client_secret_env").and_then(toml::Value::as_str))
+                .flat_map(super::secret_var_names)
                 .filter_map(|name| Some((name.to_string(), env.get(name)?.clone())))
                 .collect(),
         );

@@ -233,17 +233,16 @@ impl Config {
             }
             None => (None, toml::Table::new()),
         };
-        // Variables named by `client_secret_env` in the providers are the operator's to name.
+        // Variables named by the providers' `*_env` keys (`client_secret_env`, `bind_password_env`) are
+        // the operator's to name.
         let secret_vars: Vec<String> = table
             .get("providers")
             .and_then(toml::Value::as_array)
             .map(|list| {
                 list.iter()
-                    .filter_map(|p| {
-                        p.get("client_secret_env")
-                            .and_then(toml::Value::as_str)
-                            .map(str::to_string)
-                    })
+                    .filter_map(toml::Value::as_table)
+                    .flat_map(secret_var_names)
+                    .map(str::to_string)
                     .collect()
             })
             .unwrap_or_default();
@@ -429,4 +428,14 @@ pub struct Locations {
     pub config_file: String,
     pub database: String,
     pub master_key: String,
+}
+
+/// The environment variables a `[[providers]]` entry names for its secrets: the values of its keys ending
+/// in `_env` (`client_secret_env`, `bind_password_env`, ...).
+pub(crate) fn secret_var_names(provider: &toml::Table) -> Vec<&str> {
+    provider
+        .iter()
+        .filter(|(k, _)| k.ends_with("_env"))
+        .filter_map(|(_, v)| v.as_str())
+        .collect()
 }

@@ -29,6 +29,9 @@ pub trait KindConfig: DeserializeOwned + fmt::Debug + Clone {
     const KEYS: &'static [&'static str];
     /// Keys of a part this kind shares with others (the OAuth client part: `client::CLIENT_KEYS`).
     const SHARED_KEYS: &'static [&'static str] = &[];
+    /// The key naming the environment variable of the kind's secret: where the admin console puts the
+    /// secret given in its own field.
+    const SECRET_ENV_KEY: &'static str = "client_secret_env";
     /// Default claim paths (subject, username, email, name, groups).
     const CLAIMS: ClaimDefaults;
     /// Check the kind's keys without network; `env` resolves `*_env` keys.
@@ -38,6 +41,9 @@ pub trait KindConfig: DeserializeOwned + fmt::Debug + Clone {
 /// What `open` needs from the server.
 pub struct OpenContext<'a> {
     pub id: &'a str,
+    /// The provider's timeouts (the outbound HTTP client has them too).
+    pub connect_timeout_ms: u64,
+    pub timeout_ms: u64,
     pub clock: SharedClock,
     pub http: super::http::Outbound,
     /// SP credentials and URLs; None when no SAML provider was configured at start.
@@ -119,6 +125,14 @@ macro_rules! kinds {
             }
         }
 
+        /// The key the console's secret field goes into, for a kind.
+        pub fn secret_env_key(kind: &str) -> Option<&'static str> {
+            match kind {
+                $($name => Some(<$config as KindConfig>::SECRET_ENV_KEY),)*
+                _ => None,
+            }
+        }
+
         fn is_known_key(key: &str) -> bool {
             COMMON_KEYS.contains(&key)
                 $(|| <$config as KindConfig>::KEYS.contains(&key)
@@ -142,6 +156,7 @@ kinds! {
     Oidc = "oidc" => crate::providers::oidc::OidcConfig,
     Oauth2 = "oauth2" => crate::providers::oauth::OAuth2Config,
     Saml = "saml" => crate::providers::saml::SamlConfig,
+    Ldap = "ldap" => crate::providers::ldap::LdapConfig,
 }
 
 impl ProviderConfig {

@@ -36,7 +36,8 @@ impl Login {
         match self {
             Login::Redirect(r) => r.callback(),
             Login::SamlPost(_) => CallbackRoute::SamlAcs,
-            Login::Credentials(_) | Login::Request(_) => CallbackRoute::None,
+            Login::Credentials(_) => CallbackRoute::Form,
+            Login::Request(_) => CallbackRoute::None,
         }
     }
 }
@@ -51,6 +52,8 @@ pub enum CallbackRoute {
     OAuth,
     /// `/sso/sso-saml/acs` (or the provider's own ACS)
     SamlAcs,
+    /// `POST /sso/login/form`: our own username and password form.
+    Form,
     /// No browser round trip.
     None,
 }
@@ -61,6 +64,7 @@ impl CallbackRoute {
             CallbackRoute::OpenId => "oidc",
             CallbackRoute::OAuth => "oauth2",
             CallbackRoute::SamlAcs => "saml",
+            CallbackRoute::Form => "form",
             CallbackRoute::None => "none",
         }
     }

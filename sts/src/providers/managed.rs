@@ -1,7 +1,8 @@
 //! Identity providers managed in the admin console. Their settings are the same TOML as a `[[providers]]`
 //! entry (validated by the same code), kept as entered; the client secret is given separately and stored
-//! sealed under the master key. Local files are not readable from the console: `client_secret_env`,
-//! `client_secret_file` and `idp_metadata_file` are refused there.
+//! sealed under the master key (the client secret, or an LDAP service account's password: the kind's
+//! `SECRET_ENV_KEY`). Local files and the server's environment are not readable from the console: every
+//! `*_file` and `*_env` key is refused there.
 
 use std::collections::BTreeMap;
 
@@ -21,28 +22,29 @@ pub fn settings_from_source(
     }
     let mut table: toml::Table =
         toml::from_str(source).map_err(|e| format!("not valid TOML: {}", e.message()))?;
-    for key in [
-        "client_secret_env",
-        "client_secret_file",
-        "idp_metadata_file",
-    ] {
-        if table.contains_key(key) {
-            return Err(Refused(format!(
-                "`{key}` cannot be used in the console (no access to the server's files or environment): {}",
-                if key == "idp_metadata_file" {
-                    "use idp_metadata_url or idp_metadata_xml"
-                } else {
-                    "give the client secret in its own field"
-                }
-            )));
-        }
+    // Nothing from the server's files or environment: every `*_file` and `*_env` key is refused (the
+    // secret has its own field; certificates and metadata go inline).
+    if let Some(key) = table
+        .keys()
+        .find(|k| k.ends_with("_file") || k.ends_with("_env"))
+    {
+        return Err(Refused(format!(
+            "`{key}` cannot be used in the console (no access to the server's files or environment): {}",
+            match key.as_str() {
+                "idp_metadata_file" => "use idp_metadata_url or idp_metadata_xml",
+                "ca_file" => "give the certificates inline in ca_pem",
+                _ => "give the secret in its own field",
+            }
+        )));
     }
+    let secret_key = table
+        .get("type")
+        .and_then(|t| t.as_str())
+        .and_then(super::kinds::secret_env_key)
+        .unwrap_or("client_secret_env");
     let mut env = BTreeMap::new();
     if let Some(s) = secret.filter(|s| !s.is_empty()) {
-        table.insert(
-            "client_secret_env".into(),
-            toml::Value::String(SECRET_VAR.into()),
-        );
+        table.insert(secret_key.into(), toml::Value::String(SECRET_VAR.into()));
         env.insert(SECRET_VAR.to_string(), s.to_string());
     }
     ProviderConfig::from_table(table)?
@@ -50,10 +52,14 @@ pub fn settings_from_source(
         .map_err(|e| {
             Refused(
                 e.to_string()
-                    .replace(SECRET_VAR, "the client secret field")
+                    .replace(SECRET_VAR, "the secret field")
                     .replace(
                         "(`client_secret_env` or `client_secret_file`)",
-                        "(the client secret field)",
+                        "(the secret field)",
+                    )
+                    .replace(
+                        "(`bind_password_env` or `bind_password_file`)",
+                        "(the secret field)",
                     ),
             )
         })
@@ -120,7 +126,9 @@ mod tests {
             ("id = \"x\"\ntype = \"saml\"\nidp_metadata_file = \"/etc/passwd\"\n".to_string(), "cannot be used"),
             ("id = \"x\"\ntype = \"oidc\"\nissuer = \"http://login.example.com\"\nclient_id = \"a\"\n".to_string(), "https"),
             ("not toml".to_string(), "TOML"),
-            ("id = \"x\"\ntype = \"ldap\"\n".to_string(), "type"),
+            ("id = \"x\"\ntype = \"ldap\"\nurl = \"ldaps://l\"\nca_file = \"/etc/ssl/x\"\n".to_string(), "ca_pem"),
+            ("id = \"x\"\ntype = \"ldap\"\nbind_password_env = \"HOME\"\n".to_string(), "cannot be used"),
+            ("id = \"x\"\ntype = \"nope\"\n".to_string(), "type"),
         ] {
             let e = settings_from_source(&src, Some("s")).unwrap_err().0;
             assert!(e.contains(why), "{src}: {e}");

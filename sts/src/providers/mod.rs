@@ -8,6 +8,7 @@
 //! - [`oidc`]: OpenID Connect (discovery, code + PKCE + nonce, ID token validation, optional userinfo).
 //! - [`oauth`]: plain OAuth 2.0 (code + PKCE, user-info JSON with configurable claim paths).
 //! - [`saml`]: SAML 2.0 Web Browser SSO (signed responses, encrypted assertions, replay cache).
+//! - [`ldap`]: LDAP / Active Directory (our own form; direct bind or search-then-bind; groups).
 //! - [`identity`]: claims to [`Identity`]; [`registry`]: the providers by id; [`metadata`]: IdP metadata
 //!   fetched from a URL and refreshed; [`managed`]: providers added in the admin console.
 //! - [`http`]: outbound HTTP with timeouts, no redirects and a size limit.
@@ -16,6 +17,7 @@ pub mod client;
 pub mod http;
 pub mod identity;
 pub mod kinds;
+pub mod ldap;
 pub mod login;
 pub mod managed;
 pub mod metadata;
@@ -102,6 +104,13 @@ pub enum ProviderError {
     Saml(&'static str, String),
     #[error("this provider cannot be used: {0}")]
     Unusable(String),
+    /// A username and password the identity source refused (or malformed, or empty): the same answer
+    /// for an unknown user and a wrong password.
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    /// The directory (or credentials upstream) failed: a reason code and the detail for the log.
+    #[error("the directory could not check the sign-in: {1}")]
+    Directory(&'static str, String),
     /// The database or the blocking pool failed while checking a response (not the IdP's fault).
     #[error("internal error: {0}")]
     Internal(String),
@@ -124,6 +133,8 @@ impl ProviderError {
             ProviderError::BadValue(_) => "invalid_claim_value",
             ProviderError::Saml(code, _) => code,
             ProviderError::Unusable(_) => "provider_unusable",
+            ProviderError::InvalidCredentials => "invalid_credentials",
+            ProviderError::Directory(code, _) => code,
             ProviderError::Internal(_) => "internal_error",
         }
     }
@@ -167,6 +178,8 @@ impl Provider {
         let settings = Arc::new(settings);
         let login = settings.kind.open(&kinds::OpenContext {
             id: &settings.id,
+            connect_timeout_ms: settings.connect_timeout_ms,
+            timeout_ms: settings.timeout_ms,
             clock,
             http: http::Outbound::new(
                 &settings.id,

@@ -1,11 +1,15 @@
 // A real browser as a test peer: Debian's Chromium, headless, driven by playwright-core (no browser download).
 // It logs in through the STS's delegated login, reads /sso/me, uses its copy button, signs out.
 //
-// usage: node browser-login.mjs --sts URL --provider ID --user LOGIN_HINT --out DIR
+// usage: node browser-login.mjs --sts URL --provider ID --user LOGIN_HINT --out DIR [--form]
 //   URL         the STS's base URL, e.g. http://127.0.0.1:8080 (a trailing slash is ignored)
 //   ID          provider id for /sso/login?provider=ID
 //   LOGIN_HINT  passed as login_hint; the test IdP (oidc-idp.mjs) logs that user in without a form
 //   DIR         where me.png goes (created if missing); on failure failure.png, when a page was open
+//   --form      the provider has our own username and password form (LDAP): the script checks that the
+//               username is prefilled with LOGIN_HINT, types the password from the environment variable
+//               STS_TEST_PASSWORD (never a command-line argument), screenshots the form
+//               (DIR/login-form.png), submits it, then goes on as above
 //
 // Steps: /sso/login?provider=ID&login_hint=LOGIN_HINT, follow the IdP round trip until the path is /sso/me
 // (20 s); read #subject, #email, #username, #roles li, #access-token; click [data-copy="access-token"], wait
@@ -58,6 +62,7 @@ try {
       provider: { type: 'string' },
       user: { type: 'string' },
       out: { type: 'string' },
+      form: { type: 'boolean' },
     },
     strict: true,
   }));
@@ -182,7 +187,16 @@ async function run() {
     `&login_hint=${encodeURIComponent(args.user)}`;
   const deadline = Date.now() + LOGIN_TIMEOUT_MS;
   try {
-    await page.goto(loginUrl, { waitUntil: 'commit', timeout: LOGIN_TIMEOUT_MS });
+    await page.goto(loginUrl, { waitUntil: args.form ? 'load' : 'commit', timeout: LOGIN_TIMEOUT_MS });
+    if (args.form) {
+      const password = process.env.STS_TEST_PASSWORD;
+      if (!password) throw new Error('--form needs STS_TEST_PASSWORD in the environment');
+      const prefilled = await page.locator('#username').inputValue();
+      if (prefilled !== args.user) throw new Error(`the form's username is ${JSON.stringify(prefilled)}, not the login_hint`);
+      await page.locator('#password').fill(password);
+      await page.screenshot({ path: path.join(args.out, 'login-form.png'), fullPage: true });
+      await page.locator('form.login-form button[type="submit"]').click();
+    }
     await page.waitForURL((u) => u.pathname === '/sso/me', {
       waitUntil: 'load',
       timeout: Math.max(1, deadline - Date.now()),

@@ -51,7 +51,7 @@ fn refusals_name_the_problem() {
         ("id = \"a\"\ntype = \"oidc\"\nissuer = \"https://idp.example.com\"\nclient_id = \"c\"\nclient_secret_env = \"NOPE\"\n".into(), "NOPE"),
         ("id = \"a\"\ntype = \"oauth2\"\nclient_id = \"c\"\nclient_secret_env = \"SECRET\"\nissuer = \"https://x\"\n".into(), "`issuer` does not apply"),
         ("id = \"a\"\ntype = \"oauth2\"\nclient_id = \"c\"\nclient_secret_env = \"SECRET\"\n".into(), "authorization_endpoint"),
-        ("id = \"a\"\ntype = \"ldap\"\nclient_id = \"c\"\n".into(), "unknown `type`"),
+        ("id = \"a\"\ntype = \"kerberos\"\nclient_id = \"c\"\n".into(), "unknown `type`"),
     ];
     for (text, needle) in cases {
         let e = raw(&text).validate(&env()).unwrap_err().to_string();

@@ -2,16 +2,18 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, LOCATION};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
-use super::pages::{self, ChooserEntry, ChooserPage, MePage};
+use super::pages::{self, ChooserEntry, ChooserPage, LoginFormPage, MePage};
 use super::session::{self, BROWSER_COOKIE, SESSION_COOKIE};
 use crate::providers::{Callback, CallbackRoute, ProviderError};
 pub use crate::sso::login::LoginError;
-use crate::sso::login::{Logins, SignedIn, StartRequest, Started};
+use crate::sso::login::{
+    FormOutcome, FormPage, FormRequest, Logins, SignedIn, StartRequest, Started,
+};
 use crate::store;
 use crate::tokens::{TokenKind, TokenRequest};
 use crate::web::AppState;
@@ -31,6 +33,10 @@ impl actix_web::ResponseError for LoginError {
             LoginError::Provider(ProviderError::Outbound(_) | ProviderError::Discovery(_)) => {
                 StatusCode::BAD_GATEWAY
             }
+            LoginError::Provider(ProviderError::Directory("ldap_timeout", _)) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            LoginError::Provider(ProviderError::Directory(..)) => StatusCode::BAD_GATEWAY,
             LoginError::Provider(_) => StatusCode::UNAUTHORIZED,
             LoginError::Constraint(_) => StatusCode::FORBIDDEN,
             LoginError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -56,7 +62,9 @@ fn title(e: &LoginError) -> &'static str {
     match e {
         LoginError::Constraint(_) => "Access denied",
         LoginError::Cancelled => "Sign-in cancelled",
-        LoginError::Provider(ProviderError::Outbound(_) | ProviderError::Discovery(_))
+        LoginError::Provider(
+            ProviderError::Outbound(_) | ProviderError::Discovery(_) | ProviderError::Directory(..),
+        )
         | LoginError::IdpError(_) => "The identity provider is not answering correctly",
         _ => "Sign-in failed",
     }
@@ -172,16 +180,117 @@ pub(super) async fn start_login(
         Started::Redirect { url, new_browser } => {
             let mut resp = redirect(&url);
             if let Some(browser_id) = new_browser {
-                resp.cookie(session::cookie(
-                    BROWSER_COOKIE,
-                    browser_id,
-                    "/sso",
-                    st.web.secure_cookies,
-                    None,
-                ));
+                resp.cookie(browser_cookie(st, browser_id));
             }
             Ok(resp.finish())
         }
+        Started::Form(page) => Ok(form_page(st, StatusCode::OK, page, None)),
+    }
+}
+
+fn browser_cookie(st: &AppState, browser_id: String) -> actix_web::cookie::Cookie<'static> {
+    session::cookie(
+        BROWSER_COOKIE,
+        browser_id,
+        "/sso",
+        st.web.secure_cookies,
+        None,
+    )
+}
+
+/// The username and password form of a flow (with the browser-binding cookie when it is new).
+fn form_page(
+    st: &AppState,
+    status: StatusCode,
+    page: FormPage,
+    retry_after: Option<i64>,
+) -> HttpResponse {
+    let mut resp = pages::render(
+        status,
+        &LoginFormPage {
+            provider: &page.provider_name,
+            state: &page.state,
+            username: &page.username,
+            error: page.error.as_deref(),
+        },
+    );
+    if let Some(browser_id) = page.new_browser {
+        let _ = resp.add_cookie(&browser_cookie(st, browser_id));
+    }
+    // The form's POST must carry our Origin (checked in `form_login`); under the site-wide
+    // `no-referrer` a browser sends `Origin: null` instead.
+    resp.headers_mut().insert(
+        actix_web::http::header::REFERRER_POLICY,
+        actix_web::http::header::HeaderValue::from_static("same-origin"),
+    );
+    if let Some(wait) = retry_after
+        && let Ok(v) = actix_web::http::header::HeaderValue::from_str(&wait.to_string())
+    {
+        resp.headers_mut()
+            .insert(actix_web::http::header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+pub struct FormLogin {
+    state: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// `POST /sso/login/form`: our username and password form. The `state` in the form is the flow's,
+/// single use and bound to this browser's cookie, so it is also the form's CSRF token; a cross-origin
+/// `Origin` is refused before anything else.
+pub async fn form_login(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    form: Result<web::Form<FormLogin>, actix_web::Error>,
+) -> HttpResponse {
+    let mut provider_id = None;
+    let result = async {
+        if let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) {
+            let ours = url::Url::parse(&st.issuer)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default();
+            if origin.to_str().ok() != Some(ours.as_str()) {
+                return Err(LoginError::BadRequest);
+            }
+        }
+        let form = form.map_err(|_| LoginError::BadRequest)?.into_inner();
+        let browser = req.cookie(BROWSER_COOKIE);
+        let old = req.cookie(SESSION_COOKIE);
+        let client = req
+            .extensions()
+            .get::<admin_ui::ClientAddr>()
+            .map(|c| c.0.to_string())
+            .unwrap_or_else(|| "-".into());
+        logins(&st)
+            .complete_form(
+                FormRequest {
+                    state: form.state.as_deref().unwrap_or_default(),
+                    username: form.username.as_deref().unwrap_or_default(),
+                    password: crate::config::Secret::new(form.password.unwrap_or_default()),
+                    browser: browser.as_ref().map(|c| c.value()),
+                    client: &client,
+                    old_session: old.as_ref().map(|c| c.value()),
+                },
+                &mut provider_id,
+            )
+            .await
+    }
+    .await;
+    match result {
+        Ok(FormOutcome::SignedIn(done)) => signed_in(&st, done),
+        Ok(FormOutcome::Retry { page, retry_after }) => {
+            let status = if retry_after.is_some() {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            form_page(&st, status, page, retry_after)
+        }
+        Err(e) => failed(&st, e, provider_id.as_deref()).await,
     }
 }
 

@@ -6,6 +6,10 @@
 //! - `GET /sso/sso-openid/openid-login` (OIDC) and `GET /sso/sso-oauth/oauth-login` (OAuth 2.0): the
 //!   callbacks. The login flow named by `state` is consumed (deleted) before anything else, so `state` is
 //!   single-use; it must be bound to this browser (cookie), unexpired, and of the callback's kind.
+//! - `POST /sso/login/form` (LDAP and other credentials kinds): the username and password typed into our
+//!   own form (shown by `GET /sso/login`); the flow's `state` in the form is consumed first, then the
+//!   attempt counted, then the credentials checked. A wrong password gives the form again under a fresh
+//!   `state`.
 //! - `GET /sso/me`: who you are, your roles, and a fresh access token. `GET /sso/logout`: end the session.
 //!
 //! Every failure is a page with a reason code (also logged with the provider id) and leaves no session.
@@ -19,11 +23,19 @@ use actix_web::web;
 
 pub use flow::LoginError;
 
+/// The username and password form: a state, a username (256 characters) and a password (1 KiB).
+const FORM_BODY_LIMIT: usize = 8 * 1024;
+
 /// The ACS reads the whole form itself (and refuses what is over its own limits with a page).
 const ACS_BODY_LIMIT: usize = 1 << 20;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sso/login", web::get().to(flow::start))
+        .service(
+            web::resource("/sso/login/form")
+                .app_data(web::FormConfig::default().limit(FORM_BODY_LIMIT))
+                .route(web::post().to(flow::form_login)),
+        )
         .route(
             "/sso/sso-openid/openid-login",
             web::get().to(flow::oidc_callback),

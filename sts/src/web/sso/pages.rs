@@ -27,6 +27,16 @@ pub struct ChooserPage {
     pub providers: Vec<ChooserEntry>,
 }
 
+/// Our username and password form (LDAP and other credentials kinds).
+#[derive(Template)]
+#[template(path = "login_form.html")]
+pub struct LoginFormPage<'a> {
+    pub provider: &'a str,
+    pub state: &'a str,
+    pub username: &'a str,
+    pub error: Option<&'a str>,
+}
+
 #[derive(Template)]
 #[template(path = "me.html")]
 pub struct MePage<'a> {
