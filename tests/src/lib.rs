@@ -382,6 +382,42 @@ pub async fn start_node_peer_env(script: &str, args: &[&str], env: &[(&str, &str
     }
 }
 
+/// Start `tests/peers/<script>` (Python, standard library only) with the peers' venv Python on a free
+/// port (its first argument, then `args`); waits for its `READY` line. The peer's base URL is
+/// `http://127.0.0.1:PORT`.
+pub async fn start_python_peer(script: &str, args: &[&str]) -> Peer {
+    use tokio::io::AsyncBufReadExt;
+    let python = repo_root().join("tests/peers/.venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} missing: run scripts/install-deps --peers",
+        python.display()
+    );
+    let port = saml_idp::free_port();
+    let mut child = tokio::process::Command::new(&python)
+        .arg(repo_root().join("tests/peers").join(script))
+        .arg(port.to_string())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {script}: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not become ready within 30 s"))
+        .expect("read peer stdout")
+        .unwrap_or_else(|| panic!("{script} exited before it was ready"));
+    assert_eq!(line.trim(), "READY", "{script}: unexpected first line");
+    Peer {
+        issuer: format!("http://127.0.0.1:{port}"),
+        port,
+        _child: child,
+    }
+}
+
 /// Output of one CLI run.
 pub struct CliOutput {
     pub status: i32,
@@ -1166,3 +1202,82 @@ pub async fn open_db(dir: &Path) -> sqlx::AnyPool {
         .expect("open test database")
 }
 pub mod saml_idp2;
+
+/// Our own sign-in form (LDAP, credential proxy): open it, read its state, post it.
+pub mod form {
+    /// The hidden `state` of the form in `html`.
+    pub fn state_of(html: &str) -> String {
+        let at = html
+            .find("name=\"state\" value=\"")
+            .unwrap_or_else(|| panic!("no form state in:\n{html}"))
+            + 20;
+        html[at..at + html[at..].find('"').unwrap()].to_string()
+    }
+
+    /// Open the form of `provider` at `base` in `client`; its state. The page must carry the form CSP.
+    pub async fn open(base: &str, client: &reqwest::Client, provider: &str) -> String {
+        let res = client
+            .get(format!("{base}/sso/login?provider={provider}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let csp = res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(csp.contains("form-action 'self'"), "{csp}");
+        state_of(&res.text().await.unwrap())
+    }
+
+    /// Post the form, as a client behind the trusted proxy at 127.0.0.1 when `from` names its address
+    /// (`X-Forwarded-For`): (status, body, Location).
+    pub async fn post(
+        base: &str,
+        client: &reqwest::Client,
+        state: &str,
+        username: &str,
+        password: &str,
+        from: Option<&str>,
+    ) -> (u16, String, Option<String>) {
+        let mut req = client.post(format!("{base}/sso/login/form"));
+        if let Some(ip) = from {
+            req = req.header("X-Forwarded-For", ip);
+        }
+        let res = req
+            .form(&[
+                ("state", state),
+                ("username", username),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let location = res
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string());
+        (status, res.text().await.unwrap(), location)
+    }
+
+    /// `/sso/me` in `client`, which must have a session: the page.
+    pub async fn me(base: &str, client: &reqwest::Client) -> String {
+        let res = client.get(format!("{base}/sso/me")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap()
+    }
+
+    /// A whole form login in a fresh browser: (status, body, Location, the browser).
+    pub async fn login(
+        base: &str,
+        provider: &str,
+        username: &str,
+        password: &str,
+    ) -> (u16, String, Option<String>, reqwest::Client) {
+        let client = crate::browser();
+        let state = open(base, &client, provider).await;
+        let (s, b, l) = post(base, &client, &state, username, password, None).await;
+        (s, b, l, client)
+    }
+}

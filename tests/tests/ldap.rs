@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use sts_tests::ldap::{self, SERVICE_DN, SERVICE_PASSWORD, directory, user_dn};
-use sts_tests::{AppOptions, TestApp, browser, spawn_app_with};
+use sts_tests::{AppOptions, TestApp, browser, form, spawn_app_with};
 
 const ROLES: &str = r#"
 [providers.roles]
@@ -51,32 +51,14 @@ async fn app(config: String) -> TestApp {
     .await
 }
 
-/// The hidden `state` of our login form.
 fn state_of(html: &str) -> String {
-    let at = html
-        .find("name=\"state\" value=\"")
-        .unwrap_or_else(|| panic!("no form state in:\n{html}"))
-        + 20;
-    html[at..at + html[at..].find('"').unwrap()].to_string()
+    form::state_of(html)
 }
 
-/// Open the form of `provider` in `client`; its state.
 async fn open_form(app: &TestApp, client: &reqwest::Client, provider: &str) -> String {
-    let res = client
-        .get(format!("{}/sso/login?provider={provider}", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let csp = res.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(csp.contains("form-action 'self'"), "{csp}");
-    state_of(&res.text().await.unwrap())
+    form::open(&app.address, client, provider).await
 }
 
-/// Post the form: (status, body, Location).
 async fn post(
     app: &TestApp,
     client: &reqwest::Client,
@@ -84,10 +66,9 @@ async fn post(
     username: &str,
     password: &str,
 ) -> (u16, String, Option<String>) {
-    post_from(app, client, state, username, password, None).await
+    form::post(&app.address, client, state, username, password, None).await
 }
 
-/// Post the form as a client behind the trusted proxy at 127.0.0.1 (`X-Forwarded-For: from`).
 async fn post_from(
     app: &TestApp,
     client: &reqwest::Client,
@@ -96,48 +77,20 @@ async fn post_from(
     password: &str,
     from: Option<&str>,
 ) -> (u16, String, Option<String>) {
-    let mut req = client.post(format!("{}/sso/login/form", app.address));
-    if let Some(ip) = from {
-        req = req.header("X-Forwarded-For", ip);
-    }
-    let res = req
-        .form(&[
-            ("state", state),
-            ("username", username),
-            ("password", password),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let location = res
-        .headers()
-        .get("location")
-        .map(|l| l.to_str().unwrap().to_string());
-    (status, res.text().await.unwrap(), location)
+    form::post(&app.address, client, state, username, password, from).await
 }
 
-/// A whole form login in a fresh browser: (status, body, Location, the browser).
 async fn form_login(
     app: &TestApp,
     provider: &str,
     username: &str,
     password: &str,
 ) -> (u16, String, Option<String>, reqwest::Client) {
-    let client = browser();
-    let state = open_form(app, &client, provider).await;
-    let (s, b, l) = post(app, &client, &state, username, password).await;
-    (s, b, l, client)
+    form::login(&app.address, provider, username, password).await
 }
 
 async fn me(app: &TestApp, client: &reqwest::Client) -> String {
-    let res = client
-        .get(format!("{}/sso/me", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.text().await.unwrap()
+    form::me(&app.address, client).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

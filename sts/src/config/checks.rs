@@ -271,6 +271,7 @@ impl Config {
             metrics_listen,
             metrics_on_main: raw.metrics.on_main_listener,
             shutdown_grace,
+            echo: raw.server.echo,
             tls,
             database_url,
             database_max_connections: max_conn,

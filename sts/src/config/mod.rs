@@ -162,6 +162,9 @@ pub struct Config {
     /// After SIGTERM or SIGINT: how long `/ready` answers 503 while requests are still served (so a load
     /// balancer takes the replica out), before the server stops accepting and finishes what is in flight.
     pub shutdown_grace: Duration,
+    /// `/sso/echo`: show a caller the headers and addresses that reach the STS (secrets redacted), to set
+    /// up a trusted gateway. Off by default.
+    pub echo: bool,
     /// Open connections per worker; more wait in the listen backlog until one closes.
     pub max_connections_per_worker: usize,
     /// Load balancers and reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client

@@ -61,6 +61,7 @@ pub(super) struct RawServer {
     pub(super) max_connections_per_worker: Option<i64>,
     pub(super) trusted_proxies: Option<Vec<String>>,
     pub(super) shutdown_grace_seconds: Option<i64>,
+    pub(super) echo: bool,
     pub(super) tls: RawTls,
 }
 

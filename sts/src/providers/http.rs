@@ -114,7 +114,8 @@ impl Outbound {
     }
 
     /// [`Self::receive`], timed and counted: an error or a non-2xx answer counts as an upstream error.
-    async fn send(
+    /// Send and read the body up to the limit, whatever the status: (status, body). Timed as `call`.
+    pub async fn send(
         &self,
         call: &'static str,
         req: reqwest::RequestBuilder,

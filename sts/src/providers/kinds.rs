@@ -157,6 +157,8 @@ kinds! {
     Oauth2 = "oauth2" => crate::providers::oauth::OAuth2Config,
     Saml = "saml" => crate::providers::saml::SamlConfig,
     Ldap = "ldap" => crate::providers::ldap::LdapConfig,
+    Proxy = "proxy" => crate::providers::proxy::ProxyConfig,
+    Header = "header" => crate::providers::header::HeaderConfig,
 }
 
 impl ProviderConfig {

@@ -145,6 +145,9 @@ pub trait CredentialsForm: Send + Sync {
 pub struct RequestFacts<'a> {
     /// The TCP peer (the front end itself, not a forwarded address).
     pub peer: IpAddr,
+    /// The client address as `server.trusted_proxies` resolve it (the peer when it is not a trusted
+    /// proxy): a gateway behind a load balancer.
+    pub client: IpAddr,
     /// The request headers, names in lower case.
     pub headers: &'a [(String, String)],
 }

@@ -9,11 +9,14 @@
 //! - [`oauth`]: plain OAuth 2.0 (code + PKCE, user-info JSON with configurable claim paths).
 //! - [`saml`]: SAML 2.0 Web Browser SSO (signed responses, encrypted assertions, replay cache).
 //! - [`ldap`]: LDAP / Active Directory (our own form; direct bind or search-then-bind; groups).
+//! - [`proxy`]: a credential proxy (our own form; the credentials forwarded to a service that judges them).
+//! - [`header`]: a trusted gateway's identity headers, believed only from the gateway.
 //! - [`identity`]: claims to [`Identity`]; [`registry`]: the providers by id; [`metadata`]: IdP metadata
 //!   fetched from a URL and refreshed; [`managed`]: providers added in the admin console.
 //! - [`http`]: outbound HTTP with timeouts, no redirects and a size limit.
 
 pub mod client;
+pub mod header;
 pub mod http;
 pub mod identity;
 pub mod kinds;
@@ -23,6 +26,7 @@ pub mod managed;
 pub mod metadata;
 pub mod oauth;
 pub mod oidc;
+pub mod proxy;
 pub mod registry;
 pub mod saml;
 pub mod saml_xml;
@@ -111,6 +115,9 @@ pub enum ProviderError {
     /// The directory (or credentials upstream) failed: a reason code and the detail for the log.
     #[error("the directory could not check the sign-in: {1}")]
     Directory(&'static str, String),
+    /// Identity headers refused: not from the gateway, without its secret, or malformed.
+    #[error("the gateway's identity was refused: {1}")]
+    Gateway(&'static str, String),
     /// The database or the blocking pool failed while checking a response (not the IdP's fault).
     #[error("internal error: {0}")]
     Internal(String),
@@ -135,6 +142,7 @@ impl ProviderError {
             ProviderError::Unusable(_) => "provider_unusable",
             ProviderError::InvalidCredentials => "invalid_credentials",
             ProviderError::Directory(code, _) => code,
+            ProviderError::Gateway(code, _) => code,
             ProviderError::Internal(_) => "internal_error",
         }
     }

@@ -218,6 +218,7 @@ impl Application {
             clock,
             web: WebSettings {
                 secure_cookies: config.public_url.starts_with("https://"),
+                echo: config.echo,
                 login: crate::sso::login::LoginPolicy {
                     session_idle: config.session_idle_timeout,
                     session_absolute: config.session_absolute_timeout,

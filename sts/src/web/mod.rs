@@ -45,6 +45,8 @@ pub struct AppState {
 #[derive(Debug, Clone)]
 pub struct WebSettings {
     pub secure_cookies: bool,
+    /// `server.echo`: `/sso/echo` answers.
+    pub echo: bool,
     /// Lifetimes and callback URLs of the login flow (the domain's).
     pub login: crate::sso::login::LoginPolicy,
 }

@@ -33,10 +33,19 @@ impl actix_web::ResponseError for LoginError {
             LoginError::Provider(ProviderError::Outbound(_) | ProviderError::Discovery(_)) => {
                 StatusCode::BAD_GATEWAY
             }
-            LoginError::Provider(ProviderError::Directory("ldap_timeout", _)) => {
+            LoginError::Provider(ProviderError::Directory(code, _))
+                if code.ends_with("_timeout") =>
+            {
                 StatusCode::GATEWAY_TIMEOUT
             }
             LoginError::Provider(ProviderError::Directory(..)) => StatusCode::BAD_GATEWAY,
+            LoginError::Provider(ProviderError::Gateway("gateway_no_user", _)) => {
+                StatusCode::UNAUTHORIZED
+            }
+            LoginError::Provider(ProviderError::Gateway("gateway_invalid_header", _)) => {
+                StatusCode::BAD_REQUEST
+            }
+            LoginError::Provider(ProviderError::Gateway(..)) => StatusCode::FORBIDDEN,
             LoginError::Provider(_) => StatusCode::UNAUTHORIZED,
             LoginError::Constraint(_) => StatusCode::FORBIDDEN,
             LoginError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -140,6 +149,33 @@ pub(super) async fn start_login(
     q: &StartQuery,
 ) -> Result<HttpResponse, LoginError> {
     let browser = req.cookie(BROWSER_COOKIE);
+    let old = req.cookie(SESSION_COOKIE);
+    // A trusted gateway's identity is read from the request: its headers (names in lower case; a value
+    // that is not visible ASCII or UTF-8 text is left out) and who sent it.
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter_map(|(n, v)| {
+            Some((
+                n.as_str().to_ascii_lowercase(),
+                std::str::from_utf8(v.as_bytes()).ok()?.to_string(),
+            ))
+        })
+        .collect();
+    let peer = req.peer_addr().map(|a| a.ip());
+    let client = req
+        .extensions()
+        .get::<admin_ui::ClientAddr>()
+        .map(|c| c.0)
+        .or(peer);
+    let facts = match (peer, client) {
+        (Some(peer), Some(client)) => Some(crate::providers::login::RequestFacts {
+            peer,
+            client,
+            headers: &headers,
+        }),
+        _ => None,
+    };
     let started = logins(st)
         .start(StartRequest {
             provider: q.provider.as_deref(),
@@ -147,6 +183,8 @@ pub(super) async fn start_login(
             login_hint: q.login_hint.as_deref(),
             force: q.force.as_deref() == Some("1"),
             browser: browser.as_ref().map(|c| c.value()),
+            old_session: old.as_ref().map(|c| c.value()),
+            facts,
         })
         .await?;
     match started {
@@ -185,6 +223,7 @@ pub(super) async fn start_login(
             Ok(resp.finish())
         }
         Started::Form(page) => Ok(form_page(st, StatusCode::OK, page, None)),
+        Started::SignedIn(done) => Ok(signed_in(st, done)),
     }
 }
 
@@ -327,6 +366,59 @@ async fn callback(req: HttpRequest, st: web::Data<AppState>, route: CallbackRout
         Err(e) => failed(&st, e, provider_id.as_deref()).await,
     }
 }
+/// Headers whose values `/sso/echo` never shows.
+const ECHO_REDACTED: &[&str] = &["cookie", "authorization", "proxy-authorization"];
+
+/// `GET /sso/echo`, only with `server.echo = true` (else the JSON 404 of an unknown path): what reaches
+/// the STS from a gateway, for an admin setting one up. The TCP peer, the client address as
+/// `server.trusted_proxies` resolve it, and the request headers in order, with the values of `Cookie`,
+/// `Authorization`, `Proxy-Authorization` and every header a `type = "header"` provider takes its shared
+/// secret from replaced by `<redacted>`. Never cached.
+pub async fn echo(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    if !st.web.echo {
+        return HttpResponse::NotFound().json(serde_json::json!({"error": "not_found"}));
+    }
+    let secret_headers: Vec<String> = st
+        .providers
+        .all()
+        .iter()
+        .filter_map(|p| {
+            p.settings
+                .kind
+                .as_any()
+                .downcast_ref::<crate::providers::header::HeaderSettings>()
+                .and_then(|h| h.shared_secret_header.clone())
+        })
+        .collect();
+    let headers: Vec<serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            let name = n.as_str().to_ascii_lowercase();
+            let value = if ECHO_REDACTED.contains(&name.as_str()) || secret_headers.contains(&name)
+            {
+                "<redacted>".to_string()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            serde_json::json!([name, value])
+        })
+        .collect();
+    let client = req
+        .extensions()
+        .get::<admin_ui::ClientAddr>()
+        .map(|c| c.0.to_string());
+    HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "peer": req.peer_addr().map(|a| a.ip().to_string()),
+            "client": client,
+            "method": req.method().as_str(),
+            "path": req.path(),
+            "headers": headers,
+        }))
+}
+
 /// `GET /sso/me`
 pub async fn me(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     let user = match session::current(&req, &st).await {

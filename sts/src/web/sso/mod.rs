@@ -10,6 +10,8 @@
 //!   own form (shown by `GET /sso/login`); the flow's `state` in the form is consumed first, then the
 //!   attempt counted, then the credentials checked. A wrong password gives the form again under a fresh
 //!   `state`.
+//! - `GET /sso/echo` (only with `server.echo = true`): the headers and addresses that reach the STS, secrets
+//!   redacted, for setting up a trusted gateway (`type = "header"`).
 //! - `GET /sso/me`: who you are, your roles, and a fresh access token. `GET /sso/logout`: end the session.
 //!
 //! Every failure is a page with a reason code (also logged with the provider id) and leaves no session.
@@ -60,6 +62,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(saml::saml_metadata),
         )
         .route("/sso/me", web::get().to(flow::me))
+        .route("/sso/echo", web::get().to(flow::echo))
         .route("/sso/static/sts.css", web::get().to(pages::css))
         .route("/sso/static/sts.js", web::get().to(pages::js));
 }

@@ -12,6 +12,9 @@
 //! 3. [`Logins::finish`]: roles mapped, constraints checked, the last login recorded, the previous session
 //!    of this browser ended, a fresh session stored.
 
+mod error;
+mod form;
+
 pub use super::session::{SessionIdentity, SessionUser};
 use super::{hash, random_token, valid_return_to};
 use crate::crypto::constant_time_eq;
@@ -19,94 +22,11 @@ use crate::providers::login::AuthorizeRequest;
 use crate::providers::{
     Callback, CallbackRoute, FlowSecrets, Identity, Login, Provider, ProviderError, Registry,
 };
-use crate::roles::ConstraintError;
 use crate::store::{self, Pool};
+pub use error::LoginError;
+pub use form::{FormOutcome, FormPage, FormRequest};
 
 pub const DEFAULT_RETURN_TO: &str = "/sso/me";
-
-/// Why a login did not complete. Each has a stable reason code (logs, pages); `web` maps it to HTTP.
-#[derive(Debug, thiserror::Error)]
-pub enum LoginError {
-    #[error("the request is malformed")]
-    BadRequest,
-    #[error("`return_to` must be a path on this site")]
-    ReturnToRefused,
-    #[error("no such identity provider")]
-    UnknownProvider,
-    #[error("no identity provider is configured")]
-    NoProvider,
-    #[error("the response from the identity provider has no `state`")]
-    StateMissing,
-    #[error("this sign-in attempt is unknown or was already used; start again")]
-    StateUnknown,
-    #[error("this sign-in attempt took too long; start again")]
-    FlowExpired,
-    #[error("this sign-in attempt was started in another browser")]
-    StateNotThisBrowser,
-    #[error("the response arrived at the wrong callback")]
-    WrongCallback,
-    #[error("the identity provider is no longer available")]
-    ProviderUnavailable,
-    #[error("sign-in was cancelled at the identity provider")]
-    Cancelled,
-    #[error("the identity provider answered with an error: {0}")]
-    IdpError(String),
-    #[error("{0}")]
-    Provider(#[from] ProviderError),
-    #[error("{0}")]
-    Constraint(#[from] ConstraintError),
-    #[error("internal error")]
-    Internal,
-}
-
-impl From<serde_json::Error> for LoginError {
-    fn from(e: serde_json::Error) -> Self {
-        tracing::error!(error = %e, "could not serialise login state");
-        LoginError::Internal
-    }
-}
-
-impl From<sqlx::Error> for LoginError {
-    fn from(e: sqlx::Error) -> Self {
-        tracing::error!(error = %e, "database error during login");
-        LoginError::Internal
-    }
-}
-
-impl LoginError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            LoginError::BadRequest => "bad_request",
-            LoginError::ReturnToRefused => "return_to_refused",
-            LoginError::UnknownProvider => "unknown_provider",
-            LoginError::NoProvider => "no_provider",
-            LoginError::StateMissing => "state_missing",
-            LoginError::StateUnknown => "state_unknown_or_used",
-            LoginError::FlowExpired => "flow_expired",
-            LoginError::StateNotThisBrowser => "state_browser_mismatch",
-            LoginError::WrongCallback => "wrong_callback",
-            LoginError::ProviderUnavailable => "provider_unavailable",
-            LoginError::Cancelled => "login_cancelled",
-            LoginError::IdpError(_) => "idp_error",
-            LoginError::Provider(e) => e.code(),
-            LoginError::Constraint(e) => e.code(),
-            LoginError::Internal => "internal_error",
-        }
-    }
-
-    /// Failures that never reached a login flow of ours (made-up provider ids or `state`s, malformed
-    /// requests): not recorded, since anyone could fill the dashboard with them.
-    fn worth_recording(&self) -> bool {
-        !matches!(
-            self,
-            LoginError::UnknownProvider
-                | LoginError::BadRequest
-                | LoginError::StateMissing
-                | LoginError::StateUnknown
-                | LoginError::ReturnToRefused
-        )
-    }
-}
 
 /// Lifetimes and our callback URLs, from the configuration.
 #[derive(Debug, Clone)]
@@ -149,6 +69,10 @@ pub struct StartRequest<'a> {
     pub force: bool,
     /// The browser-binding cookie, when the browser has one.
     pub browser: Option<&'a str>,
+    /// The browser's current session cookie (a gateway login replaces that session).
+    pub old_session: Option<&'a str>,
+    /// Who sent the request and its headers (for a trusted gateway's identity).
+    pub facts: Option<crate::providers::login::RequestFacts<'a>>,
 }
 
 pub enum Started {
@@ -164,74 +88,8 @@ pub enum Started {
     },
     /// Show our username and password form for this flow (`state`, single use, bound to the browser).
     Form(FormPage),
-}
-
-/// What the username and password form shows.
-pub struct FormPage {
-    pub state: String,
-    pub provider_name: String,
-    pub username: String,
-    /// Why the previous attempt failed, when it did.
-    pub error: Option<String>,
-    /// Set this browser-binding cookie first.
-    pub new_browser: Option<String>,
-}
-
-/// A posted username and password form.
-pub struct FormRequest<'a> {
-    pub state: &'a str,
-    pub username: &'a str,
-    pub password: crate::config::Secret,
-    pub browser: Option<&'a str>,
-    /// The client's address (the TCP peer, or what a trusted proxy says), for the rate limit.
-    pub client: &'a str,
-    pub old_session: Option<&'a str>,
-}
-
-/// The outcome of a posted form: signed in, or the form again with a fresh `state` (a wrong password,
-/// or too many attempts: `retry_after` seconds).
-pub enum FormOutcome {
+    /// Signed in without a round trip (a trusted gateway's identity).
     SignedIn(SignedIn),
-    Retry {
-        page: FormPage,
-        retry_after: Option<i64>,
-    },
-}
-
-/// Sign-in attempts on our own form, counted in the database every replica shares (the admin console's
-/// table and windows): per provider and username, per client address, and per provider in all (a cap on
-/// the directory work unauthenticated callers can cause).
-pub const FORM_MAX_PER_USER: i64 = 10;
-pub const FORM_MAX_PER_ADDRESS: i64 = 30;
-pub const FORM_MAX_PER_PROVIDER_MINUTE: i64 = 600;
-const FORM_WINDOW_SECONDS: i64 = 15 * 60;
-
-fn form_limits(
-    provider: &str,
-    username: &str,
-    client: &str,
-) -> Vec<admin_ui::backend::AttemptLimit> {
-    use admin_ui::backend::AttemptLimit;
-    // The username as typed is anyone's text (NUL, which PostgreSQL's TEXT cannot hold, included): the key
-    // holds its SHA-256, lowercased first so that the limit is case-insensitive.
-    let user = super::hash(&username.to_lowercase());
-    vec![
-        AttemptLimit {
-            key: format!("login:{provider}:user:{user}"),
-            max: FORM_MAX_PER_USER,
-            window: FORM_WINDOW_SECONDS,
-        },
-        AttemptLimit {
-            key: format!("login:ip:{}", client.chars().take(64).collect::<String>()),
-            max: FORM_MAX_PER_ADDRESS,
-            window: FORM_WINDOW_SECONDS,
-        },
-        AttemptLimit {
-            key: format!("login:{provider}:*"),
-            max: FORM_MAX_PER_PROVIDER_MINUTE,
-            window: 60,
-        },
-    ]
 }
 
 /// A completed login: the new session's cookie value and where the browser goes next.
@@ -331,11 +189,25 @@ impl Logins<'_> {
                     new_browser: new_browser.then_some(browser_id),
                 }));
             }
-            Login::Request(_) => {
-                return Err(ProviderError::Unusable(
-                    "this kind of provider has no browser redirect".into(),
-                )
-                .into());
+            Login::Request(r) => {
+                // No round trip: the gateway has authenticated the user; believe it only if it is the
+                // gateway (the provider's checks), then a session at once.
+                let facts = req.facts.ok_or(LoginError::BadRequest)?;
+                let claims = r.identify(facts).inspect_err(|e| {
+                    tracing::warn!(
+                        provider = provider.id(),
+                        peer = %facts.peer,
+                        client = %facts.client,
+                        reason = e.code(),
+                        "identity headers refused"
+                    );
+                })?;
+                let identity =
+                    crate::providers::identity::identity_from_claims(&provider.settings, claims)?;
+                let done = self
+                    .finish(&provider, identity, &return_to, req.old_session)
+                    .await?;
+                return Ok(Started::SignedIn(done));
             }
         };
         self.insert_flow(&state, &browser_id, &provider, route, &secrets, &return_to)
@@ -371,111 +243,6 @@ impl Logins<'_> {
         )
         .await?;
         Ok(())
-    }
-
-    /// A posted username and password form: the flow named by `state` is consumed first (unexpired, of
-    /// the form, bound to this browser, its provider enabled); then the attempt is counted (refused, and
-    /// the source never asked, beyond the limits); then the provider checks the credentials. A wrong or
-    /// unknown username or password gives the form again under a fresh `state`, with one message for
-    /// both.
-    pub async fn complete_form(
-        &self,
-        req: FormRequest<'_>,
-        provider_id: &mut Option<String>,
-    ) -> Result<FormOutcome, LoginError> {
-        if req.state.is_empty() {
-            return Err(LoginError::StateMissing);
-        }
-        // Consumed first, whoever posts it: a state tried from another browser is spent.
-        let (provider, secrets, return_to) = self
-            .resume(
-                req.state,
-                CallbackRoute::Form,
-                req.browser,
-                true,
-                None,
-                provider_id,
-            )
-            .await?
-            .ok_or(LoginError::StateUnknown)?;
-        let browser = req.browser.ok_or(LoginError::StateNotThisBrowser)?;
-        let Login::Credentials(form) = provider.login()? else {
-            return Err(LoginError::WrongCallback);
-        };
-        let limits = form_limits(provider.id(), req.username, req.client);
-        let (flow_provider, flow_secrets, flow_return_to) = (&provider, &secrets, &return_to);
-        let again = |error: String| async move {
-            let state = random_token();
-            self.insert_flow(
-                &state,
-                browser,
-                flow_provider,
-                CallbackRoute::Form,
-                flow_secrets,
-                flow_return_to,
-            )
-            .await?;
-            Ok::<_, LoginError>(FormPage {
-                state,
-                provider_name: flow_provider.settings.display_name.clone(),
-                username: req
-                    .username
-                    .chars()
-                    .filter(|c| !c.is_control())
-                    .take(256)
-                    .collect(),
-                error: Some(error),
-                new_browser: None,
-            })
-        };
-        if let Err(wait) = store::attempts::record(self.pool, &limits, self.now).await? {
-            tracing::warn!(
-                provider = provider.id(),
-                client = req.client,
-                "form sign-in refused: too many attempts"
-            );
-            crate::measure::login(provider.id(), "too_many_attempts");
-            let minutes = (wait + 59) / 60;
-            return Ok(FormOutcome::Retry {
-                page: again(format!(
-                    "Too many sign-in attempts. Try again in {minutes} minute{}.",
-                    if minutes == 1 { "" } else { "s" }
-                ))
-                .await?,
-                retry_after: Some(wait),
-            });
-        }
-        match form.authenticate(req.username, &req.password).await {
-            Ok(claims) => {
-                let identity =
-                    crate::providers::identity::identity_from_claims(&provider.settings, claims)?;
-                store::attempts::succeeded(self.pool, &limits[0].key, &limits[1].key).await?;
-                self.finish(&provider, identity, &return_to, req.old_session)
-                    .await
-                    .map(FormOutcome::SignedIn)
-            }
-            Err(ProviderError::InvalidCredentials) => {
-                tracing::info!(
-                    provider = provider.id(),
-                    client = req.client,
-                    "form sign-in: wrong username or password"
-                );
-                crate::measure::login(provider.id(), "invalid_credentials");
-                store::login::record_login_event(
-                    self.pool,
-                    self.now,
-                    Some(provider.id()),
-                    None,
-                    "invalid_credentials",
-                )
-                .await?;
-                Ok(FormOutcome::Retry {
-                    page: again("Wrong username or password.".into()).await?,
-                    retry_after: None,
-                })
-            }
-            Err(other) => Err(other.into()),
-        }
     }
 
     /// Consume the flow named by `state`, then check it: unexpired, of this callback, bound to this
