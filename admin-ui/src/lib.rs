@@ -46,6 +46,7 @@ pub mod api;
 pub mod auth;
 pub mod backend;
 pub mod pages;
+pub mod presets;
 mod upload;
 
 use std::sync::Arc;

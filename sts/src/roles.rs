@@ -4,7 +4,9 @@
 //!    walks nested JSON objects (`realm_access.roles`, `resource_access.app.roles`); at each level a key that
 //!    literally equals the rest of the path wins, so namespaced claim names such as
 //!    `https://example.com/roles` work too. The value may be an array, a single string, or a delimited
-//!    string (configurable separator). Values are kept as exact opaque strings (never trimmed or normalised).
+//!    string (configurable separator). A step through an array of objects is taken in each element
+//!    (`teams.slug` on GitHub's teams). Values are kept as exact opaque strings (never trimmed or
+//!    normalised).
 //! 2. Mapping: each external value is matched against the rules in order (exact, or a glob with `*` and `?`;
 //!    no regular expressions from configuration); every matching rule contributes its STS roles. A value no
 //!    rule matches is dropped or kept as-is (`unmapped`). Default roles are always added.
@@ -147,9 +149,12 @@ pub fn extract(claims: &Value, path: &str, separator: Option<&str>) -> Vec<Strin
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     };
-    match lookup(claims, path) {
-        Some(Value::Array(items)) => items.iter().filter_map(scalar).collect(),
-        Some(Value::String(s)) => match separator {
+    let Some(found) = lookup(claims, path) else {
+        return fan_out(claims, path, separator);
+    };
+    match found {
+        Value::Array(items) => items.iter().filter_map(scalar).collect(),
+        Value::String(s) => match separator {
             Some(sep) if !sep.is_empty() => s
                 .split(sep)
                 .filter(|p| !p.is_empty())
@@ -157,9 +162,37 @@ pub fn extract(claims: &Value, path: &str, separator: Option<&str>) -> Vec<Strin
                 .collect(),
             _ => vec![s.clone()],
         },
-        Some(other) => scalar(other).into_iter().collect(),
-        None => vec![],
+        other => scalar(other).into_iter().collect(),
     }
+}
+
+/// A path that steps through an array takes that step in each element: `teams.slug` on
+/// `{"teams": [{"slug": "a"}, {"slug": "b"}]}` gives `a`, `b` (GitHub's teams and organisations). The
+/// longest key that matches is taken first, as in [`lookup`]; at most 1,000 values.
+fn fan_out(claims: &Value, path: &str, separator: Option<&str>) -> Vec<String> {
+    let Some(obj) = claims.as_object() else {
+        return Vec::new();
+    };
+    for (i, _) in path
+        .match_indices('.')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        let (head, rest) = (&path[..i], &path[i + 1..]);
+        match obj.get(head) {
+            Some(Value::Array(items)) => {
+                return items
+                    .iter()
+                    .flat_map(|item| extract(item, rest, separator))
+                    .take(1000)
+                    .collect();
+            }
+            Some(inner @ Value::Object(_)) => return fan_out(inner, rest, separator),
+            _ => {}
+        }
+    }
+    Vec::new()
 }
 
 /// Glob match with `*` (any run) and `?` (one char); linear time, no backtracking blow-up.
@@ -249,6 +282,16 @@ mod tests {
         assert_eq!(extract(&c, "https://example.com/roles", None), vec!["ns"]);
         assert_eq!(extract(&c, "csv", Some(",")), vec!["a", "b", "c"]);
         assert_eq!(extract(&c, "one", None), vec!["solo"]);
+        let gh = serde_json::json!({
+            "teams": [{"slug": "platform", "organization": {"login": "acme"}}, {"slug": "sre"}],
+            "orgs": [{"login": "acme"}, {"login": "oss"}],
+            "deep": {"list": [{"x": "1"}, {"x": "2"}]},
+        });
+        assert_eq!(extract(&gh, "teams.slug", None), vec!["platform", "sre"]);
+        assert_eq!(extract(&gh, "teams.organization.login", None), vec!["acme"]);
+        assert_eq!(extract(&gh, "orgs.login", None), vec!["acme", "oss"]);
+        assert_eq!(extract(&gh, "deep.list.x", None), vec!["1", "2"]);
+        assert!(extract(&gh, "teams.nope", None).is_empty());
         assert!(extract(&c, "obj", None).is_empty());
         assert!(extract(&c, "missing.path", None).is_empty());
     }

@@ -466,3 +466,32 @@ async fn browser_login_in_headless_chromium() {
     assert!(pv.ok, "{}", pv.json);
     assert!(out.path().join("me.png").is_file(), "screenshot taken");
 }
+
+/// `userinfo_extra` (GitHub's organisations and teams): more JSON documents read with the access token,
+/// from a real HTTP service shaped like GitHub's API that requires the token; `orgs.login` and
+/// `teams.slug` step through arrays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_userinfo_extra_brings_organisations_and_teams_as_groups_and_roles() {
+    let api = sts_tests::start_python_peer("proxy/upstream.py", &[]).await;
+    let api_base = api.issuer.clone();
+    let s = setup(move |issuer| {
+        oauth_provider(issuer)
+            .replace(
+                "username_claim = \"preferred_username\"",
+                &format!(
+                    "username_claim = \"preferred_username\"\ngroups_claim = \"orgs.login\"\nuserinfo_extra = {{ orgs = \"{api_base}/github/user/orgs\", teams = \"{api_base}/github/user/teams\" }}"
+                ),
+            )
+            .replace(
+                "claim = \"org.roles\"\nrules = [ { match = \"writer\", roles = [\"editor\"] }, { match = \"read*\", roles = [\"viewer\"] } ]",
+                "claim = \"teams.slug\"\nrules = [ { match = \"platform\", roles = [\"admin\"] } ]\n\n[providers.constraints]\nrequired_groups = [\"acme\"]",
+            )
+    })
+    .await;
+    let client = browser();
+    let (res, visited) = login(&s.app, &client, "corp-oauth", "alice").await;
+    assert_eq!(res.status(), 200, "visited {visited:#?}");
+    let html = res.text().await.unwrap();
+    assert_eq!(list_items(&html, "roles"), vec!["admin"]);
+    assert_eq!(list_items(&html, "groups"), vec!["acme", "oss-club"]);
+}

@@ -8,16 +8,25 @@ struct ProvidersPage<'a> {
     admin: Option<&'a Admin>,
     providers: &'a [ProviderInfo],
     draft: &'a str,
+    presets: &'a [crate::presets::Preset],
 }
 
-pub async fn providers(SignedIn(admin): SignedIn, b: Backend) -> HttpResponse {
+/// `GET /admin/providers[?preset=ID]`: the list, and the "Add a provider" form, started from a preset
+/// when one is named (an unknown id starts empty).
+pub async fn providers(req: HttpRequest, SignedIn(admin): SignedIn, b: Backend) -> HttpResponse {
+    let draft = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "preset")
+        .and_then(|(_, v)| crate::presets::preset(&v))
+        .map(|p| p.toml)
+        .unwrap_or("");
     match b.providers().await {
         Ok(p) => render(
             StatusCode::OK,
             &ProvidersPage {
                 admin: Some(&admin),
                 providers: &p,
-                draft: "",
+                draft,
+                presets: crate::presets::PRESETS,
             },
         ),
         Err(e) => internal(e),

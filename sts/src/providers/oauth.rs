@@ -5,7 +5,9 @@
 //! Checks, in order: the single-use `state` bound to the browser (the login flow, before this provider is
 //! called); RFC 9207 `iss` is not defined for plain OAuth providers and is ignored; the callback must
 //! carry a code; the token response must carry an access token; the user-info answer must be a JSON
-//! object within the size limit, fetched with the provider's timeouts and no redirects.
+//! object within the size limit, fetched with the provider's timeouts and no redirects; so must each
+//! `userinfo_extra` document (any JSON), read with the same access token and put into the claims under its
+//! name, never replacing a claim of the user-info answer.
 
 use std::sync::Arc;
 
@@ -30,6 +32,7 @@ pub struct OAuth2Config {
     authorization_endpoint: Option<String>,
     token_endpoint: Option<String>,
     userinfo_endpoint: Option<String>,
+    userinfo_extra: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Validated OAuth 2.0 settings.
@@ -40,6 +43,9 @@ pub struct OAuth2Settings {
     pub authorization_endpoint: String,
     pub token_endpoint: String,
     pub userinfo_endpoint: String,
+    /// More JSON documents read with the access token, each put into the claims under its name (GitHub's
+    /// organisations and teams): name → URL.
+    pub userinfo_extra: std::collections::BTreeMap<String, String>,
 }
 
 impl KindConfig for OAuth2Config {
@@ -50,6 +56,7 @@ impl KindConfig for OAuth2Config {
         "authorization_endpoint",
         "token_endpoint",
         "userinfo_endpoint",
+        "userinfo_extra",
     ];
     const CLAIMS: ClaimDefaults = ["sub", "preferred_username", "email", "name", "groups"];
 
@@ -59,11 +66,32 @@ impl KindConfig for OAuth2Config {
             let v = v.ok_or_else(|| Refused(format!("`{k}` is required for type oauth2")))?;
             endpoint_url(&v).map_err(|m| Refused(format!("`{k}`: {m}")))
         };
+        let mut userinfo_extra = std::collections::BTreeMap::new();
+        let extra = self.userinfo_extra.unwrap_or_default();
+        if extra.len() > 4 {
+            return Err("`userinfo_extra`: at most 4 documents".into());
+        }
+        for (name, url) in extra {
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(Refused(format!(
+                    "`userinfo_extra.{name}`: names are 1-64 of a-z, 0-9 and _"
+                )));
+            }
+            let url =
+                endpoint_url(&url).map_err(|m| Refused(format!("`userinfo_extra.{name}`: {m}")))?;
+            userinfo_extra.insert(name, url);
+        }
         Ok(Arc::new(OAuth2Settings {
             client,
             authorization_endpoint: need("authorization_endpoint", self.authorization_endpoint)?,
             token_endpoint: need("token_endpoint", self.token_endpoint)?,
             userinfo_endpoint: need("userinfo_endpoint", self.userinfo_endpoint)?,
+            userinfo_extra,
         }))
     }
 }
@@ -123,19 +151,34 @@ impl OAuthProvider {
             )
             .await?;
         let access = tokens.access_token.ok_or(ProviderError::NoAccessToken)?;
-        let info: Value = self
+        let mut info: Value = self
             .http
             .json(
                 "userinfo",
                 self.http
                     .client()
                     .get(&self.s.userinfo_endpoint)
-                    .bearer_auth(access)
+                    .bearer_auth(&access)
                     .header("Accept", "application/json"),
             )
             .await?;
-        if !info.is_object() {
+        let Some(claims) = info.as_object_mut() else {
             return Err(ProviderError::Userinfo("not a JSON object".into()));
+        };
+        // Each extra document under its name; a name the user-info answer already has is kept as it is.
+        for (name, url) in &self.s.userinfo_extra {
+            let doc: Value = self
+                .http
+                .json(
+                    "userinfo",
+                    self.http
+                        .client()
+                        .get(url)
+                        .bearer_auth(&access)
+                        .header("Accept", "application/json"),
+                )
+                .await?;
+            claims.entry(name.clone()).or_insert(doc);
         }
         Ok(info)
     }

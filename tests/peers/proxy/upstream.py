@@ -11,6 +11,8 @@ Users: alice / alice-pw-123 (groups staff, sts-admins), bob / bob-pw-123 (groups
   POST /always200  form body -> always 200, {"ok": true|false, ...} (success judged by a JSON field)
   POST /text    form body -> 200 "WELCOME alice" or 200 "DENIED" (success judged by a body regex)
   POST /error   -> 500;  POST /big -> 200 with 1 MiB;  POST /hang -> never answers
+  GET  /github/user/teams, /github/user/orgs -> GitHub-shaped JSON arrays, only with a Bearer token
+       (the OAuth 2.0 provider's userinfo_extra test in tests/tests/login.rs)
   GET  /count   -> {"requests": N}: how many requests reached this service (not counted itself)
 Prints READY when listening on 127.0.0.1:PORT.
 """
@@ -65,6 +67,16 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(200, json.dumps(COUNT))
         with LOCK:
             COUNT["requests"] += 1
+        if self.path.startswith("/github/user/"):
+            if not self.headers.get("Authorization", "").startswith("Bearer "):
+                return self.send(401, json.dumps({"message": "Requires authentication"}))
+            if self.path == "/github/user/teams":
+                return self.send(200, json.dumps([
+                    {"slug": "platform", "name": "Platform", "organization": {"login": "acme"}},
+                    {"slug": "sre", "name": "SRE", "organization": {"login": "acme"}},
+                ]))
+            if self.path == "/github/user/orgs":
+                return self.send(200, json.dumps([{"login": "acme"}, {"login": "oss-club"}]))
         if self.path == "/basic":
             auth = self.headers.get("Authorization", "")
             if not auth.startswith("Basic "):

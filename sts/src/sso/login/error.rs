@@ -83,6 +83,9 @@ impl LoginError {
                 | LoginError::StateMissing
                 | LoginError::StateUnknown
                 | LoginError::ReturnToRefused
+                // Anyone can send identity headers: refused ones from outside the gateway are logged,
+                // not written to the database.
+                | LoginError::Provider(ProviderError::Gateway("gateway_untrusted_source", _))
         )
     }
 }
