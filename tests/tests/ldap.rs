@@ -42,6 +42,10 @@ fn search(id: &str, extra: &str) -> String {
     )
 }
 
+/// The directory is shared by the tests of this process, which run at the same time. A test that counts
+/// slapd's binds holds this exclusively (no other test binds meanwhile); every other test holds it shared.
+static DIRECTORY_LOG: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 async fn app(config: String) -> TestApp {
     spawn_app_with(
         AppOptions::default()
@@ -95,6 +99,7 @@ async fn me(app: &TestApp, client: &reqwest::Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_bind_over_ldaps_signs_in_and_maps_groups_to_roles() {
+    let _log = DIRECTORY_LOG.read().await;
     let app = app(direct("corp", "")).await;
     let (status, _, location, client) = form_login(&app, "corp", "alice", "alice-pw-123").await;
     assert_eq!(status, 303);
@@ -120,6 +125,7 @@ async fn direct_bind_over_ldaps_signs_in_and_maps_groups_to_roles() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_tls_and_search_then_bind_with_a_group_search() {
+    let _log = DIRECTORY_LOG.read().await;
     let d = directory();
     let start_tls = format!(
         "[[providers]]\nid = \"tls\"\ntype = \"ldap\"\nurl = \"{}\"\nstart_tls = true\nca_file = \"{}\"\nbind_dn_template = \"uid={{username}},{}\"\n{ROLES}",
@@ -156,6 +162,7 @@ async fn app_twins() -> TestApp {
 /// A certificate the configured CA did not sign is refused: LDAPS against the Mozilla roots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_directory_certificate_is_verified() {
+    let _log = DIRECTORY_LOG.write().await;
     let d = directory();
     let config = format!(
         "[[providers]]\nid = \"corp\"\ntype = \"ldap\"\nurl = \"{}\"\nbind_dn_template = \"uid={{username}},{}\"\n{ROLES}",
@@ -179,6 +186,7 @@ async fn the_directory_certificate_is_verified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_unknown_user_get_one_answer_and_take_the_same_path() {
+    let _log = DIRECTORY_LOG.write().await;
     let d = directory();
     for (mode, config) in [
         ("direct", direct("corp", "")),
@@ -229,6 +237,7 @@ async fn wrong_password_and_unknown_user_get_one_answer_and_take_the_same_path()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_password_is_refused_without_any_bind() {
+    let _log = DIRECTORY_LOG.write().await;
     let d = directory();
     for config in [direct("corp", ""), search("corp", "")] {
         let app = app(config).await;
@@ -251,6 +260,7 @@ async fn an_empty_password_is_refused_without_any_bind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injection_in_the_username_never_signs_in_as_anyone() {
+    let _log = DIRECTORY_LOG.write().await;
     let d = directory();
     let hostile = [
         "*",
@@ -324,6 +334,7 @@ async fn injection_in_the_username_never_signs_in_as_anyone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_down_or_hanging_gives_a_clear_error_within_the_timeout() {
+    let _log = DIRECTORY_LOG.read().await;
     // Down: nothing listens.
     let port = sts_tests::saml_idp::free_port();
     let config = format!(
@@ -370,6 +381,7 @@ async fn a_directory_down_or_hanging_gives_a_clear_error_within_the_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_are_limited_per_user_and_per_address() {
+    let _log = DIRECTORY_LOG.write().await;
     let d = directory();
     let app = app(direct("corp", "")).await;
     for i in 0..10 {
@@ -435,6 +447,7 @@ async fn attempts_are_limited_per_user_and_per_address() {
 /// post is refused before anything else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_form_state_is_single_use_bound_to_the_browser_and_same_origin() {
+    let _log = DIRECTORY_LOG.read().await;
     let app = app(direct("corp", "")).await;
     let client = browser();
     let state = open_form(&app, &client, "corp").await;
@@ -486,6 +499,7 @@ async fn the_form_state_is_single_use_bound_to_the_browser_and_same_origin() {
 /// application without the form.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_code_flow_of_an_application_signs_in_through_ldap_with_sso() {
+    let _log = DIRECTORY_LOG.read().await;
     let clients = r#"
 [[clients]]
 id = "web-a"
@@ -579,6 +593,7 @@ redirect_uris = ["http://127.0.0.1/cb"]
 /// service password in the secret field, sealed; `ca_file` refused there, `ca_pem` accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ldap_provider_added_in_the_console_signs_users_in() {
+    let _log = DIRECTORY_LOG.read().await;
     let d = directory();
     let app = app(String::new()).await;
     let token = sts_tests::admin::api_token(&app).await;
@@ -632,6 +647,7 @@ async fn an_ldap_provider_added_in_the_console_signs_users_in() {
 /// user lands on /sso/me with the directory's roles. Screenshots: docs/screenshots/ldap-*.png.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ldap_login_form_in_headless_chromium() {
+    let _log = DIRECTORY_LOG.read().await;
     let app = app(direct("corp", "")).await;
     let out = tempfile::tempdir().unwrap();
     let (v, stdout) = sts_tests::browser_login(
