@@ -109,6 +109,11 @@ pub struct ClientInfo {
     pub audience: Vec<String>,
     pub roles: Vec<String>,
     pub auth_method: String,
+    /// Seconds; None: `tokens.lifetime_seconds`.
+    pub access_token_lifetime_seconds: Option<u64>,
+    pub refresh_token_lifetime_seconds: u64,
+    /// Identity providers its users may log in with; empty: any.
+    pub providers: Vec<String>,
     pub enabled: bool,
     pub secret_set: bool,
     /// "config" (read-only here) or "admin".
@@ -138,6 +143,27 @@ pub struct NewClient {
     pub audience: Option<Vec<String>>,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Seconds, 1..=`tokens.max_lifetime_seconds`; absent: the default (an update keeps the current one).
+    #[serde(default, deserialize_with = "whole_seconds")]
+    pub access_token_lifetime_seconds: Option<i64>,
+    /// Seconds, 60..=2592000; absent: 28800 (an update keeps the current one).
+    #[serde(default, deserialize_with = "whole_seconds")]
+    pub refresh_token_lifetime_seconds: Option<i64>,
+    /// Identity providers its users may log in with, empty for any; absent: any (an update keeps the
+    /// current list).
+    #[serde(default)]
+    pub providers: Option<Vec<String>>,
+}
+
+/// A JSON number of seconds: JSON Schema's `integer` includes `362.0`, so a whole float is accepted too.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match Option::<f64>::deserialize(d)? {
+        None => Ok(None),
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => Ok(Some(f as i64)),
+        Some(_) => Err(serde::de::Error::custom(
+            "expected a whole number of seconds",
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -31,6 +31,7 @@ pub mod config;
 pub mod crypto;
 pub mod declared;
 pub mod export;
+pub mod jwe;
 pub mod keys;
 pub mod measure;
 pub mod oauth;

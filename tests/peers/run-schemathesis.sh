@@ -40,7 +40,8 @@ trap 'rm -rf "$work"' EXIT
 # Exemptions from positive_data_acceptance, for operations whose bodies are validated beyond what a JSON
 # Schema can say: a keystore (random base64 is never a PKCS#12 file that opens with the password), provider
 # settings (TOML text, validated like [[providers]]), and an export document (every entry validated like the
-# configuration). Their 400 for schema-valid random data is expected; every other check still applies.
+# configuration), and applications (their `providers` must name identity providers that exist, which no
+# schema can say). Their 400 for schema-valid random data is expected; every other check still applies.
 cat >"$work/schemathesis.toml" <<'TOML'
 [[operations]]
 include-operation-id = "ImportKey"
@@ -52,6 +53,14 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401",
 
 [[operations]]
 include-operation-id = "UpdateProvider"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
+
+[[operations]]
+include-operation-id = "CreateApplication"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
+
+[[operations]]
+include-operation-id = "UpdateApplication"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
 
 [[operations]]

@@ -472,6 +472,17 @@ pub fn sts_bin() -> PathBuf {
     bin
 }
 
+/// The `sts-login` CLI binary next to the `sts` binary (`cargo build --workspace --bins` builds both).
+pub fn sts_login_bin() -> PathBuf {
+    let bin = sts_bin().with_file_name("sts-login");
+    assert!(
+        bin.is_file(),
+        "the sts-login binary is not built at {}: run `cargo build -p sts-login` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
 /// Repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

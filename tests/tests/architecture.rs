@@ -24,7 +24,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("config", &["config"]),
     (
         "leaves",
-        &["telemetry", "measure", "text", "clock", "crypto"],
+        &["telemetry", "measure", "text", "clock", "crypto", "jwe"],
     ),
 ];
 

@@ -95,7 +95,20 @@ pub(super) fn client_form(f: &HashMap<String, String>) -> NewClient {
         scopes: words(f.get("scopes")),
         audience: words(f.get("audience")),
         roles: words(f.get("roles")).unwrap_or_default(),
+        access_token_lifetime_seconds: seconds(f.get("access_token_lifetime_seconds")),
+        refresh_token_lifetime_seconds: seconds(f.get("refresh_token_lifetime_seconds")),
+        // On the edit page the field is always there: empty means any provider.
+        providers: f
+            .get("providers")
+            .map(|_| words(f.get("providers")).unwrap_or_default()),
     }
+}
+
+/// A number of seconds from a form field: absent or empty → None; anything else that is not a positive
+/// number → Some(0), which validation refuses with the field's range.
+fn seconds(v: Option<&String>) -> Option<i64> {
+    let v = v.map(|s| s.trim()).filter(|s| !s.is_empty())?;
+    Some(v.parse::<i64>().ok().filter(|n| *n > 0).unwrap_or(0))
 }
 
 pub async fn update_application(

@@ -88,6 +88,11 @@ impl admin_ui::backend::ApplicationsAdmin for Backend {
             }
             let old: ClientSettings = serde_json::from_str(&row.settings)
                 .map_err(|e| BackendError::Internal(e.to_string()))?;
+            let keep = (
+                c.providers.is_none(),
+                c.access_token_lifetime_seconds.is_none(),
+                c.refresh_token_lifetime_seconds.is_none(),
+            );
             let mut settings = self.validate_client(c)?;
             if settings.client_type != old.client_type {
                 return Err(BackendError::Conflict(
@@ -95,12 +100,19 @@ impl admin_ui::backend::ApplicationsAdmin for Backend {
                 ));
             }
             settings.enabled = row.enabled;
-            // What the console does not edit is kept (an imported entry may have set it).
-            settings.providers = old.providers.clone();
+            // What the console does not edit is kept (an imported entry may have set it), and so is what
+            // the request leaves out.
             settings.auth_method = old.auth_method;
             settings.jwks = old.jwks.clone();
-            settings.access_token_lifetime = old.access_token_lifetime;
-            settings.refresh_token_lifetime = old.refresh_token_lifetime;
+            if keep.0 {
+                settings.providers = old.providers.clone();
+            }
+            if keep.1 {
+                settings.access_token_lifetime = old.access_token_lifetime;
+            }
+            if keep.2 {
+                settings.refresh_token_lifetime = old.refresh_token_lifetime;
+            }
             let json = serde_json::to_string(&settings)
                 .map_err(|e| BackendError::Internal(e.to_string()))?;
             let mut tx = store::begin_write(&self.pool).await.map_err(db)?;

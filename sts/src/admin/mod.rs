@@ -122,6 +122,9 @@ impl Backend {
             audience: s.audience.clone(),
             roles: s.roles.clone(),
             auth_method: s.auth_method.as_str().into(),
+            access_token_lifetime_seconds: s.access_token_lifetime,
+            refresh_token_lifetime_seconds: s.refresh_token_lifetime,
+            providers: s.providers.clone(),
             enabled,
             secret_set,
             managed_by: managed_by.into(),
@@ -193,6 +196,16 @@ impl Backend {
                 )));
             }
         };
+        if let Some(unknown) = c
+            .providers
+            .iter()
+            .flatten()
+            .find(|p| self.providers.get(p).is_none())
+        {
+            return Err(BackendError::Invalid(format!(
+                "providers: there is no identity provider {unknown:?}"
+            )));
+        }
         let raw = RawClient {
             id: c.id,
             name: c.name,
@@ -203,9 +216,9 @@ impl Backend {
             scopes: c.scopes,
             audience: c.audience,
             roles: c.roles,
-            access_token_lifetime_seconds: None,
-            refresh_token_lifetime_seconds: None,
-            providers: vec![],
+            access_token_lifetime_seconds: c.access_token_lifetime_seconds,
+            refresh_token_lifetime_seconds: c.refresh_token_lifetime_seconds,
+            providers: c.providers.unwrap_or_default(),
             token_endpoint_auth_method: None,
             jwks: None,
             enabled: true,

@@ -231,6 +231,18 @@ impl Config {
             30,
             3600,
         )?;
+        let device_code_lifetime = positive(
+            "sessions.device_code_lifetime_seconds",
+            raw.sessions.device_code_lifetime_seconds,
+            10,
+            1800,
+        )?;
+        let device_poll_interval = positive(
+            "sessions.device_poll_interval_seconds",
+            raw.sessions.device_poll_interval_seconds,
+            1,
+            60,
+        )?;
         // Only the variables the providers name in their `*_env` keys are kept.
         let provider_secrets = SecretEnv(
             raw.providers
@@ -255,6 +267,8 @@ impl Config {
             session_idle_timeout: session_idle,
             session_absolute_timeout: session_abs,
             login_flow_ttl: flow_ttl,
+            device_code_lifetime,
+            device_poll_interval,
             providers: raw.providers,
             provider_secrets,
             clients: raw.clients,

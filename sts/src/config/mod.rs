@@ -192,6 +192,10 @@ pub struct Config {
     pub session_idle_timeout: u64,
     pub session_absolute_timeout: u64,
     pub login_flow_ttl: u64,
+    /// `sessions.device_code_lifetime_seconds`: how long a device code and its user code live.
+    pub device_code_lifetime: u64,
+    /// `sessions.device_poll_interval_seconds`: the polling interval a device is told first.
+    pub device_poll_interval: u64,
     /// `[[providers]]` as written: validated by `providers::settings` (through `crate::declared`), not
     /// here, so that this module depends on nothing above it.
     pub providers: Vec<toml::Table>,

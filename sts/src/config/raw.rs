@@ -38,6 +38,8 @@ pub(super) struct RawSessions {
     pub(super) idle_timeout_seconds: i64,
     pub(super) absolute_timeout_seconds: i64,
     pub(super) login_flow_ttl_seconds: i64,
+    pub(super) device_code_lifetime_seconds: i64,
+    pub(super) device_poll_interval_seconds: i64,
 }
 impl Default for RawSessions {
     fn default() -> Self {
@@ -45,6 +47,8 @@ impl Default for RawSessions {
             idle_timeout_seconds: 1800,
             absolute_timeout_seconds: 28_800,
             login_flow_ttl_seconds: 600,
+            device_code_lifetime_seconds: 600,
+            device_poll_interval_seconds: 5,
         }
     }
 }

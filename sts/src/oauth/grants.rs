@@ -34,6 +34,10 @@ pub struct GrantData {
     pub acr: Option<String>,
     pub amr: Option<Vec<String>>,
     pub sid: String,
+    /// The access token's audience when the request named one (`audience`, one of the application's);
+    /// else the application's whole list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<Vec<String>>,
 }
 
 impl Op<'_> {
@@ -51,10 +55,11 @@ impl Op<'_> {
             ),
             "refresh_token" => ("refresh_token", self.refresh_token(p, client).await),
             "client_credentials" => ("client_credentials", self.client_credentials(p, client)),
+            super::device::DEVICE_CODE_GRANT => ("device_code", self.device_code(p, client).await),
             _ => {
                 return Err(OAuthError::new(
                     "unsupported_grant_type",
-                    "grant_type must be authorization_code, refresh_token or client_credentials",
+                    "grant_type must be authorization_code, refresh_token, client_credentials or urn:ietf:params:oauth:grant-type:device_code",
                 ));
             }
         };
@@ -263,6 +268,11 @@ impl Op<'_> {
             // Only these tokens are narrowed; the new refresh token keeps the original grant (RFC 6749 6).
             grant.scope = asked;
         }
+        // Another of the application's audiences may be asked for (`sts-login token --aud X`): only
+        // this access token's `aud` changes.
+        if let Some(a) = requested_audience(p, client)? {
+            grant.audience = Some(a);
+        }
         let (body, access_jti, access_exp, refresh) =
             self.user_tokens(client, &grant, false, true)?;
         let Some(r) = refresh else {
@@ -391,7 +401,7 @@ impl Op<'_> {
             .issue(&TokenRequest {
                 kind: TokenKind::Access,
                 subject: g.subject.clone(),
-                audience: s.audience.clone(),
+                audience: g.audience.clone().unwrap_or_else(|| s.audience.clone()),
                 roles: g.roles.clone(),
                 client_id: s.id.clone(),
                 idp: Some(g.idp.clone()),
@@ -451,6 +461,113 @@ impl Op<'_> {
             body["refresh_token"] = r.clone().into();
         }
         Ok((body, access.jti, access.expires_at, refresh))
+    }
+}
+
+/// `audience` (RFC 8693's parameter name; one value): one of the application's registered audiences, which
+/// becomes the access token's only `aud`. None when not asked for.
+pub fn requested_audience(
+    p: &HashMap<String, String>,
+    client: &Client,
+) -> Result<Option<Vec<String>>, OAuthError> {
+    match p.get("audience") {
+        None => Ok(None),
+        Some(a) if client.settings.audience.iter().any(|x| x == a) => Ok(Some(vec![a.clone()])),
+        Some(_) => Err(OAuthError::new(
+            "invalid_target",
+            "the requested audience is not one this application may ask for",
+        )),
+    }
+}
+
+/// The default scope of a request that names none: the application's standard OpenID scopes.
+pub fn standard_scopes_of(client: &Client) -> Vec<String> {
+    client
+        .settings
+        .scopes
+        .iter()
+        .filter(|s| super::clients::STANDARD_SCOPES.contains(&s.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// `scope`: each one allowed for the application, duplicates dropped; `default` when absent.
+pub fn requested_scope(
+    p: &HashMap<String, String>,
+    client: &Client,
+    default: &[String],
+) -> Result<Vec<String>, OAuthError> {
+    let Some(asked) = p.get("scope") else {
+        return Ok(default.to_vec());
+    };
+    let mut scope: Vec<String> = Vec::new();
+    for t in asked.split(' ').filter(|t| !t.is_empty()) {
+        if !client.settings.scopes.iter().any(|a| a == t) {
+            return Err(OAuthError::new(
+                "invalid_scope",
+                "a requested scope is not allowed for this client",
+            ));
+        }
+        if !scope.iter().any(|x| x == t) {
+            scope.push(t.to_string());
+        }
+    }
+    Ok(scope)
+}
+
+impl Op<'_> {
+    /// Tokens for a grant the user approved outside a redirect with a code (the device grant, the
+    /// encrypted token redirect): the SSO session must still be alive; a refresh token (a new family)
+    /// when the application may refresh; its row, the application recorded in the session and the audit
+    /// entry (`action`, by the user) commit in one transaction.
+    pub async fn issue_user_grant(
+        &self,
+        client: &Client,
+        grant: &GrantData,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<serde_json::Value, OAuthError> {
+        let now = self.now;
+        if !store::oauth::session_alive(self.pool, &grant.sid, now).await? {
+            return Err(OAuthError::invalid_grant(
+                "the single sign-on session has ended",
+            ));
+        }
+        let with_refresh = client.settings.allows(GrantType::RefreshToken);
+        let (body, access_jti, access_exp, refresh) =
+            self.user_tokens(client, grant, true, with_refresh)?;
+        let grant_json = serde_json::to_string(grant).map_err(unreadable)?;
+        let mut tx = store::begin_write(self.pool).await?;
+        if let Some(r) = &refresh {
+            store::oauth::insert_refresh(
+                &mut *tx,
+                &store::oauth::NewRefresh {
+                    token_hash: &hash(r),
+                    family_id: &random_token(),
+                    client_id: &client.settings.id,
+                    sid: &grant.sid,
+                    grant_data: &grant_json,
+                    now,
+                    expires_at: now + client.settings.refresh_token_lifetime as i64,
+                    access_jti: &access_jti,
+                    access_exp,
+                },
+            )
+            .await?;
+        }
+        store::admin::audit(
+            &mut tx,
+            now,
+            &format!("user:{}", grant.subject),
+            action,
+            Some(&client.settings.id),
+            &details,
+        )
+        .await?;
+        tx.commit().await?;
+        store::oauth::touch_session_client(self.pool, &grant.sid, &client.settings.id, now).await?;
+        tracing::info!(client = %client.settings.id, subject = ?grant.subject, action, "tokens issued");
+        Ok(body)
     }
 }
 

@@ -4,12 +4,15 @@
 //! are in `web::oauth`, which builds an [`Op`] per request and answers what it returns.
 
 pub mod authorize;
+pub mod builtin;
 pub mod client_auth;
 pub mod clients;
+pub mod device;
 pub mod error;
 pub mod grants;
 pub mod own_tokens;
 pub mod params;
+pub mod token_redirect;
 
 use crate::keys::KeyRing;
 use crate::store::Pool;

@@ -159,6 +159,7 @@ impl Application {
             config.token_max_lifetime,
         ));
         sync_clients(&pool, &declared, clock.now(), true).await?;
+        crate::oauth::builtin::ensure(&pool, clock.now()).await?;
         let clients = Arc::new(
             crate::oauth::clients::ClientRegistry::load(
                 pool.clone(),
@@ -226,6 +227,10 @@ impl Application {
                     oidc_redirect_uri: config.oidc_redirect_uri(),
                     oauth_redirect_uri: config.oauth_redirect_uri(),
                     saml_acs_url: config.saml_acs_url(),
+                },
+                device: crate::oauth::device::DevicePolicy {
+                    code_lifetime: config.device_code_lifetime,
+                    poll_interval: config.device_poll_interval,
                 },
             },
         });
@@ -410,6 +415,9 @@ fn spawn_purger(pool: Pool, clock: SharedClock) -> tokio::task::JoinHandle<()> {
             }
             if let Err(e) = store::oauth::purge_expired(&pool, clock.now()).await {
                 tracing::warn!(error = %e, "purging expired codes and tokens failed");
+            }
+            if let Err(e) = store::device::purge_expired(&pool, clock.now()).await {
+                tracing::warn!(error = %e, "purging expired device grants failed");
             }
             if let Err(e) = store::admin::purge_expired(&pool, clock.now()).await {
                 tracing::warn!(error = %e, "purging expired admin sessions failed");

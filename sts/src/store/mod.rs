@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod attempts;
 pub mod copy;
+pub mod device;
 pub mod keys;
 pub mod login;
 pub mod oauth;

@@ -274,7 +274,10 @@ pub struct NewRefresh<'a> {
     pub access_exp: i64,
 }
 
-pub async fn insert_refresh(pool: &Pool, r: &NewRefresh<'_>) -> Result<(), sqlx::Error> {
+pub async fn insert_refresh(
+    pool: impl sqlx::AnyExecutor<'_>,
+    r: &NewRefresh<'_>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO refresh_tokens (token_hash, family_id, client_id, sid, grant_data, created_at, expires_at, access_jti, access_exp) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -49,6 +49,8 @@ pub struct WebSettings {
     pub echo: bool,
     /// Lifetimes and callback URLs of the login flow (the domain's).
     pub login: crate::sso::login::LoginPolicy,
+    /// Lifetimes of the device authorization grant.
+    pub device: crate::oauth::device::DevicePolicy,
 }
 
 /// Mount every route on an actix `App`. Each path answers GET and HEAD; other methods get 405.

@@ -62,9 +62,15 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
             "introspection_endpoint": format!("{base}/sso/introspect"),
             "revocation_endpoint": format!("{base}/sso/revoke"),
             "end_session_endpoint": format!("{base}/sso/logout"),
+            "device_authorization_endpoint": format!("{base}/sso/device_authorization"),
+            // The encrypted token redirect for programs on the user's machine (not a registered name).
+            "sts_token_redirect_endpoint": format!("{base}/sso/flow/redirect/token"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "form_post"],
-            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "grant_types_supported": [
+                "authorization_code", "refresh_token", "client_credentials",
+                "urn:ietf:params:oauth:grant-type:device_code"
+            ],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported": auth_methods,

@@ -103,7 +103,7 @@ redirect_uris = ["https://c.example.com/cb"]
         .await
         .ok();
     assert!(
-        out.stdout.contains("\"applications\":3")
+        out.stdout.contains("\"applications\":4")
             && out.stdout.contains("\"applications_skipped\":1"),
         "{}",
         out.stdout
@@ -208,8 +208,8 @@ redirect_uris = ["https://c.example.com/cb"]
     );
     assert_eq!(
         again["applications"].as_array().unwrap().len(),
-        3,
-        "the configuration-file application is only counted"
+        4,
+        "the configuration-file application is only counted (the 4th is the built-in sts-login)"
     );
     let live: serde_json::Value = http
         .get(format!("{}/admin/api/v1/providers", twin.address))

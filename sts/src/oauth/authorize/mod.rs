@@ -290,6 +290,7 @@ impl Op<'_> {
             acr: u.acr.clone(),
             amr: u.amr.clone(),
             sid: u.sid.clone(),
+            audience: None,
         };
         store::oauth::insert_code(
             self.pool,

@@ -34,6 +34,12 @@ pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
     ClientCredentials,
+    /// RFC 8628, the device authorization grant.
+    #[serde(
+        rename = "urn:ietf:params:oauth:grant-type:device_code",
+        alias = "device_code"
+    )]
+    DeviceCode,
 }
 
 impl GrantType {
@@ -42,6 +48,7 @@ impl GrantType {
             GrantType::AuthorizationCode => "authorization_code",
             GrantType::RefreshToken => "refresh_token",
             GrantType::ClientCredentials => "client_credentials",
+            GrantType::DeviceCode => crate::oauth::device::DEVICE_CODE_GRANT,
         }
     }
 }
@@ -199,9 +206,11 @@ impl RawClient {
         }
         if grant_types.contains(&GrantType::RefreshToken)
             && !grant_types.contains(&GrantType::AuthorizationCode)
+            && !grant_types.contains(&GrantType::DeviceCode)
         {
             return Err(ctx(
-                "refresh_token needs authorization_code in `grant_types`".into(),
+                "refresh_token needs authorization_code or the device code grant in `grant_types`"
+                    .into(),
             ));
         }
         let code = grant_types.contains(&GrantType::AuthorizationCode);

@@ -137,7 +137,7 @@ fn respond(t: &Target, params: &[(&str, &str)]) -> HttpResponse {
     }
 }
 
-fn fail(st: &AppState, f: Refusal) -> HttpResponse {
+pub(super) fn fail(st: &AppState, f: Refusal) -> HttpResponse {
     match f {
         Refusal::Page(message) => {
             tracing::info!(reason = ?message, "authorization request refused");

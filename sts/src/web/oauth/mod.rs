@@ -11,9 +11,11 @@
 
 mod authorize;
 mod client_auth;
+mod device;
 mod endpoints;
 mod logout;
 mod token;
+mod token_redirect;
 
 use std::collections::HashMap;
 
@@ -64,10 +66,40 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(logout::get))
             .route(web::post().to(logout::post)),
     )
+    .service(
+        web::resource("/sso/device_authorization")
+            .app_data(web::PayloadConfig::new(FORM_LIMIT))
+            .route(web::post().to(device::authorization)),
+    )
+    .service(
+        web::resource("/sso/device")
+            .app_data(web::FormConfig::default().limit(8 * 1024))
+            .route(web::get().to(device::get))
+            .route(web::post().to(device::post)),
+    )
+    .service(
+        web::resource("/sso/flow/redirect/token")
+            .app_data(web::FormConfig::default().limit(8 * 1024))
+            .route(web::get().to(token_redirect::get))
+            .route(web::post().to(token_redirect::post)),
+    )
     .route(
         "/sso/static/form_post.js",
         web::get().to(authorize::form_post_js),
     );
+}
+
+/// A form posted from one of our own pages: an `Origin` header, when the browser sends one, is ours.
+pub fn same_origin(req: &actix_web::HttpRequest, st: &AppState) -> bool {
+    match req.headers().get(actix_web::http::header::ORIGIN) {
+        None => true,
+        Some(origin) => {
+            let ours = url::Url::parse(&st.issuer)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default();
+            origin.to_str().ok() == Some(ours.as_str())
+        }
+    }
 }
 
 /// Only `application/x-www-form-urlencoded` bodies are read.
