@@ -143,10 +143,12 @@ pub struct NewClient {
     pub audience: Option<Vec<String>>,
     #[serde(default)]
     pub roles: Vec<String>,
-    /// Seconds, 1..=`tokens.max_lifetime_seconds`; absent: the default (an update keeps the current one).
+    /// Seconds, 1..=`tokens.max_lifetime_seconds`, or 0 for the default (`tokens.lifetime_seconds`);
+    /// absent: the default (an update keeps the current one).
     #[serde(default, deserialize_with = "whole_seconds")]
     pub access_token_lifetime_seconds: Option<i64>,
-    /// Seconds, 60..=2592000; absent: 28800 (an update keeps the current one).
+    /// Seconds, 60..=2592000, or 0 for the default (28800); absent: the default (an update keeps the
+    /// current one).
     #[serde(default, deserialize_with = "whole_seconds")]
     pub refresh_token_lifetime_seconds: Option<i64>,
     /// Identity providers its users may log in with, empty for any; absent: any (an update keeps the

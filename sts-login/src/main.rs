@@ -205,8 +205,18 @@ async fn discovery(sts: &str) -> Result<Value, String> {
     let v: Value =
         serde_json::from_slice(&read_limited(resp).await?).map_err(|e| format!("{url}: {e}"))?;
     for k in ["authorization_endpoint", "token_endpoint"] {
-        let e = v[k].as_str().ok_or_else(|| format!("{url}: no {k}"))?;
-        normalise(e)?; // https (or loopback) only
+        v[k].as_str().ok_or_else(|| format!("{url}: no {k}"))?;
+    }
+    // Every endpoint we may send a token or a code to: https (or loopback) only.
+    for k in [
+        "authorization_endpoint",
+        "token_endpoint",
+        "device_authorization_endpoint",
+        "revocation_endpoint",
+    ] {
+        if let Some(e) = v[k].as_str() {
+            normalise(e).map_err(|e| format!("{url}: {k}: {e}"))?;
+        }
     }
     Ok(v)
 }
@@ -241,7 +251,8 @@ fn store(
     {
         return Err("the STS sent a token type other than Bearer".into());
     }
-    let expires_in = resp["expires_in"].as_i64().unwrap_or(60);
+    // Bounded: a hostile answer cannot make the arithmetic overflow.
+    let expires_in = resp["expires_in"].as_i64().unwrap_or(60).clamp(0, 86_400);
     let sessions = cache["sessions"].as_object_mut().ok_or("bad cache")?;
     let s = sessions.entry(sts.to_string()).or_insert_with(|| json!({}));
     if new_login || !s["tokens"].is_object() {
@@ -279,92 +290,118 @@ fn open_browser(url: &str) {
         .spawn();
 }
 
-/// Wait for `GET /callback?...` with our `state` on the listener; the code, or the error the STS sent.
-async fn callback(listener: tokio::net::TcpListener, state: &str) -> Result<String, String> {
-    loop {
-        let (mut conn, _) = listener.accept().await.map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 8192];
-        let mut n = 0;
-        let head = tokio::time::timeout(Duration::from_secs(10), async {
-            while n < buf.len() {
-                let got = conn.read(&mut buf[n..]).await.ok()?;
-                if got == 0 {
-                    break;
-                }
-                n += got;
-                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
+/// What one connection to the loopback listener brought.
+enum Callback {
+    Code(String),
+    Error(String),
+}
+
+/// One connection: its request head (8 KiB, 10 s), checked (Host, path, `state`) and answered. Some only for
+/// our callback.
+async fn one_connection(
+    mut conn: tokio::net::TcpStream,
+    port: u16,
+    state: &str,
+) -> Option<Callback> {
+    let mut buf = vec![0u8; 8192];
+    let mut n = 0;
+    let head = tokio::time::timeout(Duration::from_secs(10), async {
+        while n < buf.len() {
+            let got = conn.read(&mut buf[n..]).await.ok()?;
+            if got == 0 {
+                break;
             }
-            Some(String::from_utf8_lossy(&buf[..n]).to_string())
+            n += got;
+            if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        Some(String::from_utf8_lossy(&buf[..n]).to_string())
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    let reply = |status: &str, text: &str| {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n<!doctype html><title>sts-login</title><p>{text}</p>"
+        )
+    };
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or("");
+    let host_ok = lines.any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.eq_ignore_ascii_case("host") && v.trim() == format!("127.0.0.1:{port}")
         })
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-        let target = head.split(' ').nth(1).unwrap_or("");
-        let reply = |status: &str, text: &str| {
-            format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n<!doctype html><title>sts-login</title><p>{text}</p>"
-            )
-        };
-        let Ok(u) = url::Url::parse(&format!("http://127.0.0.1{target}")) else {
-            let _ = conn
-                .write_all(reply("400 Bad Request", "Bad request.").as_bytes())
-                .await;
-            continue;
-        };
-        if u.path() != "/callback" {
-            let _ = conn
-                .write_all(reply("404 Not Found", "Not found.").as_bytes())
-                .await;
-            continue;
-        }
-        let q: Vec<(String, String)> = u.query_pairs().into_owned().collect();
-        let get = |k: &str| {
-            let mut it = q.iter().filter(|(n, _)| n == k);
-            match (it.next(), it.next()) {
-                (Some((_, v)), None) => Some(v.clone()),
-                _ => None,
+    });
+    let mut parts = request_line.split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let answer = |status: &'static str, text: &'static str| (status, text);
+    let (outcome, (status, text)) = match url::Url::parse(&format!("http://127.0.0.1{target}")) {
+        _ if method != "GET" || !host_ok => (None, answer("400 Bad Request", "Bad request.")),
+        Err(_) => (None, answer("400 Bad Request", "Bad request.")),
+        Ok(u) if u.path() != "/callback" => (None, answer("404 Not Found", "Not found.")),
+        Ok(u) => {
+            let q: Vec<(String, String)> = u.query_pairs().into_owned().collect();
+            let get = |k: &str| {
+                let mut it = q.iter().filter(|(n, _)| n == k);
+                match (it.next(), it.next()) {
+                    (Some((_, v)), None) => Some(v.clone()),
+                    _ => None,
+                }
+            };
+            if get("state").as_deref() != Some(state) {
+                (
+                    None,
+                    answer("400 Bad Request", "This answer is not for this sign-in."),
+                )
+            } else if let Some(e) = get("error") {
+                let d = get("error_description").unwrap_or_default();
+                let d: String = d.chars().filter(|c| !c.is_control()).take(300).collect();
+                (
+                    Some(Callback::Error(format!("the STS answered {e}: {d}"))),
+                    answer("200 OK", "Sign-in failed; see the terminal."),
+                )
+            } else if let Some(code) = get("code") {
+                (
+                    Some(Callback::Code(code)),
+                    answer(
+                        "200 OK",
+                        "Signed in. You can close this tab and go back to the terminal.",
+                    ),
+                )
+            } else {
+                (None, answer("400 Bad Request", "No code."))
             }
-        };
-        if get("state").as_deref() != Some(state) {
-            let _ = conn
-                .write_all(
-                    reply("400 Bad Request", "This answer is not for this sign-in.").as_bytes(),
-                )
-                .await;
-            continue;
         }
-        if let Some(e) = get("error") {
-            let _ = conn
-                .write_all(reply("200 OK", "Sign-in failed; see the terminal.").as_bytes())
-                .await;
-            let d = get("error_description").unwrap_or_default();
-            return Err(format!(
-                "the STS answered {e}: {}",
-                d.chars()
-                    .filter(|c| !c.is_control())
-                    .take(300)
-                    .collect::<String>()
-            ));
+    };
+    let _ = conn.write_all(reply(status, text).as_bytes()).await;
+    outcome
+}
+
+/// Wait for `GET /callback?...` with our `state` on the listener; the code, or the error the STS sent.
+/// Every connection is served by a task of its own, so idle connections cannot hold the real one up.
+async fn callback(listener: tokio::net::TcpListener, state: &str) -> Result<String, String> {
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Callback>(1);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (conn, _) = accepted.map_err(|e| e.to_string())?;
+                let (tx, state) = (tx.clone(), state.to_string());
+                tokio::spawn(async move {
+                    if let Some(c) = one_connection(conn, port, &state).await {
+                        let _ = tx.send(c).await;
+                    }
+                });
+            }
+            Some(c) = rx.recv() => {
+                return match c {
+                    Callback::Code(code) => Ok(code),
+                    Callback::Error(e) => Err(e),
+                };
+            }
         }
-        let Some(code) = get("code") else {
-            let _ = conn
-                .write_all(reply("400 Bad Request", "No code.").as_bytes())
-                .await;
-            continue;
-        };
-        let _ = conn
-            .write_all(
-                reply(
-                    "200 OK",
-                    "Signed in. You can close this tab and go back to the terminal.",
-                )
-                .as_bytes(),
-            )
-            .await;
-        return Ok(code);
     }
 }
 
@@ -419,7 +456,7 @@ async fn login(
             {
                 Ok(v) => break v,
                 Err((e, _)) if e == "authorization_pending" => {}
-                Err((e, _)) if e == "slow_down" => interval += 5,
+                Err((e, _)) if e == "slow_down" => interval = (interval + 5).min(60),
                 Err((e, m)) => return Err(format!("the sign-in ended: {e}: {m}")),
             }
         }

@@ -251,8 +251,7 @@ async fn device_grant_in_chromium_with_its_refusals_and_limits() {
     assert_eq!(claims["client_id"], "sts-login");
     assert_eq!(claims["roles"], serde_json::json!(["employee", "user"]));
     assert!(tokens["refresh_token"].is_string() && tokens["id_token"].is_string());
-    // Handed out once.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Handed out once (a final answer needs no pacing).
     let (st, v) = poll(sts, &device_code).await;
     assert_eq!(
         (st, v["error"].as_str()),
@@ -422,21 +421,68 @@ async fn device_grant_in_chromium_with_its_refusals_and_limits() {
 }
 
 #[tokio::test]
-async fn device_codes_expire() {
+async fn device_grant_over_http_and_expiry() {
+    // (No browser: this one also runs in the PostgreSQL pass of scripts/test.)
     let s =
         setup("[sessions]\ndevice_code_lifetime_seconds = 10\ndevice_poll_interval_seconds = 1\n")
             .await;
-    let d = device_start(&s.sts, &[]).await;
+    let sts = &s.sts;
+    let d = device_start(sts, &[]).await;
     assert_eq!(d["expires_in"], 10);
-    tokio::time::sleep(Duration::from_secs(11)).await;
-    let (st, v) = poll(&s.sts, d["device_code"].as_str().unwrap()).await;
+    // Another code, approved by a signed-in user with a plain HTTP client, picked up once.
+    let d2 = device_start(sts, &[("audience", "sts-login")]).await;
+    let c = signed_in(sts, "alice").await;
+    let html = c
+        .get(d2["verification_uri_complete"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let code = d2["user_code"].as_str().unwrap();
+    let approve = [
+        ("csrf", hidden(&html, "csrf")),
+        ("user_code", code.to_string()),
+        ("action", "approve".to_string()),
+    ];
+    let r = c
+        .post(format!("{sts}/sso/device"))
+        .form(&approve)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let device_code = d2["device_code"].as_str().unwrap();
+    let (st, tokens) = poll(sts, device_code).await;
+    assert_eq!(st, 200, "{tokens}");
+    let claims = claims_of(sts, tokens["access_token"].as_str().unwrap(), "sts-login");
+    assert_eq!(claims["sub"], "corp|alice");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (st, v) = poll(sts, device_code).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    // Approving it again finds nothing.
+    let r = c
+        .post(format!("{sts}/sso/device"))
+        .form(&approve)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let (st, v) = poll(sts, d["device_code"].as_str().unwrap()).await;
     assert_eq!(
         (st, v["error"].as_str()),
         (400, Some("expired_token")),
         "{v}"
     );
     // The user can no longer find it either.
-    let c = signed_in(&s.sts, "alice").await;
     let r = c
         .get(d["verification_uri_complete"].as_str().unwrap())
         .send()
@@ -579,63 +625,76 @@ async fn encrypted_token_redirect_refusals_and_jose_interop() {
         assert_eq!(r.status(), 400, "{bad}");
         assert!(location(&r).is_empty(), "{bad}");
     }
-    // Missing or weak keys, no state, scopes or audiences not allowed: back to the program with an error.
+    // Missing or weak keys, no state, scopes or audiences not allowed: an error page naming the problem,
+    // never a redirect (before a confirmation the STS sends no browser to a loopback port).
     let rsa1024 = serde_json::json!({"kty": "RSA", "e": "AQAB", "n": base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, [0xc5u8; 128])}).to_string();
     let mut with_d = ec_pub.clone();
     with_d["d"] = ec_priv["d"].clone();
     let mut off_curve = ec_pub.clone();
     off_curve["y"] = ec_pub["x"].clone();
     let cb = "http://127.0.0.1:8765/callback";
-    for (jwk, extra, error) in [
-        ("".to_string(), vec![], "invalid_request"),
-        (rsa1024, vec![], "invalid_request"),
-        (with_d.to_string(), vec![], "invalid_request"),
-        (off_curve.to_string(), vec![], "invalid_request"),
-        (
-            serde_json::json!({"kty": "oct", "k": "AAAA"}).to_string(),
-            vec![],
-            "invalid_request",
-        ),
-        (
-            serde_json::json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}).to_string(),
-            vec![],
-            "invalid_request",
-        ),
-        (ec.clone(), vec![("scope", "openid admin")], "invalid_scope"),
-        (ec.clone(), vec![("audience", "payroll")], "invalid_target"),
-    ] {
-        let url = if jwk.is_empty() {
-            format!(
-                "{sts}/sso/flow/redirect/token?redirect_uri={}&state=s1",
-                urlencode(cb)
-            )
-        } else {
-            redirect_url(sts, cb, &jwk, "s1", &extra)
-        };
-        let r = c.get(url).send().await.unwrap();
-        assert_eq!(r.status(), 303, "{jwk}");
-        let q = query(&location(&r));
-        assert_eq!(
-            q.get("error").map(String::as_str),
-            Some(error),
-            "{jwk}: {q:?}"
-        );
-        assert_eq!(q.get("state").map(String::as_str), Some("s1"));
-        assert!(!q.contains_key("response"));
-    }
-    let r = c
-        .get(format!(
-            "{sts}/sso/flow/redirect/token?redirect_uri={}&jwk={}",
-            urlencode(cb),
-            urlencode(&ec)
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        query(&location(&r)).get("error").map(String::as_str),
-        Some("invalid_request")
+    let no_key = format!(
+        "{sts}/sso/flow/redirect/token?redirect_uri={}&state=s1",
+        urlencode(cb)
     );
+    let no_state = format!(
+        "{sts}/sso/flow/redirect/token?redirect_uri={}&jwk={}",
+        urlencode(cb),
+        urlencode(&ec)
+    );
+    let long_state = redirect_url(sts, cb, &ec, &"s".repeat(513), &[]);
+    let empty_n = serde_json::json!({"kty": "RSA", "n": "", "e": "AQAB"}).to_string();
+    let oct = serde_json::json!({"kty": "oct", "k": "AAAA"}).to_string();
+    let p521 = serde_json::json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}).to_string();
+    for (url, why) in [
+        (no_key, "jwk"),
+        (no_state, "state is missing"),
+        (long_state, "state must be"),
+        (redirect_url(sts, cb, &rsa1024, "s1", &[]), "at least 2048"),
+        (
+            redirect_url(sts, cb, &empty_n, "s1", &[]),
+            "must not be zero",
+        ),
+        (
+            redirect_url(sts, cb, &with_d.to_string(), "s1", &[]),
+            "private",
+        ),
+        (
+            redirect_url(sts, cb, &off_curve.to_string(), "s1", &[]),
+            "curve",
+        ),
+        (redirect_url(sts, cb, &oct, "s1", &[]), "private"),
+        (redirect_url(sts, cb, &p521, "s1", &[]), "P-256"),
+        (
+            redirect_url(sts, cb, &ec, "s1", &[("scope", "openid admin")]),
+            "invalid_scope",
+        ),
+        (
+            redirect_url(sts, cb, &ec, "s1", &[("audience", "payroll")]),
+            "invalid_target",
+        ),
+    ] {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{url}");
+        assert!(location(&r).is_empty(), "{url}");
+        let page = r.text().await.unwrap();
+        assert!(page.contains(why), "{url}: {page}");
+    }
+    // An id of another shape, or of the other flow, is just unknown.
+    for id in ["x", "token-redirect%3Aabc", "%00", &"A".repeat(44)] {
+        let r = c
+            .get(format!("{sts}/sso/flow/redirect/token?request={id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{id}");
+        let r = c
+            .get(format!("{sts}/sso/authorize/resume?id={id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{id}");
+    }
 
     // Nothing is issued without the click: the confirmation page holds no token, and a request id cannot
     // be confirmed from another browser, by GET, or twice.
@@ -652,6 +711,10 @@ async fn encrypted_token_redirect_refusals_and_jose_interop() {
     // (the other browser's attempt spent it: single use)
     let r = answer(&c, sts, &id, "allow").await;
     assert_eq!(r.status(), 400);
+    // So far nothing was issued: no token.redirect entry in the audit log.
+    let token = sts_tests::admin::api_token(&s.app).await;
+    let audit = sts_tests::admin::api_get(&s.app, &token, "/audit?limit=50").await;
+    assert!(!audit.to_string().contains("token.redirect"), "{audit:#}");
 
     let id = confirmation(
         &c,
@@ -740,7 +803,6 @@ async fn encrypted_token_redirect_refusals_and_jose_interop() {
     );
 
     // The audit log shows what was given to whom.
-    let token = sts_tests::admin::api_token(&s.app).await;
     let audit = sts_tests::admin::api_get(&s.app, &token, "/audit?limit=50").await;
     let text = audit.to_string();
     assert!(
@@ -767,7 +829,7 @@ async fn encrypted_token_redirect_refusals_and_jose_interop() {
     let r = put(body.clone()).await.unwrap();
     assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
     body["providers"] = serde_json::json!(["corp"]);
-    let r = put(body).await.unwrap();
+    let r = put(body.clone()).await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let info: serde_json::Value = r.json().await.unwrap();
     assert_eq!(
@@ -805,9 +867,44 @@ async fn encrypted_token_redirect_refusals_and_jose_interop() {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("invalid_target"));
+    // A refresh may ask for another of the application's audiences; once an admin takes an audience
+    // away, a grant narrowed to it gives no more tokens.
+    let rt = opened["payload"]["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refresh = |rt: String, aud: Option<&'static str>| async move {
+        let mut form = vec![
+            ("grant_type", "refresh_token".to_string()),
+            ("refresh_token", rt),
+            ("client_id", "sts-login".to_string()),
+        ];
+        if let Some(a) = aud {
+            form.push(("audience", a.to_string()));
+        }
+        let r = browser()
+            .post(format!("{sts}/sso/token"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    let (st, v) = refresh(rt, None).await;
+    assert_eq!(st, 200, "{v}");
+    body["audience"] = serde_json::json!(["sts-login"]);
+    let r = put(body.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (st, v) = refresh(v["refresh_token"].as_str().unwrap().to_string(), None).await;
     assert_eq!(
-        query(&location(&r)).get("error").map(String::as_str),
-        Some("invalid_target")
+        (st, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
     );
 
     // An admin disables the built-in application: refused at once.

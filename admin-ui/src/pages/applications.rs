@@ -104,11 +104,15 @@ pub(super) fn client_form(f: &HashMap<String, String>) -> NewClient {
     }
 }
 
-/// A number of seconds from a form field: absent or empty → None; anything else that is not a positive
-/// number → Some(0), which validation refuses with the field's range.
+/// A number of seconds from a form field: absent → None (keep or default); empty → Some(0) (back to the
+/// default); anything that is not a positive number → Some(-1), which validation refuses with the field's
+/// range.
 fn seconds(v: Option<&String>) -> Option<i64> {
-    let v = v.map(|s| s.trim()).filter(|s| !s.is_empty())?;
-    Some(v.parse::<i64>().ok().filter(|n| *n > 0).unwrap_or(0))
+    let v = v?.trim();
+    if v.is_empty() {
+        return Some(0);
+    }
+    Some(v.parse::<i64>().ok().filter(|n| *n > 0).unwrap_or(-1))
 }
 
 pub async fn update_application(

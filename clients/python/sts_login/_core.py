@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import secrets
 import sys
@@ -14,7 +15,7 @@ from typing import Any, Callable, Dict, Optional
 
 from . import _cache, _jwe
 from ._errors import OAuthError, StsLoginError
-from ._http import check_transport, normalise_sts, oauth_error, request_json
+from ._http import check_endpoint, check_transport, normalise_sts, oauth_error, request_json
 from ._loopback import LoopbackListener
 
 CLIENT_ID = "sts-login"
@@ -22,6 +23,13 @@ DEFAULT_SCOPE = "openid profile email roles"
 MIN_REMAINING = 30  # seconds an access token must still be valid to be reused
 METHODS = ("auto", "redirect", "device")
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# Caps on values from the STS, so that a hostile or broken server cannot make the helper wait (nearly)
+# forever, poll in a tight loop, or write absurd numbers into the cache shared with the Rust CLI.
+MAX_EXPIRES_IN = 86400  # seconds: access token lifetime and device code lifetime
+MIN_INTERVAL, MAX_INTERVAL = 1.0, 60.0  # seconds between device polls (slow_down included)
+DEFAULT_INTERVAL = 5.0
+SLOW_DOWN_STEP = 5.0
+MAX_REFRESH_EXPIRES_IN = 10 * 366 * 86400  # beyond this the refresh lifetime is stored as unknown (null)
 
 _sleep = time.sleep  # replaced in tests
 
@@ -51,9 +59,31 @@ def _open_browser(url: str) -> None:
 
 
 def _number(v: Any) -> Optional[float]:
+    """A finite JSON number as float; None for anything else (also NaN and infinities, which Python's
+    json module accepts, and integers too large for a float)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _expires_in(v: Any) -> Optional[float]:
+    """A positive `expires_in` from the STS, capped at MAX_EXPIRES_IN; None when absent or invalid."""
+    n = _number(v)
+    if n is None or n <= 0:
+        return None
+    return min(n, float(MAX_EXPIRES_IN))
+
+
+def _interval(v: Any) -> float:
+    """The device polling interval from the STS, clamped to MIN_INTERVAL..MAX_INTERVAL."""
+    n = _number(v)
+    if n is None:
+        return DEFAULT_INTERVAL
+    return min(max(n, MIN_INTERVAL), MAX_INTERVAL)
 
 
 def _jwt_claims(token: str) -> Dict[str, Any]:
@@ -102,18 +132,19 @@ def _apply_response(session: Dict[str, Any], audience: str, resp: Dict[str, Any]
     if rt:
         session["refresh_token"] = rt
         rexp = _number(resp.get("refresh_expires_in"))
-        session["refresh_expires_at"] = int(now + rexp) if rexp is not None and rexp > 0 else None
+        ok = rexp is not None and 0 < rexp <= MAX_REFRESH_EXPIRES_IN
+        session["refresh_expires_at"] = int(now + rexp) if ok else None
     else:
         session.setdefault("refresh_expires_at", None)
     claims = _jwt_claims(at)
     if isinstance(claims.get("sub"), str):
         session["subject"] = claims["sub"]
-    expires_in = _number(resp.get("expires_in"))
-    if expires_in is not None and expires_in > 0:
+    expires_in = _expires_in(resp.get("expires_in"))
+    if expires_in is not None:
         expires_at = int(now + expires_in)
     else:
-        exp = _number(claims.get("exp"))
-        expires_at = int(exp) if exp is not None else int(now)
+        exp = _number(claims.get("exp"))  # unverified: never trusted beyond MAX_EXPIRES_IN either
+        expires_at = int(min(max(exp, 0.0), now + MAX_EXPIRES_IN)) if exp is not None else int(now)
     tokens = session.get("tokens")
     if not isinstance(tokens, dict):
         tokens = session["tokens"] = {}
@@ -141,11 +172,8 @@ class _Endpoints:
             if status != 200:
                 raise StsLoginError(f"{url} answered HTTP {status}")
             self._doc = doc
-        value = self._doc.get(name)
-        if not isinstance(value, str) or not value:
-            raise StsLoginError(f"the STS discovery document has no {name}")
-        check_transport(value, name)
-        return value
+        # Every endpoint is checked before use: https, or plain http on loopback only (as the STS URL).
+        return check_endpoint(self._doc.get(name), name)
 
 
 # ---------------------------------------------------------------- flows
@@ -221,15 +249,19 @@ def _login_redirect(sts: str, audience: str, scope: str, endpoints: _Endpoints, 
             params["scope"] = scope
         url = endpoint + ("&" if "?" in endpoint else "?") + urllib.parse.urlencode(
             params, quote_via=urllib.parse.quote)
+        listener.set_sign_in_url(url)
         print_fn(f"Open this URL to sign in: {url}")
         if open_browser is not False:
-            _open_browser(url)
+            # Not the sign-in URL itself: a browser started by xdg-open would show it (state, port, key) in
+            # /proc/*/cmdline to every local user. The listener's /start redirects to it instead.
+            _open_browser(listener.start_url)
         return listener.wait(timeout)
 
 
 def _login_device(sts: str, audience: str, scope: str, endpoints: _Endpoints, open_browser: Optional[bool],
                   timeout: float, print_fn: Callable[..., Any]) -> Dict[str, Any]:
     url = endpoints.get("device_authorization_endpoint")
+    token_url = endpoints.get("token_endpoint")  # checked before the user is shown a code
     form = {"client_id": CLIENT_ID}
     if scope:
         form["scope"] = scope
@@ -254,11 +286,9 @@ def _login_device(sts: str, audience: str, scope: str, endpoints: _Endpoints, op
     if open_browser is True:
         _open_browser(show)
 
-    token_url = endpoints.get("token_endpoint")
-    interval = _number(obj.get("interval"))
-    interval = max(1.0, interval) if interval is not None else 5.0
-    expires_in = _number(obj.get("expires_in"))
-    limit = min(timeout, expires_in) if expires_in is not None and expires_in > 0 else timeout
+    interval = _interval(obj.get("interval"))
+    expires_in = _expires_in(obj.get("expires_in"))
+    limit = min(timeout, expires_in) if expires_in is not None else timeout
     deadline = time.monotonic() + limit
     while True:
         remaining = deadline - time.monotonic()
@@ -275,7 +305,7 @@ def _login_device(sts: str, audience: str, scope: str, endpoints: _Endpoints, op
         if err.error == "authorization_pending":
             continue
         if err.error == "slow_down":
-            interval += 5
+            interval = min(interval + SLOW_DOWN_STEP, MAX_INTERVAL)
             continue
         if err.error == "access_denied":
             raise StsLoginError("the sign-in was denied")

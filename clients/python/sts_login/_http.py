@@ -42,6 +42,26 @@ def check_transport(url: str, what: str = "URL") -> None:
     raise StsLoginError(f"refusing {what} {url!r}: the scheme must be https")
 
 
+def check_endpoint(url: Any, what: str) -> str:
+    """An endpoint URL from the STS (discovery document): the same https-or-loopback rule as the STS URL,
+    and no user info, fragment, white space or control characters. Returns the URL unchanged."""
+    if not isinstance(url, str) or not url:
+        raise StsLoginError(f"the STS discovery document has no {what}")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url) or not url.isascii():
+        raise StsLoginError(f"refusing {what} {url!r}: white space, control or non-ASCII characters")
+    check_transport(url, what)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError as e:
+        raise StsLoginError(f"invalid {what} {url!r}: {e}") from None
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise StsLoginError(f"refusing {what} {url!r}: user info is not allowed")
+    if parts.fragment or "#" in url:
+        raise StsLoginError(f"refusing {what} {url!r}: a fragment is not allowed")
+    return url
+
+
 def normalise_sts(sts: str) -> str:
     """The STS base URL as used for endpoints and as the cache key: scheme and host in lower
     case, no default port, no trailing slash, no query, fragment or user info."""

@@ -1,8 +1,16 @@
 """The temporary loopback listener for the encrypted token redirect.
 
-Listens on http://127.0.0.1:<random port>/callback only. Requests with a wrong `state` are answered
-400 and ignored (the listener keeps waiting); the first request with the right state ends the wait:
-its `response` (or `error`) is handed over and every later request is refused.
+Listens on 127.0.0.1:<random port> and serves two paths, every other one is 404:
+
+- /callback: requests with a wrong `state` are answered 400 and ignored (the listener keeps waiting); the
+  first request with the right state ends the wait: its `response` (or `error`) is handed over and every
+  later request is refused.
+- /start: a 302 redirect to the sign-in URL (set with set_sign_in_url). The browser is started on this
+  address rather than on the sign-in URL, so that the state, port and public key never appear on a
+  command line (xdg-open, the browser's argv), where every local user could read them.
+
+Each connection is served in its own (daemon) thread with a short read timeout, so idle or slow
+connections cannot delay the real callback.
 """
 
 from __future__ import annotations
@@ -23,8 +31,13 @@ _PAGE = """<!doctype html>
 """
 
 
-class _Server(http.server.HTTPServer):
+CONNECTION_TIMEOUT = 5.0  # seconds per connection (socket read timeout)
+
+
+class _Server(http.server.ThreadingHTTPServer):
     listener: "LoopbackListener"
+    daemon_threads = True  # a connection left open must not keep the process alive...
+    block_on_close = False  # ...nor make close() wait for it
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind would call socket.getfqdn(), which can stall on a reverse DNS look-up.
@@ -38,7 +51,7 @@ class _Server(http.server.HTTPServer):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
-    timeout = 10  # seconds per connection: a stalled client cannot hold the listener
+    timeout = CONNECTION_TIMEOUT  # a stalled client only holds its own thread, and not for long
     server_version = "sts-login"
     sys_version = ""
 
@@ -57,14 +70,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Connection", "close")
+        self.end_headers()
+
     def do_GET(self) -> None:  # noqa: N802
         listener = self.server.listener
         parts = urllib.parse.urlsplit(self.path)
-        if parts.path != "/callback":
+        if parts.path not in ("/callback", "/start"):
             self._answer(404, "Not found", "This address only serves the sign-in callback.")
             return
-        if self.headers.get("Host", "") != listener.host_header:
+        if self.headers.get("Host", "") != listener.host_header:  # also against DNS rebinding
             self._answer(400, "Bad request", "Unexpected Host header.")
+            return
+        if parts.path == "/start":
+            self._start()
             return
         try:
             params = urllib.parse.parse_qs(parts.query, keep_blank_values=True, strict_parsing=False,
@@ -102,6 +127,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         listener._finish(result=result)
         self._answer(200, "Signed in", "Signed in; you can close this tab.")
 
+    def _start(self) -> None:
+        listener = self.server.listener
+        target = listener._sign_in_url
+        if target is None:
+            self._answer(404, "Not found", "No sign-in is in progress here.")
+            return
+        if listener._event.is_set():
+            self._answer(400, "Sign-in already finished", "This sign-in has already been completed.")
+            return
+        self._redirect(target)
+
 
 class LoopbackListener:
     """A one-shot callback listener on 127.0.0.1, port chosen by the system.
@@ -119,14 +155,23 @@ class LoopbackListener:
         self._event = threading.Event()
         self._result: Any = None
         self._error: Optional[BaseException] = None
+        self._sign_in_url: Optional[str] = None
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.listener = self
         self.port = self._server.server_address[1]
         self.host_header = f"127.0.0.1:{self.port}"
         self.redirect_uri = f"http://127.0.0.1:{self.port}/callback"
+        self.start_url = f"http://127.0.0.1:{self.port}/start"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="sts-login-callback", daemon=True)
         self._thread.start()
+
+    def set_sign_in_url(self, url: str) -> None:
+        """The URL that GET /start redirects to (an absolute http(s) URL, printable ASCII only)."""
+        if (not isinstance(url, str) or not url.startswith(("https://", "http://"))
+                or not all(0x21 <= ord(c) <= 0x7E for c in url)):
+            raise ValueError("the sign-in URL must be an absolute http(s) URL of printable ASCII characters")
+        self._sign_in_url = url
 
     def _claim(self) -> bool:
         with self._lock:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import http.client
 import http.server
 import json
 import os
+import socket
 import stat
 import tempfile
 import threading
@@ -24,7 +26,7 @@ from unittest import mock
 from jwcrypto import jwe, jwk
 
 import sts_login
-from sts_login import StsLoginError, _cache, _core, _http, _jwe
+from sts_login import StsLoginError, _cache, _core, _http, _jwe, _loopback
 from sts_login._loopback import LoopbackListener
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -53,6 +55,23 @@ def http_get(url: str):
     except urllib.error.HTTPError as e:
         with e:
             return e.code, e.read().decode()
+
+
+def raw_get(port: int, path: str, host=None):
+    """(status, headers as a dict with lower-case names, body) of one GET to 127.0.0.1:port, redirects
+    not followed; `host` replaces the Host header."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        if host is None:
+            conn.request("GET", path)
+        else:
+            conn.putrequest("GET", path, skip_host=True)
+            conn.putheader("Host", host)
+            conn.endheaders()
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode()
+    finally:
+        conn.close()
 
 
 class TempDirCase(unittest.TestCase):
@@ -289,6 +308,119 @@ class LoopbackTest(unittest.TestCase):
             with self.assertRaises(StsLoginError):
                 listener.wait(0.2)
 
+    def test_start_redirects_to_the_sign_in_url_and_nothing_else(self):
+        state = "q" * 43
+        sign_in = "https://sts.example.com/sso/flow/redirect/token?redirect_uri=x&state=" + state
+        with LoopbackListener(state) as listener:
+            port = listener.port
+            self.assertEqual(listener.start_url, f"http://127.0.0.1:{port}/start")
+            self.assertNotIn(state, listener.start_url)
+            self.assertEqual(raw_get(port, "/start")[0], 404)  # nothing to redirect to yet
+            listener.set_sign_in_url(sign_in)
+            for path in ("/start", "/start", "/start?x=1", "/start?state=y&redirect=https://evil.example"):
+                status, headers, body = raw_get(port, path)
+                self.assertEqual(status, 302, path)
+                self.assertEqual(headers["location"], sign_in)
+                self.assertEqual(headers["cache-control"], "no-store")
+                self.assertEqual(body, "")
+            # The same result through a client that follows redirects: it ends at the sign-in URL.
+            req = urllib.request.Request(listener.start_url)
+            redirects = []
+
+            class Catch(urllib.request.HTTPRedirectHandler):
+                def redirect_request(self, req, fp, code, msg, headers, newurl):
+                    redirects.append((code, newurl))
+                    return None
+
+            with self.assertRaises(urllib.error.HTTPError) as cm:
+                urllib.request.build_opener(urllib.request.ProxyHandler({}), Catch()).open(req, timeout=10)
+            cm.exception.close()
+            self.assertEqual(redirects, [(302, sign_in)])
+            # Only for its own Host (no DNS rebinding); other paths and methods learn nothing.
+            for host in ("localhost:%d" % port, "evil.example", "127.0.0.1"):
+                status, headers, body = raw_get(port, "/start", host=host)
+                self.assertEqual(status, 400, host)
+                self.assertNotIn("location", headers)
+                self.assertNotIn(state, body)
+            for path in ("/start/", "/startx", "/Start", "/start//", "/start/../callback", "/", "/callback/start"):
+                status, headers, body = raw_get(port, path)
+                self.assertEqual(status, 404, path)
+                self.assertNotIn("location", headers)
+                self.assertNotIn(state, body)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("POST", "/start", body=b"")
+            r = conn.getresponse()
+            self.assertEqual(r.status, 501)
+            self.assertNotIn(state, r.read().decode())
+            conn.close()
+            # Once the sign-in is over, /start stops redirecting.
+            self.assertEqual(http_get(listener.redirect_uri + "?response=r&state=" + state)[0], 200)
+            listener.wait(5)
+            status, headers, _ = raw_get(port, "/start")
+            self.assertEqual(status, 400)
+            self.assertNotIn("location", headers)
+
+    def test_set_sign_in_url_refuses_header_injection(self):
+        with LoopbackListener("w" * 40) as listener:
+            for bad in ("https://sts.example.com/x\r\nSet-Cookie: a=b", "https://sts.example.com/a b",
+                        "javascript:alert(1)", "https://sts.example.com/\u00e9", ""):
+                with self.assertRaises(ValueError, msg=bad):
+                    listener.set_sign_in_url(bad)
+            self.assertEqual(raw_get(listener.port, "/start")[0], 404)
+
+    def test_idle_connections_do_not_delay_the_callback(self):
+        state = "i" * 43
+        idle = []
+        with mock.patch.object(_loopback._Handler, "timeout", 1.0):
+            with LoopbackListener(state) as listener:
+                for n in range(8):
+                    sock = socket.create_connection(("127.0.0.1", listener.port), timeout=10)
+                    if n % 2:
+                        sock.sendall(b"GET /callback?state=")  # an unfinished request line
+                    idle.append(sock)
+                self.addCleanup(lambda: [sock.close() for sock in idle])
+                start = time.monotonic()
+                t = threading.Thread(target=http_get, args=(listener.redirect_uri + "?response=r&state=" + state,))
+                t.start()
+                self.assertEqual(listener.wait(5)["response"], "r")
+                t.join(10)
+                self.assertLess(time.monotonic() - start, 0.9)  # served while the idle ones are still open
+                # each idle connection is dropped after the per-connection timeout
+                for sock in idle:
+                    sock.settimeout(5)
+                    try:
+                        data = sock.recv(1024)
+                    except ConnectionResetError:
+                        data = b""
+                    self.assertEqual(data, b"")
+            self.assertLess(time.monotonic() - start, 4)
+        self.assertLessEqual(_loopback.CONNECTION_TIMEOUT, 10)
+        self.assertTrue(_loopback._Server.daemon_threads)
+
+    def test_concurrent_right_callbacks_only_one_accepted(self):
+        state = "c" * 43
+        barrier = threading.Barrier(8)
+
+        def slow(params):
+            time.sleep(0.2)  # widen the window for a second acceptance
+            return params["response"]
+
+        results = {}
+        with LoopbackListener(state, slow) as listener:
+            def hit(n):
+                barrier.wait(5)
+                results[n] = http_get(listener.redirect_uri + f"?response=r{n}&state={state}")[0]
+
+            threads = [threading.Thread(target=hit, args=(n,)) for n in range(8)]
+            for t in threads:
+                t.start()
+            got = listener.wait(10)
+            for t in threads:
+                t.join(10)
+        self.assertEqual(sorted(results.values()), [200] + [400] * 7)
+        winner = [n for n, status in results.items() if status == 200][0]
+        self.assertEqual(got, f"r{winner}")
+
 
 # ------------------------------------------------------------------ URLs
 
@@ -329,6 +461,9 @@ class FakeSts:
         self.revoked = []
         self.counter = 0
         self.redirect_alg = "ECDH-ES+A256KW"
+        self.discovery_override = {}  # merged into the discovery document
+        self.device_extra = {}  # merged into the device authorization answer
+        self.token_extra = {}  # merged into every token response
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -351,10 +486,12 @@ class FakeSts:
                 fake.requests.append((parts.path, q))
                 if parts.path == "/.well-known/openid-configuration":
                     b = fake.base
-                    return self._json(200, {"issuer": b, "token_endpoint": b + "/sso/token",
-                                            "device_authorization_endpoint": b + "/sso/device_authorization",
-                                            "revocation_endpoint": b + "/sso/revoke",
-                                            "sts_token_redirect_endpoint": b + "/sso/flow/redirect/token"})
+                    doc = {"issuer": b, "token_endpoint": b + "/sso/token",
+                           "device_authorization_endpoint": b + "/sso/device_authorization",
+                           "revocation_endpoint": b + "/sso/revoke",
+                           "sts_token_redirect_endpoint": b + "/sso/flow/redirect/token"}
+                    doc.update(fake.discovery_override)
+                    return self._json(200, doc)
                 if parts.path == "/sso/flow/redirect/token":
                     key = jwk.JWK.from_json(q["jwk"])
                     compact = encrypt(fake.issue("alice", q.get("audience", ""), q.get("scope")), key,
@@ -393,10 +530,12 @@ class FakeSts:
                     return self._json(400, {"error": step})
                 if self.path == "/sso/device_authorization":
                     fake.device_audience = form.get("audience", "")
-                    return self._json(200, {"device_code": "dc", "user_code": "BCDF-GHJK",
-                                            "verification_uri": fake.base + "/sso/device",
-                                            "verification_uri_complete": fake.base + "/sso/device?user_code=BCDFGHJK",
-                                            "expires_in": 600, "interval": 2})
+                    answer = {"device_code": "dc", "user_code": "BCDF-GHJK",
+                              "verification_uri": fake.base + "/sso/device",
+                              "verification_uri_complete": fake.base + "/sso/device?user_code=BCDFGHJK",
+                              "expires_in": 600, "interval": 2}
+                    answer.update(fake.device_extra)
+                    return self._json(200, answer)
                 if self.path == "/sso/revoke":
                     fake.revoked.append(form.get("token"))
                     return self._json(200, {})
@@ -411,8 +550,10 @@ class FakeSts:
         self.counter += 1
         rt = f"rt-{self.counter}"
         self.valid_refresh[rt] = sub
-        return {"access_token": fake_jwt(sub, aud), "token_type": "Bearer",
+        resp = {"access_token": fake_jwt(sub, aud), "token_type": "Bearer",
                 "expires_in": 300, "refresh_token": rt, "scope": scope or "openid"}
+        resp.update(self.token_extra)
+        return resp
 
     def token_posts(self):
         return [f for p, f in self.requests if p == "/sso/token"]
@@ -537,6 +678,152 @@ class FlowTest(TempDirCase):
         t.join(10)
         self.assertEqual(result["at"], "fresh")
         self.assertEqual(self.sts.token_posts(), [])
+
+    def test_redirect_opens_the_browser_on_the_start_address(self):
+        opened = []
+
+        def browser(url, *a, **kw):
+            """Acts as the browser: /start, then the redirect to the STS, then the one to the callback."""
+            opened.append(url)
+            status, headers, _ = raw_get(urllib.parse.urlsplit(url).port, "/start")
+            opened.append((status, headers.get("location"), headers.get("cache-control")))
+            threading.Thread(target=http_get, args=(url,), daemon=True).start()
+            return True
+
+        with mock.patch.dict(os.environ, {"STS_LOGIN_NO_BROWSER": ""}), \
+                mock.patch.object(_core.webbrowser, "open", side_effect=browser) as wb_open:
+            at = sts_login.get_token(self.sts.base, audience="orders-api", method="redirect", open_browser=True,
+                                     timeout=20, cache_dir=self.cache, print_fn=self.printed.append)
+        self.assertEqual(_core._jwt_claims(at)["aud"], "orders-api")
+        self.assertEqual(wb_open.call_count, 1)
+        # The printed line is unchanged: the real sign-in URL at the STS...
+        self.assertEqual(len(self.printed), 1)
+        self.assertTrue(self.printed[0].startswith(STS_URL_LINE + self.sts.base + "/sso/flow/redirect/token?"))
+        sign_in = self.printed[0][len(STS_URL_LINE):]
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(sign_in).query))
+        port = urllib.parse.urlsplit(q["redirect_uri"]).port
+        # ...but the browser's command line only gets the loopback /start address, without state or key.
+        self.assertEqual(opened[0], f"http://127.0.0.1:{port}/start")
+        for secret in (q["state"], q["jwk"], urllib.parse.quote(q["state"]), "jwk", "state"):
+            self.assertNotIn(secret, opened[0])
+        self.assertEqual(opened[1], (302, sign_in, "no-store"))
+
+    def test_values_from_the_server_are_capped(self):
+        # device answer: a huge interval and lifetime, then slow_down; the token: a huge lifetime
+        self.sts.device_extra = {"interval": 10 ** 6, "expires_in": 10 ** 12}
+        self.sts.token_extra = {"expires_in": 10 ** 12, "refresh_expires_in": 10 ** 30}
+        self.sts.device_script = ["authorization_pending", "slow_down", "ok"]
+        sleeps = []
+        with mock.patch.object(_core, "_sleep", side_effect=sleeps.append):
+            sts_login.get_token(self.sts.base, audience="a", method="device", cache_dir=self.cache,
+                                print_fn=self.printed.append)
+        self.assertEqual(sleeps, [60, 60, 60])
+        session = self.read_cache()["sessions"][self.sts.base]
+        self.assertLessEqual(session["tokens"]["a"]["expires_at"], time.time() + 86400)
+        self.assertGreater(session["tokens"]["a"]["expires_at"], time.time() + 86000)
+        self.assertIsNone(session["refresh_expires_at"])
+        # slow_down never goes beyond 60; a zero, negative or non-finite interval is 1..5
+        self.sts.device_extra = {"interval": 58}
+        self.sts.device_script = ["slow_down", "slow_down", "ok"]
+        sleeps.clear()
+        with mock.patch.object(_core, "_sleep", side_effect=sleeps.append):
+            sts_login.get_token(self.sts.base, audience="b", method="device", cache_dir=self.cache + "2",
+                                print_fn=self.printed.append)
+        self.assertEqual(sleeps, [58, 60, 60])
+        for interval, expected in ((0, 1), (-7, 1), (0.2, 1), (30, 30), (float("inf"), 5), (float("nan"), 5),
+                                   ("9", 5), (True, 5), (None, 5), (10 ** 400, 5)):
+            self.assertEqual(_core._interval(interval), expected, interval)
+        for expires_in, expected in ((600, 600), (86400, 86400), (86401, 86400), (1e300, 86400), (0, None),
+                                     (-1, None), (float("inf"), None), (float("nan"), None), ("600", None)):
+            self.assertEqual(_core._expires_in(expires_in), expected, expires_in)
+
+    def test_device_code_lifetime_capped(self):
+        self.sts.device_extra = {"expires_in": 10 ** 12, "interval": 60}
+        clock = {"t": 1000.0}
+        fake_time = mock.Mock(time=time.time, monotonic=lambda: clock["t"])
+        real_request = _core.request_json
+        polls = []
+
+        def request(url, form=None, **kw):
+            if form and form.get("grant_type") == _core.DEVICE_GRANT:
+                polls.append(url)
+                if len(polls) > 86400 // 60 + 5:
+                    raise AssertionError("still polling after the capped device code lifetime")
+                return 400, {"error": "authorization_pending"}
+            return real_request(url, form, **kw)
+
+        def sleep(seconds):
+            clock["t"] += seconds
+
+        with mock.patch.object(_core, "time", fake_time), mock.patch.object(_core, "_sleep", side_effect=sleep), \
+                mock.patch.object(_core, "request_json", side_effect=request):
+            with self.assertRaises(StsLoginError) as cm:
+                sts_login.get_token(self.sts.base, method="device", timeout=10 ** 9, cache_dir=self.cache,
+                                    print_fn=self.printed.append)
+        self.assertIn("within 86400 s", str(cm.exception))
+        self.assertEqual(len(polls), 86400 // 60)
+
+    def test_non_finite_numbers_from_the_server(self):
+        for extra in ({"expires_in": float("inf")}, {"expires_in": float("nan")}, {"expires_in": -1e308},
+                      {"refresh_expires_in": float("inf")}, {"refresh_expires_in": 1e308}):
+            session = {}
+            resp = {"access_token": fake_jwt("alice", "a", ttl=10 ** 9), "token_type": "Bearer",
+                    "refresh_token": "rt", "expires_in": 300}
+            resp.update(extra)
+            now = time.time()
+            _core._apply_response(session, "a", resp, "openid", now)
+            json.dumps(session, allow_nan=False)  # nothing the Rust CLI could not read
+            self.assertLessEqual(session["tokens"]["a"]["expires_at"], now + 86400, extra)
+            r = session["refresh_expires_at"]
+            self.assertTrue(r is None or r <= now + 86400 * 3700, extra)
+
+    def test_discovery_endpoints_are_checked_before_use(self):
+        seen = []
+        real_request = _core.request_json
+
+        def request(url, form=None, **kw):
+            seen.append(url)
+            return real_request(url, form, **kw)
+
+        def with_refresh_token():
+            _cache.save(self.cache, {"version": 1, "sessions": {self.sts.base: {
+                "refresh_token": "rt-x", "tokens": {"": {"access_token": "old", "expires_at": 1}}}}})
+
+        flows = {
+            "token_endpoint": lambda: (with_refresh_token(),
+                                       sts_login.get_token(self.sts.base, cache_dir=self.cache)),
+            "device_authorization_endpoint": lambda: sts_login.get_token(
+                self.sts.base, method="device", cache_dir=self.cache, print_fn=self.printed.append),
+            "sts_token_redirect_endpoint": lambda: sts_login.get_token(
+                self.sts.base, method="redirect", timeout=5, cache_dir=self.cache, print_fn=self.printed.append),
+            "revocation_endpoint": lambda: (with_refresh_token(),
+                                            sts_login.logout(self.sts.base, cache_dir=self.cache)),
+        }
+        # the device flow needs a sound token endpoint too, before it shows a code
+        flows["token_endpoint (device)"] = flows["device_authorization_endpoint"]
+        bad_values = ("http://sts.example.com/x", "http://127.0.0.2:1/x", "ftp://127.0.0.1/x",
+                      "https://user:pw@sts.example.com/x", "https://sts.example.com/x#frag",
+                      "https://sts.example.com/a b", "https://sts.example.com/x\r\nX-Evil: 1",
+                      "https://sts.example.com:99999/x", "/sso/token", "", 42, None)
+        for name, flow in flows.items():
+            key = name.split(" ")[0]
+            for bad in bad_values:
+                self.sts.discovery_override = {key: bad}
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(self.cache, "tokens.json"))
+                self.printed.clear()
+                seen.clear()
+                with mock.patch.object(_core, "request_json", side_effect=request), \
+                        mock.patch.object(_core, "_sleep"):
+                    with self.assertRaises(StsLoginError, msg=(name, bad)) as cm:
+                        flow()
+                self.assertIn(key, str(cm.exception), (name, bad))
+                self.assertEqual(seen, [self.sts.base + "/.well-known/openid-configuration"], (name, bad))
+                self.assertEqual(self.printed, [], (name, bad))
+        # loopback http and https endpoints are fine
+        for good in ("http://127.0.0.1:1/sso/token", "http://[::1]:1/t", "http://localhost/t",
+                     "https://sts.example.com/sso/token?x=1"):
+            self.assertEqual(_http.check_endpoint(good, "token_endpoint"), good)
 
     def test_http_limits(self):
         with self.assertRaises(StsLoginError) as cm:

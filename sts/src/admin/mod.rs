@@ -216,8 +216,9 @@ impl Backend {
             scopes: c.scopes,
             audience: c.audience,
             roles: c.roles,
-            access_token_lifetime_seconds: c.access_token_lifetime_seconds,
-            refresh_token_lifetime_seconds: c.refresh_token_lifetime_seconds,
+            // 0: back to the default.
+            access_token_lifetime_seconds: c.access_token_lifetime_seconds.filter(|s| *s != 0),
+            refresh_token_lifetime_seconds: c.refresh_token_lifetime_seconds.filter(|s| *s != 0),
             providers: c.providers.unwrap_or_default(),
             token_endpoint_auth_method: None,
             jwks: None,

@@ -127,6 +127,9 @@ impl ClientKey {
                 }
                 let n = strip_zeros(b64("n")?);
                 let e = strip_zeros(b64("e")?);
+                if n.is_empty() || e.is_empty() {
+                    return Err(refuse("the RSA key's n and e must not be zero"));
+                }
                 let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
                 if bits < 2048 {
                     return Err(refuse("an RSA key must have at least 2048 bits"));

@@ -102,6 +102,9 @@ fn keys_that_are_refused() {
         (json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([0xffu8; 256]), "e": "AQ"}).to_string(), "exponent"),
         (json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([0xffu8; 256]), "e": "AQAB", "alg": "RSA1_5"}).to_string(), "RSA-OAEP-256 only"),
         (json!({"kty": "RSA", "e": "AQAB"}).to_string(), "no `n`"),
+        (json!({"kty": "RSA", "n": "", "e": "AQAB"}).to_string(), "must not be zero"),
+        (json!({"kty": "RSA", "n": "AA", "e": "AQAB"}).to_string(), "must not be zero"),
+        (json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode([0xffu8; 256]), "e": ""}).to_string(), "must not be zero"),
         ("x".repeat(MAX_JWK_BYTES + 1), "too long"),
     ];
     for (jwk, why) in cases {

@@ -52,7 +52,7 @@ pub async fn ensure(pool: &Pool, now: i64) -> Result<(), sqlx::Error> {
         store::admin::audit(
             &mut tx,
             now,
-            "system",
+            "server",
             "application.create",
             Some(BUILTIN_CLIENT_ID),
             &serde_json::json!({"builtin": true}),

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use super::Op;
 use super::clients::{Client, GrantType};
 use super::error::OAuthError;
-use super::grants::{GrantData, requested_audience, requested_scope, standard_scopes_of};
+use super::grants::GrantData;
+use super::issue::{requested_audience, requested_scope, standard_scopes_of};
 use crate::sso::login::SessionUser;
 use crate::sso::{hash, random_token};
 use crate::store;
@@ -216,6 +217,7 @@ impl Op<'_> {
                 } else {
                     "device.deny"
                 },
+                &s.id,
                 &details,
             ),
         )

@@ -10,6 +10,7 @@ pub mod clients;
 pub mod device;
 pub mod error;
 pub mod grants;
+pub mod issue;
 pub mod own_tokens;
 pub mod params;
 pub mod token_redirect;

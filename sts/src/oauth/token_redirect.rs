@@ -2,7 +2,9 @@
 //! machine listens on a loopback port, generates a key pair, and opens
 //! `GET /sso/flow/redirect/token?redirect_uri=http://127.0.0.1:PORT/…&jwk=…&state=…[&audience=…][&scope=…]`.
 //! The request is checked ([`Op::check_token_redirect`], in this order: the built-in application
-//! enabled, the redirect URI, then — answered at that URI — `state`, the key, scopes and audience),
+//! enabled, the redirect URI, `state`, the key, scopes and audience; every refusal is an error page in
+//! the browser, never a redirect, so the STS cannot be used to send a browser to a loopback port before
+//! a user has confirmed anything),
 //! stored under a fresh id bound to the browser ([`Op::start_token_redirect`]), and shown on a confirmation
 //! page once the user has an SSO session ([`Op::pending_token_redirect`]). Only the user's click
 //! ([`Op::complete_token_redirect`], a POST, single use, same browser) issues tokens — to the built-in
@@ -25,7 +27,8 @@ use super::Op;
 use super::authorize::{Refusal, ResponseMode, Target};
 use super::builtin::BUILTIN_CLIENT_ID;
 use super::clients::Client;
-use super::grants::{GrantData, requested_audience, requested_scope, standard_scopes_of};
+use super::grants::GrantData;
+use super::issue::{requested_audience, requested_scope, standard_scopes_of};
 use crate::crypto::constant_time_eq;
 use crate::jwe::ClientKey;
 use crate::sso::login::SessionUser;
@@ -98,6 +101,7 @@ pub fn loopback_target(u: &str) -> Option<u16> {
 }
 
 fn ns(id: &str) -> String {
+    // (Callers check `token_shaped` first, so an id from the other flow never maps onto this one.)
     // Its own namespace in the pending-request table: an id of one flow is never found by the other.
     hash(&format!("token-redirect:{id}"))
 }
@@ -131,28 +135,18 @@ impl Op<'_> {
                 "redirect_uri must be http://127.0.0.1:PORT/… or http://[::1]:PORT/… (or a target an admin registered)",
             ));
         }
-        let state = p.get("state").cloned();
-        let target = Target {
-            redirect_uri: redirect_uri.clone(),
-            state: state.clone(),
-            mode: ResponseMode::Query,
+        let state = match p.get("state") {
+            Some(s) if !s.is_empty() && s.len() <= 512 && !s.chars().any(char::is_control) => {
+                s.clone()
+            }
+            Some(_) => return Err(page("state must be 1..=512 characters")),
+            None => return Err(page("state is missing")),
         };
-        let back = |e: &'static str, d: &str| {
-            Refusal::Redirect(Box::new(target.clone()), e, d.to_string())
-        };
-        let state = match state {
-            Some(s) if !s.is_empty() && s.len() <= 512 && !s.chars().any(char::is_control) => s,
-            Some(_) => return Err(back("invalid_request", "state must be 1..=512 characters")),
-            None => return Err(back("invalid_request", "state is missing")),
-        };
-        let jwk = p.get("jwk").ok_or_else(|| {
-            back(
-                "invalid_request",
-                "jwk (the program's public key) is missing",
-            )
-        })?;
-        ClientKey::parse(jwk).map_err(|e| back("invalid_request", &e.0))?;
-        let oauth = |e: super::error::OAuthError| back(e.error, &e.description);
+        let jwk = p
+            .get("jwk")
+            .ok_or_else(|| page("jwk (the program's public key) is missing"))?;
+        ClientKey::parse(jwk).map_err(|e| page(&e.0))?;
+        let oauth = |e: super::error::OAuthError| page(&format!("{}: {}", e.error, e.description));
         let scope = requested_scope(p, &client, &standard_scopes_of(&client)).map_err(oauth)?;
         let audience = requested_audience(p, &client).map_err(oauth)?;
         Ok((
@@ -211,6 +205,9 @@ impl Op<'_> {
         id: &str,
         browser: Option<&str>,
     ) -> Result<RedirectRequest, Refusal> {
+        if !crate::sso::token_shaped(id) {
+            return Err(unknown());
+        }
         let json = store::device::pending_request(self.pool, &ns(id), self.now)
             .await
             .map_err(db)?
@@ -229,6 +226,9 @@ impl Op<'_> {
         user: &SessionUser,
         approve: bool,
     ) -> Result<String, Refusal> {
+        if !crate::sso::token_shaped(id) {
+            return Err(unknown());
+        }
         let (json, _) = store::oauth::consume_authorize_request(self.pool, &ns(id), self.now)
             .await
             .map_err(db)?

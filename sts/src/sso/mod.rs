@@ -27,6 +27,14 @@ pub fn hash(value: &str) -> String {
 
 /// `return_to` must be a path on this origin: starts with one `/`, no `//` or `/\` (protocol-relative),
 /// no backslashes or control characters, at most 2048 bytes.
+/// Shaped like a [`random_token`] (43 base64url characters): ids that come back in URLs are checked with
+/// this first, so nothing else (another flow's namespaced id, control bytes) reaches a lookup.
+pub fn token_shaped(v: &str) -> bool {
+    v.len() == 43
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 pub fn valid_return_to(v: &str) -> bool {
     v.starts_with('/')
         && !v.starts_with("//")

@@ -5,6 +5,9 @@ use admin_ui::backend::AttemptLimit;
 
 use super::Pool;
 
+/// The longest window of any limit in the server (admin sign-in, our login form, the device codes).
+pub const LONGEST_WINDOW: i64 = 15 * 60;
+
 /// Record an attempt under every limit's key, unless one of them already holds `max` attempts within its
 /// window: then nothing is recorded and the answer is `Err(seconds until the oldest of those attempts
 /// leaves its window)` (at least 1). A refusal is decided by a plain read, without any lock (a flood of
@@ -23,7 +26,14 @@ pub async fn record(
     }
     drop(conn);
     let mut tx = super::begin_attempts(pool).await?;
-    let longest = limits.iter().map(|l| l.window).max().unwrap_or(0);
+    // The table is shared by every limit: only rows older than the longest window of them all may go,
+    // whatever the windows of this call (a 10-minute limit must not shorten a 15-minute one's memory).
+    let longest = limits
+        .iter()
+        .map(|l| l.window)
+        .max()
+        .unwrap_or(0)
+        .max(LONGEST_WINDOW);
     sqlx::query("DELETE FROM sign_in_attempts WHERE at <= $1")
         .bind(now - longest)
         .execute(&mut *tx)
@@ -74,14 +84,28 @@ pub async fn succeeded(pool: &Pool, forget: &str, give_back: &str) -> Result<(),
         .bind(forget)
         .execute(&mut *tx)
         .await?;
+    drop_newest(&mut tx, give_back).await?;
+    tx.commit().await
+}
+
+/// Give back the newest attempt under each key (an attempt that turned out right does not count).
+pub async fn give_back(pool: &Pool, keys: &[&str]) -> Result<(), sqlx::Error> {
+    let mut tx = super::begin_attempts(pool).await?;
+    for key in keys {
+        drop_newest(&mut tx, key).await?;
+    }
+    tx.commit().await
+}
+
+async fn drop_newest(conn: &mut sqlx::AnyConnection, key: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "DELETE FROM sign_in_attempts WHERE id IN \
          (SELECT id FROM sign_in_attempts WHERE limit_key = $1 ORDER BY at DESC, id LIMIT 1)",
     )
-    .bind(give_back)
-    .execute(&mut *tx)
+    .bind(key)
+    .execute(conn)
     .await?;
-    tx.commit().await
+    Ok(())
 }
 
 #[cfg(test)]
@@ -103,6 +127,47 @@ mod tests {
         record(p, &RateLimiter::limits(account, ip), now)
             .await
             .unwrap()
+    }
+
+    /// Class: limits with different windows share the table. A call with a short window must not purge
+    /// the attempts a longer window still counts.
+    #[tokio::test]
+    async fn a_short_window_does_not_purge_a_longer_ones_attempts() {
+        let (_d, p) = pool().await;
+        for _ in 0..5 {
+            assert!(attempt(&p, "admin", "1.2.3.4", 1000).await.is_ok());
+        }
+        let short = admin_ui::backend::AttemptLimit {
+            key: "devauth:ip:5.6.7.8".into(),
+            max: 60,
+            window: 600,
+        };
+        // 11 minutes later: outside the short window, inside the admin's 15 minutes.
+        assert!(record(&p, &[short], 1000 + 660).await.unwrap().is_ok());
+        assert!(
+            attempt(&p, "admin", "9.9.9.9", 1000 + 670).await.is_err(),
+            "the admin's five attempts are still counted"
+        );
+        // Right, then given back: not held against anyone.
+        let one = admin_ui::backend::AttemptLimit {
+            key: "device:sid:s".into(),
+            max: 1,
+            window: 900,
+        };
+        assert!(
+            record(&p, std::slice::from_ref(&one), 2000)
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        give_back(&p, &["device:sid:s"]).await.unwrap();
+        assert!(
+            record(&p, std::slice::from_ref(&one), 2001)
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        assert!(record(&p, &[one], 2002).await.unwrap().is_err());
     }
 
     #[tokio::test]

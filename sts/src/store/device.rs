@@ -57,7 +57,7 @@ pub async fn decide(
     user_code_hash: &str,
     approved: Option<(&str, &str)>,
     now: i64,
-    audit: (&str, &str, &serde_json::Value),
+    audit: (&str, &str, &str, &serde_json::Value),
 ) -> Result<bool, sqlx::Error> {
     let mut tx = super::begin_write(pool).await?;
     let n = match approved {
@@ -86,8 +86,8 @@ pub async fn decide(
         tx.rollback().await?;
         return Ok(false);
     }
-    let (actor, action, details) = audit;
-    super::admin::audit(&mut tx, now, actor, action, Some("sts-login"), details).await?;
+    let (actor, action, client_id, details) = audit;
+    super::admin::audit(&mut tx, now, actor, action, Some(client_id), details).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -128,6 +128,12 @@ pub async fn poll(
     if row.get::<i64, _>("expires_at") <= now {
         return Ok(Poll::Expired);
     }
+    // Final answers need no pacing.
+    match row.get::<String, _>("status").as_str() {
+        "used" => return Ok(Poll::AlreadyUsed),
+        "denied" => return Ok(Poll::Denied),
+        _ => {}
+    }
     let interval: i64 = row.get("interval_seconds");
     // The pacing is claimed with a conditional update: two concurrent polls cannot both pass.
     let paced = sqlx::query(
@@ -154,8 +160,6 @@ pub async fn poll(
     }
     match row.get::<String, _>("status").as_str() {
         "pending" => Ok(Poll::Pending),
-        "denied" => Ok(Poll::Denied),
-        "used" => Ok(Poll::AlreadyUsed),
         _ => {
             let used = sqlx::query(
                 "UPDATE device_grants SET status = 'used' WHERE device_code_hash = $1 AND status = 'approved' \

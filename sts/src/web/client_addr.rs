@@ -13,6 +13,19 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+/// The key a client address is counted under by rate limits: an IPv4 address as it is, an IPv6 address by
+/// its /64 (one subscriber usually holds a whole /64, so counting single IPv6 addresses would give one
+/// client 2^64 buckets).
+pub fn rate_key(ip: IpAddr) -> String {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
 /// At most this many hops are read from the forwarding headers (each is a network hop; more is abuse).
 const MAX_HOPS: usize = 32;
 
@@ -113,6 +126,21 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn rate_key_groups_ipv6_by_64() {
+        assert_eq!(rate_key(ip("192.0.2.7")), "192.0.2.7");
+        assert_eq!(rate_key(ip("::ffff:192.0.2.7")), "192.0.2.7");
+        assert_eq!(rate_key(ip("2001:db8:1:2:aaaa::1")), "2001:db8:1:2::/64");
+        assert_eq!(
+            rate_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            rate_key(ip("2001:db8:1:2::9"))
+        );
+        assert_ne!(
+            rate_key(ip("2001:db8:1:3::1")),
+            rate_key(ip("2001:db8:1:2::1"))
+        );
     }
 
     fn lb() -> Vec<IpNet> {

@@ -116,12 +116,18 @@ impl Op<'_> {
         id: &str,
         browser: Option<&str>,
     ) -> Result<(Arc<Client>, AuthRequest, i64), Refusal> {
+        let gone = || {
+            Refusal::Page("this sign-in request is unknown, was already used or has expired; go back to the application and start again".into())
+        };
+        if !crate::sso::token_shaped(id) {
+            return Err(gone());
+        }
         let pending = store::oauth::consume_authorize_request(self.pool, &hash(id), self.now)
             .await
             .map_err(db)?
             .ok_or_else(|| Refusal::Page("this sign-in request is unknown, was already used or has expired; go back to the application and start again".into()))?;
         let Ok(mut ar) = serde_json::from_str::<AuthRequest>(&pending.0) else {
-            return Err(Refusal::Internal);
+            return Err(gone());
         };
         let browser = browser.map(hash).unwrap_or_default();
         if !ar

@@ -1,13 +1,14 @@
 //! The device authorization grant's endpoints (`oauth::device`):
 //! - `POST /sso/device_authorization`: a client (public: `client_id` alone) gets a device code and a user
-//!   code; requests are limited per client address (60 per 10 minutes) and in all (6,000 per 10 minutes),
-//!   since each one stores a row.
+//!   code; requests are limited per client address (an IPv6 address by its /64: 60 per 10 minutes),
+//!   since each one stores a row. (No global cap: anyone could spend it and lock every device out.)
 //! - `GET /sso/device[?user_code=…]`: needs an SSO session (else a login that comes back here); the code
 //!   entry form, or with `user_code` (`verification_uri_complete`) the confirmation page at once.
 //! - `POST /sso/device` (`csrf`, `user_code`, `action` = `lookup` | `approve` | `deny`), same origin only,
-//!   with a CSRF token derived from the session cookie. Every code entered counts against limits per
-//!   session (20), per client address (50) in 15 minutes and in all (1,000 a minute): beyond them, 429
-//!   and the code is not looked at.
+//!   with a CSRF token derived from the session cookie. Every wrong code entered counts against limits per
+//!   session (20), per client address (50, an IPv6 /64) in 15 minutes and in all (1,000 a minute): a code
+//!   is counted before it is looked up, and given back when it was right. Beyond the limits: 429, and
+//!   the code is not looked at.
 
 use std::collections::HashMap;
 
@@ -28,10 +29,11 @@ pub const MAX_CODES_PER_SESSION: i64 = 20;
 pub const MAX_CODES_PER_ADDRESS: i64 = 50;
 const CODE_WINDOW: i64 = 15 * 60;
 
-fn client_addr(req: &HttpRequest) -> String {
+/// The client address as rate limits count it (`client_addr::rate_key`).
+pub(super) fn client_addr(req: &HttpRequest) -> String {
     req.extensions()
         .get::<admin_ui::ClientAddr>()
-        .map(|c| c.0.to_string())
+        .map(|c| crate::web::client_addr::rate_key(c.0))
         .unwrap_or_else(|| "-".into())
 }
 
@@ -47,10 +49,7 @@ pub async fn authorization(
     let result = async {
         let p = form_body(&req, &body)?;
         let client = authenticate(&req, &p, &st).await?;
-        let limits = [
-            limit(format!("devauth:ip:{}", client_addr(&req)), 60, 600),
-            limit("devauth:*".into(), 6000, 600),
-        ];
+        let limits = [limit(format!("devauth:ip:{}", client_addr(&req)), 60, 600)];
         if let Err(wait) = crate::store::attempts::record(&st.pool, &limits, st.clock.now()).await?
         {
             return Err(OAuthError::new(
@@ -74,6 +73,7 @@ struct Confirm {
     application: String,
     scopes: String,
     audience: String,
+    reach: String,
 }
 
 #[derive(Template)]
@@ -140,9 +140,8 @@ async fn signed_in(
     }
 }
 
-/// Count one code entered; Err(the 429 page) beyond the limits.
-async fn count(req: &HttpRequest, st: &AppState, u: &SessionUser) -> Result<(), HttpResponse> {
-    let limits = [
+fn code_limits(req: &HttpRequest, u: &SessionUser) -> [admin_ui::backend::AttemptLimit; 3] {
+    [
         limit(
             format!("device:sid:{}", u.sid),
             MAX_CODES_PER_SESSION,
@@ -154,7 +153,21 @@ async fn count(req: &HttpRequest, st: &AppState, u: &SessionUser) -> Result<(), 
             CODE_WINDOW,
         ),
         limit("device:*".into(), 1000, 60),
-    ];
+    ]
+}
+
+/// A code that was right is not held against anyone.
+async fn give_back(req: &HttpRequest, st: &AppState, u: &SessionUser) {
+    let limits = code_limits(req, u);
+    let keys: Vec<&str> = limits.iter().map(|l| l.key.as_str()).collect();
+    if let Err(e) = crate::store::attempts::give_back(&st.pool, &keys).await {
+        tracing::warn!(error = %e, "could not give back a device code attempt");
+    }
+}
+
+/// Count one code entered; Err(the 429 page) beyond the limits.
+async fn count(req: &HttpRequest, st: &AppState, u: &SessionUser) -> Result<(), HttpResponse> {
+    let limits = code_limits(req, u);
     match crate::store::attempts::record(&st.pool, &limits, st.clock.now()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(wait)) => {
@@ -187,7 +200,11 @@ async fn look_up(
         return r;
     }
     let user = who(u);
-    match op(st).device_lookup(typed).await {
+    let found = op(st).device_lookup(typed).await;
+    if let Ok(Some(_)) = &found {
+        give_back(req, st, u).await;
+    }
+    match found {
         Ok(Some((client, request, code))) => show(
             StatusCode::OK,
             &DevicePage {
@@ -202,6 +219,7 @@ async fn look_up(
                         .audience
                         .unwrap_or_else(|| client.settings.audience.clone())
                         .join(", "),
+                    reach: client.settings.audience.join(", "),
                 }),
                 done: None,
             },
@@ -306,7 +324,11 @@ pub async fn post(
         return r;
     }
     let user = who(&u);
-    match op(&st).device_decide(&typed, &u, approve).await {
+    let decided = op(&st).device_decide(&typed, &u, approve).await;
+    if let Ok(Ok(())) = &decided {
+        give_back(&req, &st, &u).await;
+    }
+    match decided {
         Ok(Ok(())) => show(
             StatusCode::OK,
             &DevicePage {

@@ -26,6 +26,8 @@ struct ConfirmPage<'a> {
     request: &'a str,
     program: &'a str,
     audience: &'a str,
+    /// Every audience the program may later ask for with the refresh token.
+    reach: &'a str,
     scopes: &'a str,
     user: &'a str,
     provider: &'a str,
@@ -60,6 +62,25 @@ async fn start(
 ) -> Result<HttpResponse, Refusal> {
     let op = op(st);
     let (_, rr) = op.check_token_redirect(p)?;
+    // Each request that passes stores a row until it expires: at most 60 per client address (an IPv6
+    // /64) in 10 minutes.
+    let limit = admin_ui::backend::AttemptLimit {
+        key: format!("redirect:ip:{}", super::device::client_addr(req)),
+        max: 60,
+        window: 600,
+    };
+    match crate::store::attempts::record(&st.pool, &[limit], st.clock.now()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(wait)) => {
+            return Err(Refusal::Page(format!(
+                "too many sign-in requests from this address; try again in {wait} seconds"
+            )));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "database error in the token redirect");
+            return Err(Refusal::Internal);
+        }
+    }
     let browser = req.cookie(BROWSER_COOKIE);
     let (id, new_browser) = op
         .start_token_redirect(rr, browser.as_ref().map(|c| c.value()))
@@ -129,6 +150,7 @@ async fn show(req: &HttpRequest, st: &AppState, id: &str) -> Result<HttpResponse
             request: id,
             program: &program,
             audience: &audience,
+            reach: &client.settings.audience.join(", "),
             scopes: &rr.scope.join(" "),
             user: &who,
             provider: &user.provider_id,
