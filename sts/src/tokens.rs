@@ -139,6 +139,11 @@ pub struct TokenIssuer {
 }
 
 impl TokenIssuer {
+    /// `tokens.lifetime_seconds`: the lifetime of a token whose request names none.
+    pub fn default_ttl(&self) -> u64 {
+        self.default_ttl
+    }
+
     pub fn new(
         issuer: String,
         keys: Arc<KeyRing>,
@@ -177,6 +182,7 @@ impl TokenIssuer {
             });
         }
         let ttl = req.ttl.unwrap_or(self.default_ttl);
+        debug_assert!(ttl > 0);
         if ttl == 0 || ttl > self.max_ttl {
             return Err(TokenError::Invalid {
                 field: "ttl",

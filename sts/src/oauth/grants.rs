@@ -56,10 +56,13 @@ impl Op<'_> {
             "refresh_token" => ("refresh_token", self.refresh_token(p, client).await),
             "client_credentials" => ("client_credentials", self.client_credentials(p, client)),
             super::device::DEVICE_CODE_GRANT => ("device_code", self.device_code(p, client).await),
+            super::exchange::TOKEN_EXCHANGE_GRANT => {
+                ("token_exchange", self.token_exchange(p, client).await)
+            }
             _ => {
                 return Err(OAuthError::new(
                     "unsupported_grant_type",
-                    "grant_type must be authorization_code, refresh_token, client_credentials or urn:ietf:params:oauth:grant-type:device_code",
+                    "grant_type must be authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:device_code or urn:ietf:params:oauth:grant-type:token-exchange",
                 ));
             }
         };

@@ -9,6 +9,7 @@ pub mod client_auth;
 pub mod clients;
 pub mod device;
 pub mod error;
+pub mod exchange;
 pub mod grants;
 pub mod issue;
 pub mod own_tokens;

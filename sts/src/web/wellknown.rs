@@ -69,7 +69,8 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
             "response_modes_supported": ["query", "form_post"],
             "grant_types_supported": [
                 "authorization_code", "refresh_token", "client_credentials",
-                "urn:ietf:params:oauth:grant-type:device_code"
+                "urn:ietf:params:oauth:grant-type:device_code",
+                "urn:ietf:params:oauth:grant-type:token-exchange"
             ],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],

@@ -40,6 +40,12 @@ pub enum GrantType {
         alias = "device_code"
     )]
     DeviceCode,
+    /// RFC 8693, token exchange (on behalf of a user, by a confidential client).
+    #[serde(
+        rename = "urn:ietf:params:oauth:grant-type:token-exchange",
+        alias = "token_exchange"
+    )]
+    TokenExchange,
 }
 
 impl GrantType {
@@ -49,6 +55,7 @@ impl GrantType {
             GrantType::RefreshToken => "refresh_token",
             GrantType::ClientCredentials => "client_credentials",
             GrantType::DeviceCode => crate::oauth::device::DEVICE_CODE_GRANT,
+            GrantType::TokenExchange => crate::oauth::exchange::TOKEN_EXCHANGE_GRANT,
         }
     }
 }
@@ -82,8 +89,7 @@ impl AuthMethod {
     }
 }
 
-/// Scopes every client may be given unless it lists its own. (No `offline_access`: refresh tokens are bound
-/// to the SSO session and never outlive it.)
+/// Scopes every client may be given unless it lists its own (no `offline_access`: refresh tokens die with the SSO session).
 pub const STANDARD_SCOPES: [&str; 4] = ["openid", "profile", "email", "roles"];
 
 /// A validated application.
@@ -197,12 +203,15 @@ impl RawClient {
         if grant_types.is_empty() {
             return Err(ctx("`grant_types` must not be empty".into()));
         }
-        if grant_types.contains(&GrantType::ClientCredentials)
-            && self.client_type == ClientType::Public
+        if self.client_type == ClientType::Public
+            && let Some(g) = grant_types
+                .iter()
+                .find(|g| matches!(g, GrantType::ClientCredentials | GrantType::TokenExchange))
         {
-            return Err(ctx(
-                "client_credentials is only for confidential clients".into()
-            ));
+            return Err(ctx(format!(
+                "{} is only for confidential clients",
+                g.as_str()
+            )));
         }
         if grant_types.contains(&GrantType::RefreshToken)
             && !grant_types.contains(&GrantType::AuthorizationCode)
