@@ -339,6 +339,25 @@ pub fn node_bin() -> String {
     node.trim().to_string()
 }
 
+/// npm `oidc-provider` (peers/node/oidc-idp.mjs) as the upstream IdP of the STS at `sts`: one client `sts`
+/// with `secret` and the STS's OIDC callback, and `users` (login_hint → claims).
+pub async fn start_oidc_idp(sts: &str, secret: &str, users: serde_json::Value) -> Peer {
+    let config = serde_json::json!({
+        "clients": [{
+            "client_id": "sts", "client_secret": secret,
+            "redirect_uris": [format!("{sts}/sso/sso-openid/openid-login")],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": ["authorization_code"], "response_types": ["code"],
+        }],
+        "users": users,
+    });
+    start_node_peer(
+        "oidc-idp.mjs",
+        &["--port", "0", "--config", &config.to_string()],
+    )
+    .await
+}
+
 /// Start `tests/peers/node/<script>` with `args` and wait for its `READY <issuer>` line.
 pub async fn start_node_peer(script: &str, args: &[&str]) -> Peer {
     start_node_peer_env(script, args, &[]).await

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use sts_tests::verifiers::pyjwt;
 use sts_tests::{
-    AppOptions, Peer, TestApp, browser, follow, node_bin, repo_root, spawn_app_on, start_node_peer,
-    sts_login_bin,
+    AppOptions, Peer, TestApp, browser, follow, node_bin, repo_root, spawn_app_on, sts_login_bin,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -28,23 +27,15 @@ struct Setup {
 async fn setup(extra: &str) -> Setup {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let sts = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let idp_config = serde_json::json!({
-        "clients": [{
-            "client_id": "sts", "client_secret": UPSTREAM_SECRET,
-            "redirect_uris": [format!("{sts}/sso/sso-openid/openid-login")],
-            "token_endpoint_auth_method": "client_secret_basic",
-            "grant_types": ["authorization_code"], "response_types": ["code"],
-        }],
-        "users": {
+    let idp = sts_tests::start_oidc_idp(
+        &sts,
+        UPSTREAM_SECRET,
+        serde_json::json!({
             "alice": {"sub": "alice", "email": "alice@example.com", "email_verified": true,
                       "name": "Alice Liddell", "preferred_username": "alice", "groups": ["staff"]},
             "bob": {"sub": "bob", "email": "bob@example.com", "email_verified": true, "name": "Bob",
                     "preferred_username": "bob", "groups": []},
-        }
-    });
-    let idp = start_node_peer(
-        "oidc-idp.mjs",
-        &["--port", "0", "--config", &idp_config.to_string()],
+        }),
     )
     .await;
     let config = format!(

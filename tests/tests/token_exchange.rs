@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sts_tests::verifiers::pyjwt;
-use sts_tests::{AppOptions, browser, follow, pkce, spawn_app_on, start_node_peer};
+use sts_tests::{AppOptions, browser, follow, pkce, spawn_app_on};
 
 const UPSTREAM_SECRET: &str = "upstream-secret-for-tests";
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -27,19 +27,11 @@ type Case = (
 async fn a_service_exchanges_a_users_token_on_their_behalf_and_nothing_wider() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let sts = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let idp_config = serde_json::json!({
-        "clients": [{
-            "client_id": "sts", "client_secret": UPSTREAM_SECRET,
-            "redirect_uris": [format!("{sts}/sso/sso-openid/openid-login")],
-            "token_endpoint_auth_method": "client_secret_basic",
-            "grant_types": ["authorization_code"], "response_types": ["code"],
-        }],
-        "users": {"alice": {"sub": "alice", "email": "alice@example.com", "email_verified": true,
-                            "name": "Alice", "preferred_username": "alice", "groups": ["staff"]}}
-    });
-    let idp = start_node_peer(
-        "oidc-idp.mjs",
-        &["--port", "0", "--config", &idp_config.to_string()],
+    let idp = sts_tests::start_oidc_idp(
+        &sts,
+        UPSTREAM_SECRET,
+        serde_json::json!({"alice": {"sub": "alice", "email": "alice@example.com", "email_verified": true,
+                            "name": "Alice", "preferred_username": "alice", "groups": ["staff"]}}),
     )
     .await;
     let config = format!(
